@@ -1,0 +1,229 @@
+"""The `ember` command (DESIGN §7): argument parsing and printing over the library's public API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ember_compiler.errors import EmberError, SpecInvalid, UsageError
+
+from . import output
+
+app = typer.Typer(
+    name="ember", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Design, validate, compile and run Networks of Networks (compound LLM systems).",
+)
+_state = {"debug": False}
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param or spec field: PATH=VALUE "
+                                                  "(e.g. candidates.n=9, params.n=9).")]
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML or JSON).")]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map library errors to one clear line and the exit codes of DESIGN §7."""
+    try:
+        yield
+    except SpecInvalid as exc:
+        from ember_compiler.spec.diagnostics import render_all
+
+        sys.stderr.write(render_all(exc.diagnostics) + "\n")
+        raise typer.Exit(1) from None
+    except EmberError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        output.error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug in Ember: still one line unless --debug
+        if _state["debug"]:
+            traceback.print_exc()
+        output.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        raise typer.Exit(1) from None
+
+
+def _sets(items: list[str] | None) -> dict[str, Any]:
+    from ember_compiler.compiler.sets import parse_set
+
+    return dict(parse_set(s) for s in items or [])
+
+
+def _compile(spec: Path, sets: list[str] | None):
+    from ember_compiler.compiler import compile_spec
+
+    return compile_spec(spec, _sets(sets))
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files or folders (all *.yaml, *.yml, *.json below).")],
+    format: Annotated[str, typer.Option("--format", help="text, json or github.")] = "text",
+) -> None:
+    """Check specs and report every problem as FILE:LINE:COL: error: MESSAGE."""
+    from ember_compiler.compiler.check import validate_paths
+
+    from ember_compiler.spec.diagnostics import render_all
+
+    if format not in ("text", "json", "github"):
+        raise typer.BadParameter("must be text, json or github", param_hint="--format")
+    with _errors():
+        diags = validate_paths([str(p) for p in paths])
+        errors = [d for d in diags if d.severity == "error"]
+        if format == "json" or diags:
+            output.print_text(render_all(diags, format))
+        if format == "text":
+            summary = f"Found {len(errors)} error{'s' if len(errors) != 1 else ''}." if errors else "All specs valid."
+            output.note(summary)
+        if errors:
+            raise typer.Exit(1)
+
+
+def _parse_inputs(items: list[str] | None, inputs_file: Path | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read --inputs {inputs_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--inputs {inputs_file} must hold a JSON object")
+        values.update(loaded)
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--input expects NAME=VALUE, got '{item}'")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=VALUE (VALUE parsed as JSON "
+                                                     "when it is JSON, else a string).")] = None,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="JSON file with the inputs.")] = None,
+    set: SetOpt = None,
+    seed: Annotated[int, typer.Option(help="Run seed (the sim and seeded models reproduce exactly).")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result.")] = False,
+) -> None:
+    """Run a spec once and print its outputs."""
+    from ember_compiler.runtime.run import run_plan
+
+    with _errors():
+        plan = _compile(spec, set)
+        result = run_plan(plan, _parse_inputs(input, inputs), seed=seed)
+        if json_out:
+            output.print_json({**result.to_json(), **({"error": result.error} if result.error else {})})
+        else:
+            for name, value in result.outputs.items():
+                output.print_text(f"{name}: {output.value_text(value)}" if len(result.outputs) > 1
+                                  else output.value_text(value))
+            u = result.usage
+            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
+            if result.run_dir is not None:
+                output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
+        if result.error:
+            output.error(result.error)
+            raise typer.Exit(1)
+
+
+@app.command(name="compile")
+def compile_(
+    spec: SpecArg,
+    format: Annotated[str, typer.Option("--format", help="json or text.")] = "json",
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan to this file.")] = None,
+    set: SetOpt = None,
+) -> None:
+    """Compile a spec into its xcs plan and print it."""
+    from ember_compiler.xcs.printing import to_text
+
+    if format not in ("json", "text"):
+        raise typer.BadParameter("must be json or text", param_hint="--format")
+    with _errors():
+        plan = _compile(spec, set)
+        text = json.dumps(plan.to_json(), indent=2) + "\n" if format == "json" else to_text(plan) + "\n"
+        if out is None:
+            output.print_text(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+            output.note(f"wrote {out} ({plan.hash[:19]}…)")
+
+
+@app.command()
+def graph(
+    spec: SpecArg,
+    format: Annotated[str, typer.Option("--format", help="mermaid or dot.")] = "mermaid",
+    set: SetOpt = None,
+) -> None:
+    """Draw a spec's plan as a Mermaid or Graphviz DOT graph."""
+    from ember_compiler.xcs.printing import to_dot, to_mermaid
+
+    if format not in ("mermaid", "dot"):
+        raise typer.BadParameter("must be mermaid or dot", param_hint="--format")
+    with _errors():
+        plan = _compile(spec, set)
+        output.print_text(to_mermaid(plan) if format == "mermaid" else to_dot(plan))
+
+
+@app.command(name="eval")
+def eval_(
+    spec: SpecArg,
+    data: Annotated[Path, typer.Option("--data", help="Dataset: JSONL rows (or a JSON list).")],
+    set: SetOpt = None,
+    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Rows in flight at once.")] = 64,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
+    from ember_compiler.eval.dataset import load_rows
+    from ember_compiler.eval.runner import eval_plan_async
+
+    from .progress import RowProgress
+
+    with _errors():
+        plan = _compile(spec, set)
+        rows = load_rows(data, limit)
+        with RowProgress(len(rows), enabled=not json_out) as progress:
+            result = asyncio.run(eval_plan_async(plan, rows, seed=seed, concurrency=concurrency,
+                                                 on_row=progress.update))
+        summary = result.to_json()
+        if json_out:
+            output.print_json(summary)
+        else:
+            acc = summary["metrics"]["accuracy"]
+            output.print_text(f"accuracy: {'n/a' if acc is None else f'{acc:.4f}'}  "
+                              f"({result.correct}/{result.scored} rows{f', {result.errors} errors' if result.errors else ''})")
+            u = result.usage
+            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
+            if result.run_dir is not None:
+                output.note(f"rows: {result.run_dir / 'rows.jsonl'}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec format."""
+    from ember_compiler.spec.schema import spec_json_schema
+
+    output.print_json(spec_json_schema())

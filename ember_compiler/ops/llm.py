@@ -1,0 +1,202 @@
+"""Runtime rules of the `llm` plan nodes: how each op builds its requests and reads its completions.
+
+A rule never talks to a provider: `build` returns requests through `CallContext.requests` (which
+batches samples into one request when the provider supports `n`), the runtime sends them, and
+`finish` turns the completions — in request order — into the node's output ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import templates
+from ..providers.base import Completion, Request
+from ..xcs.plan import PlanNode
+from . import prompts
+from .text import before_answer, extract_answer, normalize, parse_verdict, vote
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a rule needs to know about the call besides its input values."""
+
+    node: PlanNode
+    binding: dict[str, Any]
+    supports_n: bool
+    meta: dict[str, Any]  # seed, example_id, node_id, truth, choices, sim
+
+    def requests(self, messages: list[dict[str, str]], n: int = 1, offset: int = 0, **meta: Any) -> list[Request]:
+        """`n` samples of one prompt: one request with `n` if the provider can, else `n` requests."""
+        name = self.node.params["model"]
+        if self.supports_n or n == 1:
+            return [Request(name, self.binding, messages, n, {**self.meta, **meta, "sample_offset": offset})]
+        return [
+            Request(name, self.binding, messages, 1, {**self.meta, **meta, "sample_offset": offset + j})
+            for j in range(n)
+        ]
+
+
+def _messages(user: str, system: str | None = None) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs.append({"role": "user", "content": user})
+    return msgs
+
+
+def _texts(completions: list[Completion]) -> list[str]:
+    return [t for c in completions for t in c.texts]
+
+
+def usage(completions: list[Completion]) -> dict[str, int]:
+    return {
+        "input_tokens": sum(c.input_tokens for c in completions),
+        "output_tokens": sum(c.output_tokens for c in completions),
+        "samples": sum(len(c.texts) for c in completions),
+    }
+
+
+def _candidates(values: dict[str, Any]) -> list[str]:
+    raw = values.get("candidates")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raw = [raw]
+    return [c if isinstance(c, str) else str(c) for c in raw if c is not None]
+
+
+def _question(values: dict[str, Any]) -> str:
+    q = values.get("question")
+    return "" if q is None else q if isinstance(q, str) else str(q)
+
+
+def _custom_prompt(node: PlanNode, values: dict[str, Any]) -> str | None:
+    src = node.params.get("prompt")
+    return templates.render(src, values.get("vars") or {}) if src else None
+
+
+# --- generate / ensemble -------------------------------------------------------------------------
+
+def build_sampled(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+    tvars = values.get("vars") or {}
+    system = node.params.get("system")
+    messages = _messages(
+        templates.render(node.params["prompt"], tvars),
+        templates.render(system, tvars) if system else None,
+    )
+    return ctx.requests(messages, node.params.get("n", 1), role="generate")
+
+
+def finish_generate(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    text = _texts(completions)[0]
+    return {"text": text, "answer": extract_answer(text, node.params.get("extract")), "usage": usage(completions)}
+
+
+def finish_ensemble(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    texts = _texts(completions)
+    regex = node.params.get("extract")
+    return {"responses": texts, "answers": [extract_answer(t, regex) for t in texts], "usage": usage(completions)}
+
+
+# --- judge / select ------------------------------------------------------------------------------
+
+def _build_choice(role: str, default: Callable[[str, list[str]], str]):
+    def build(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+        cands = _candidates(values)
+        if not cands:
+            return []
+        prompt = _custom_prompt(node, values) or default(_question(values), cands)
+        answers = [extract_answer(c) for c in cands]
+        return ctx.requests(_messages(prompt), 1, role=role, candidates=cands, candidate_answers=answers)
+
+    return build
+
+
+def finish_judge(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    if not completions:
+        return {"answer": None, "reasoning": "", "text": ""}
+    text = completions[0].texts[0]
+    return {"answer": extract_answer(text), "reasoning": before_answer(text), "text": text}
+
+
+def finish_select(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    cands = _candidates(values)
+    if not completions or not cands:
+        return {"answer": None, "index": None}
+    answers = [extract_answer(c) for c in cands]
+    said = extract_answer(completions[0].texts[0])
+    index = _chosen_index(said, answers)
+    return {"answer": answers[index], "index": index}
+
+
+def _chosen_index(said: str, answers: list[str]) -> int:
+    """The 0-based candidate a selector named: by number, else by answer text, else the first."""
+    digits = said.strip().lstrip("#").split()[0].rstrip(".):") if said.strip() else ""
+    if digits.isdigit() and 1 <= int(digits) <= len(answers):
+        return int(digits) - 1
+    wanted = normalize(said, "lower")
+    for i, a in enumerate(answers):
+        if normalize(a, "lower") == wanted:
+            return i
+    return 0
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+def build_verify(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+    question = _question(values)
+    custom = _custom_prompt(node, values)
+    out: list[Request] = []
+    for i, cand in enumerate(_candidates(values)):
+        prompt = prompts.verify(question, cand) if custom is None else f"{custom}\n\nProposed answer: {cand}"
+        out += ctx.requests(_messages(prompt), 1, offset=i, role="verify", candidate=cand,
+                            candidate_answer=extract_answer(cand))
+    return out
+
+
+def finish_verify(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    answers = [extract_answer(c) for c in _candidates(values)]
+    verdicts = [parse_verdict(c.texts[0]) for c in completions]
+    accepted = [a for a, ok in zip(answers, verdicts, strict=True) if ok]
+    if accepted:
+        answer = accepted[0] if node.params.get("then", "first") == "first" else vote(accepted)["answer"]
+    else:
+        fallback = node.params.get("fallback", "first")
+        answer = None if fallback == "none" or not answers else answers[0] if fallback == "first" else vote(answers)["answer"]
+    return {"verdicts": verdicts, "accepted": accepted, "answer": answer}
+
+
+# --- refine rounds -------------------------------------------------------------------------------
+
+def build_prove(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+    prompt = prompts.prove(_question(values), values.get("previous"), values.get("feedback"))
+    return ctx.requests(_messages(prompt), 1, role="generate")
+
+
+def build_check(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+    cand = values.get("candidate")
+    cand = "" if cand is None else str(cand)
+    return ctx.requests(_messages(prompts.verify(_question(values), cand)), 1, role="verify",
+                        candidate=cand, candidate_answer=extract_answer(cand))
+
+
+def finish_check(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
+    text = completions[0].texts[0]
+    return {"accepted": parse_verdict(text), "text": text}
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRule:
+    build: Callable[[PlanNode, dict[str, Any], CallContext], list[Request]]
+    finish: Callable[[PlanNode, dict[str, Any], list[Completion]], dict[str, Any]]
+
+
+LLM_RULES: dict[str, LLMRule] = {
+    "generate": LLMRule(build_sampled, finish_generate),
+    "ensemble": LLMRule(build_sampled, finish_ensemble),
+    "judge": LLMRule(_build_choice("judge", prompts.judge), finish_judge),
+    "select": LLMRule(_build_choice("select", prompts.select), finish_select),
+    "verify": LLMRule(build_verify, finish_verify),
+    "refine_prove": LLMRule(build_prove, finish_generate),
+    "refine_check": LLMRule(build_check, finish_check),
+}

@@ -1,0 +1,92 @@
+"""Text conventions shared by every op (DESIGN §2): answer extraction, normalization, voting, verdicts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+_ANSWER_LINE = re.compile(r"^[ \t>*_#-]*answer[*_]*[ \t]*[:：][ \t*_]*(.*?)[ \t*_]*$", re.IGNORECASE | re.MULTILINE)
+_VERDICT_LINE = re.compile(r"^[ \t>*_#-]*verdict[*_]*[ \t]*:[ \t]*[*_]*(yes|no)\b", re.IGNORECASE | re.MULTILINE)
+
+
+@lru_cache(maxsize=256)
+def _pattern(regex: str) -> re.Pattern[str]:
+    return re.compile(regex, re.IGNORECASE | re.MULTILINE)
+
+
+def extract_answer(text: Any, regex: str | None = None) -> str:
+    """The answer in a model's text.
+
+    With `regex` (one group): the group of its last match, else the whole stripped text. Default: the
+    text after the last `Answer:` line (case-insensitive), else the whole stripped text.
+    """
+    if text is None:
+        return ""
+    text = text if isinstance(text, str) else str(text)
+    pattern = _pattern(regex) if regex else _ANSWER_LINE
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - we want the last match
+        pass
+    if last is not None and last.groups():
+        found = last.group(1).strip()
+        if found:
+            return found
+    return text.strip()
+
+
+def normalize(answer: Any, mode: str = "strip") -> str:
+    """`none` keeps the text, `strip` trims it, `lower` also lowercases, `number` canonicalizes numbers."""
+    text = "" if answer is None else (answer if isinstance(answer, str) else str(answer))
+    if mode == "none":
+        return text
+    text = text.strip()
+    if mode == "lower":
+        return text.lower()
+    if mode == "number":
+        cleaned = text.replace(",", "").replace("$", "").rstrip(".").strip()
+        try:
+            value = float(cleaned)
+        except ValueError:
+            return text
+        return str(int(value)) if value.is_integer() else repr(value)
+    return text
+
+
+def vote(candidates: Iterable[Any], regex: str | None = None, mode: str = "strip") -> dict[str, Any]:
+    """Plurality over extracted, normalized answers; ties go to the answer seen first. Nulls are skipped."""
+    counts: dict[str, int] = {}
+    for c in candidates:
+        if c is None:
+            continue
+        key = normalize(extract_answer(c, regex), mode)
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return {"answer": None, "counts": {}, "confidence": 0.0}
+    best, votes = None, -1
+    for key, v in counts.items():  # dicts keep first-seen order, so ">" keeps the first on ties
+        if v > votes:
+            best, votes = key, v
+    return {"answer": best, "counts": counts, "confidence": votes / sum(counts.values())}
+
+
+def parse_verdict(text: str) -> bool:
+    """True for a final `Verdict: yes` line (or a JSON {"verdict": "yes"}); anything else rejects."""
+    last = None
+    for last in _VERDICT_LINE.finditer(text or ""):  # noqa: B007
+        pass
+    if last is not None:
+        return last.group(1).lower() == "yes"
+    stripped = (text or "").strip().lower()
+    if stripped.startswith("{") and '"verdict"' in stripped:
+        return '"yes"' in stripped or "true" in stripped
+    return stripped.startswith("yes")
+
+
+def before_answer(text: str) -> str:
+    """The reasoning: the text before the last `Answer:` line."""
+    last = None
+    for last in _ANSWER_LINE.finditer(text or ""):  # noqa: B007
+        pass
+    return (text[: last.start()] if last else text or "").strip()

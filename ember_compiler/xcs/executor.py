@@ -1,0 +1,163 @@
+"""Execute a plan: ready-set dataflow on asyncio.
+
+Every node starts the moment its last input is ready — no waves, no barriers. `fn` nodes run inline
+(they are pure and cheap); `llm` nodes become tasks whose requests go through the runtime's gates,
+ordered by the longest remaining path so a long chain is not starved by wide fan-outs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..errors import NodeFailed
+from ..ops.fns import FUNCTIONS, NULL_TOLERANT
+from ..ops.llm import LLM_RULES, CallContext
+from ..providers.base import Completion, Request
+from .exprs import SKIPPED, Resolver, Skip, compile_expr
+from .plan import Plan, PlanNode
+
+
+class CallSink(Protocol):
+    """What the executor needs from the runtime: a way to send one request, and call bookkeeping."""
+
+    def supports_n(self, binding: dict[str, Any]) -> bool: ...
+
+    def complete(self, request: Request, priority: int, row: Any) -> Awaitable[Completion]: ...
+
+
+class _Compiled:
+    __slots__ = ("node", "inputs", "guards", "fn", "rule", "dependents", "indegree", "priority")
+
+    def __init__(self, node: PlanNode) -> None:
+        self.node = node
+        tolerant = node.kind == "fn" and node.op in NULL_TOLERANT
+        self.inputs: list[tuple[str, Resolver]] = [(p, compile_expr(e, tolerant)) for p, e in node.inputs.items()]
+        self.guards: list[Resolver] = [compile_expr(e) for e in node.when]
+        self.fn = FUNCTIONS[node.op] if node.kind == "fn" else None
+        self.rule = LLM_RULES[node.op] if node.kind == "llm" else None
+        if self.fn is None and self.rule is None:
+            raise ValueError(f"node '{node.id}': unknown {node.kind} op '{node.op}'")
+        self.dependents: list[int] = []
+        self.indegree = 0
+        self.priority = 0
+
+
+class Executor:
+    """A plan compiled for execution; `execute` runs it once for one set of inputs."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.nodes = [_Compiled(n) for n in plan.nodes]
+        index = {n.id: i for i, n in enumerate(plan.nodes)}
+        for i, c in enumerate(self.nodes):
+            deps = c.node.deps()
+            c.indegree = len(deps)
+            for d in deps:
+                self.nodes[index[d]].dependents.append(i)
+        for c in reversed(self.nodes):  # plan order is topological
+            below = max((self.nodes[j].priority for j in c.dependents), default=0)
+            c.priority = below + (1 if c.rule else 0)
+        self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
+        self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
+
+    async def execute(
+        self,
+        sink: CallSink,
+        inputs: dict[str, Any],
+        meta: dict[str, Any],
+        row: Any = None,
+        on_node: Callable[[PlanNode, float, float, str], None] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure."""
+        nodes = self.nodes
+        results: dict[str, Any] = {}
+        pending = [c.indegree for c in nodes]
+        left = len(nodes)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        tasks: set[asyncio.Task] = set()
+        started: dict[int, float] = {}
+
+        def finish(i: int, value: Any) -> None:
+            nonlocal left
+            c = nodes[i]
+            results[c.node.id] = value
+            if on_node is not None:
+                on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
+            left -= 1
+            for j in c.dependents:
+                pending[j] -= 1
+                if pending[j] == 0:
+                    start(j)
+            if left == 0 and not done.done():
+                done.set_result(None)
+
+        def fail(i: int, exc: BaseException) -> None:
+            if not done.done():
+                node = nodes[i].node
+                done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
+
+        def start(i: int) -> None:
+            if done.done():
+                return
+            c = nodes[i]
+            if on_node is not None:
+                started[i] = time.time()
+            try:
+                values = {port: f(results, inputs) for port, f in c.inputs}
+                if not all(g(results, inputs) for g in c.guards):
+                    finish(i, SKIPPED)
+                    return
+            except Skip:
+                finish(i, SKIPPED)
+                return
+            except Exception as exc:  # a bad template or expression names its node
+                fail(i, exc)
+                return
+            if c.fn is not None:
+                try:
+                    out = c.fn(c.node, values)
+                except Exception as exc:
+                    fail(i, exc)
+                    return
+                finish(i, out)
+                return
+            task = loop.create_task(self._call(c, values, sink, meta, row))
+            tasks.add(task)
+            task.add_done_callback(lambda t, i=i: _settle(t, i))
+
+        def _settle(task: asyncio.Task, i: int) -> None:
+            tasks.discard(task)
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                fail(i, exc)
+            else:
+                finish(i, task.result())
+
+        if not nodes:
+            done.set_result(None)
+        for i in self.roots:
+            start(i)
+        try:
+            await done
+        finally:
+            for t in tasks:
+                t.cancel()
+        outputs = {k: f(results, inputs) for k, f in self.outputs}
+        return outputs, results
+
+    async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any):
+        node = c.node
+        binding = self.plan.models[node.params["model"]]
+        ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
+        requests = c.rule.build(node, values, ctx)
+        if len(requests) == 1:
+            completions = [await sink.complete(requests[0], c.priority, row)]
+        else:
+            completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
+        return c.rule.finish(node, values, completions)
