@@ -1,0 +1,32 @@
+"""The compiler: spec file -> validated spec -> plan -> passes (DESIGN §1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ember_compiler.compiler.analysis import PlanStats as PlanStats
+from ember_compiler.compiler.analysis import analyze as analyze
+from ember_compiler.compiler.lower import lower as lower
+from ember_compiler.compiler.passes import run_passes as run_passes
+from ember_compiler.xcs.plan import Plan
+
+__all__ = ["PlanStats", "analyze", "compile_spec", "lower", "run_passes"]
+
+
+def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimize: bool = True) -> Plan:
+    """Load, check and lower the spec at ``path``, then run the default passes.
+
+    Args:
+        path: the spec file; node sources in the plan use this path as given.
+        sets: ``--set`` overrides (dotted path -> value), applied by the checker.
+        optimize: run the passes (``prune``); False returns the plan as lowered.
+
+    Raises:
+        SpecInvalid: the spec (or a sub-spec) failed validation, with every diagnostic.
+    """
+    from ember_compiler.compiler.check import load_spec  # written alongside; imported on use
+
+    doc, spec = load_spec(path, sets)
+    plan = lower(doc, spec, load_spec=load_spec)
+    return run_passes(plan) if optimize else plan

@@ -46,9 +46,9 @@ class ModelBinding(_Strict):
 
     provider: str = Field(..., description="openai, anthropic, gemini, local, sim, or a registered plugin.")
     model: str | None = None
-    temperature: float | Ref | None = Field(None, ge=0)
-    max_tokens: int | Ref | None = Field(None, ge=1)
-    top_p: float | Ref | None = Field(None, ge=0, le=1)
+    temperature: Annotated[float, Field(ge=0)] | Ref | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | Ref | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     seed: int | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -57,13 +57,13 @@ class ModelBinding(_Strict):
     max_retries: int | None = Field(None, ge=0)
     price: Price | None = None
     # sim provider (DESIGN §3)
-    accuracy: float | Ref | None = Field(None, ge=0, le=1)
+    accuracy: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     choices: list[str] | None = None
     wrong_weights: list[float] | None = None
     tpr: float | None = Field(None, ge=0, le=1)
     fpr: float | None = Field(None, ge=0, le=1)
     judge_accuracy: float | None = Field(None, ge=0, le=1)
-    latency_ms: float | Ref | None = Field(None, ge=0)
+    latency_ms: Annotated[float, Field(ge=0)] | Ref | None = None
 
 
 class _Node(_Strict):
@@ -85,7 +85,7 @@ class EnsembleNode(_Node):
     op: Literal["ensemble"]
     model: str | None = None
     models: list[str] | None = None
-    n: int | Ref = Field(1, ge=1, description="Samples per model.")
+    n: Annotated[int, Field(ge=1)] | Ref = Field(1, description="Samples per model.")
     prompt: str
     system: str | None = None
     extract: str | None = None
@@ -129,7 +129,7 @@ class RefineNode(_Node):
     prover: str
     verifier: str
     question: Any
-    max_rounds: int | Ref = Field(3, ge=1)
+    max_rounds: Annotated[int, Field(ge=1)] | Ref = 3
 
 
 class FirstNode(_Node):
