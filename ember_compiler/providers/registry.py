@@ -1,0 +1,160 @@
+"""The provider registry: binding checks before any call, instance keys, and construction.
+
+`PROVIDERS` maps a `provider:` name to a factory `factory(binding, *, transport) -> Provider`, which
+may carry a `check_binding(binding_name, binding)` attribute for pre-flight checks. Plugins add
+factories through the entry-point group `ember.providers` (loaded on first use) or
+`register_provider`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import httpx2
+
+from ..errors import ConfigError
+from ..spec.diagnostics import did_you_mean
+from . import local as _local
+from .base import Provider
+from .openai import DEFAULT_BASE_URL, OpenAIProvider
+from .sim import SimProvider, build_config
+
+ENTRY_POINT_GROUP = "ember.providers"
+Factory = Callable[..., Provider]
+
+NOT_YET = {
+    # both vendors also serve an OpenAI-compatible endpoint, which works today through `openai`
+    "anthropic": ("ANTHROPIC_API_KEY", "https://api.anthropic.com/v1"),
+    "gemini": ("GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta/openai"),
+}
+
+
+# -- built-in providers -------------------------------------------------------------------------------
+
+def openai_key_env(binding: dict[str, Any]) -> str | None:
+    """The variable holding the key for an `openai` binding. A custom `base_url` gets a key only when
+    the binding names `api_key_env`: a spec must not be able to send OPENAI_API_KEY to any server."""
+    if binding.get("api_key_env"):
+        return str(binding["api_key_env"])
+    base_url = (binding.get("base_url") or "").rstrip("/")
+    return "OPENAI_API_KEY" if base_url in ("", DEFAULT_BASE_URL) else None
+
+
+def _openai(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+    env = openai_key_env(binding)
+    return OpenAIProvider(
+        base_url=binding.get("base_url"),
+        api_key=(os.environ.get(env) or None) if env else None,
+        transport=transport,
+        timeout_s=binding.get("timeout_s") or 60,
+        max_retries=2 if binding.get("max_retries") is None else binding["max_retries"],
+    )
+
+
+def _check_openai(binding_name: str, binding: dict[str, Any]) -> None:
+    where = f"model '{binding_name}' (provider openai)"
+    env = openai_key_env(binding)
+    if env and not os.environ.get(env):
+        raise ConfigError(f"{where} needs an API key: set {env}")
+    if not binding.get("base_url") and not binding.get("model"):
+        raise ConfigError(f"{where} needs `model:` (for example gpt-4o-mini)")
+
+
+def _local_provider(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+    kwargs: dict[str, Any] = {"transport": transport}
+    if binding.get("timeout_s"):
+        kwargs["timeout_s"] = binding["timeout_s"]
+    return _local.LocalProvider(_local.resolve_model_path(binding), **kwargs)
+
+
+def _check_local(binding_name: str, binding: dict[str, Any]) -> None:
+    if not _local.have_xllamacpp():
+        raise ConfigError(f"model '{binding_name}' (provider local) needs the llama.cpp server: "
+                          f"{_local.INSTALL_LOCAL}")
+    _local.check_model_file(_local.resolve_model_path(binding), binding_name)
+
+
+def _sim(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+    return SimProvider()
+
+
+def _check_sim(binding_name: str, binding: dict[str, Any]) -> None:
+    try:
+        build_config(binding)
+    except ConfigError as exc:
+        raise ConfigError(f"model '{binding_name}' (provider sim): {exc}") from None
+
+
+_openai.check_binding = _check_openai  # type: ignore[attr-defined]
+_local_provider.check_binding = _check_local  # type: ignore[attr-defined]
+_sim.check_binding = _check_sim  # type: ignore[attr-defined]
+
+PROVIDERS: dict[str, Factory] = {"openai": _openai, "local": _local_provider, "sim": _sim}
+
+
+def register_provider(name: str, factory: Factory) -> None:
+    """Add (or replace) a provider in this process; entry points do the same for installed plugins."""
+    PROVIDERS[name] = factory
+
+
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_providers() -> list[str]:
+    return sorted({*PROVIDERS, *NOT_YET, *_entry_points()})
+
+
+def _factory(binding_name: str | None, provider: Any) -> Factory:
+    model = f"model '{binding_name}'" if binding_name else "a model"
+    if not provider:
+        raise ConfigError(f"{model} needs `provider:` (one of {', '.join(known_providers())})")
+    factory = PROVIDERS.get(provider)
+    if factory is not None:
+        return factory
+    if provider in NOT_YET:
+        env, url = NOT_YET[provider]
+        raise ConfigError(
+            f"{model} (provider {provider}): provider '{provider}' is not implemented in this "
+            f"release; use its OpenAI-compatible endpoint instead: provider: openai, base_url: {url}, "
+            f"api_key_env: {env}"
+        )
+    ep = _entry_points().get(provider)
+    if ep is None:
+        hint = did_you_mean(str(provider), known_providers())
+        raise ConfigError(f"{model}: unknown provider '{provider}'"
+                          + (f"; {hint}" if hint else f" (known: {', '.join(known_providers())})"))
+    factory = PROVIDERS[provider] = ep.load()
+    return factory
+
+
+# -- the API the runtime uses ------------------------------------------------------------------------
+
+def provider_key(binding: dict[str, Any]) -> tuple:
+    """Calls whose bindings share this key share one provider instance (and its connection pool)."""
+    provider = str(binding.get("provider"))
+    if provider == "sim":
+        return ("sim",)
+    if provider == "local":
+        return ("local", _local.resolve_model_path(binding))
+    base_url = (binding.get("base_url") or "").rstrip("/") or None
+    if provider == "openai":
+        return (provider, base_url or DEFAULT_BASE_URL, openai_key_env(binding))
+    return (provider, base_url, binding.get("api_key_env"))
+
+
+def check_binding(binding_name: str, binding: dict[str, Any]) -> None:
+    """Raise ConfigError for a binding that cannot work: unknown provider, missing key, missing extra."""
+    check = getattr(_factory(binding_name, binding.get("provider")), "check_binding", None)
+    if check is not None:
+        check(binding_name, binding)
+
+
+def create_provider(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+    """A new provider instance for this binding (the caller shares it per `provider_key`)."""
+    return _factory(None, binding.get("provider"))(binding, transport=transport)

@@ -1,0 +1,291 @@
+"""The sim provider (DESIGN §3): an analytical model of an LLM, exact and deterministic.
+
+Every sample is an independent draw from two uniforms hashed out of (run seed [+ binding seed],
+example id, node id, sample index) with blake2b — stable across processes and Python versions.
+The first uniform decides correct/accept; the second picks which wrong answer or candidate.
+Hot path: per-binding settings are parsed once and cached; a sample costs about a microsecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import struct
+from bisect import bisect_right
+from typing import Any
+
+from ..errors import ConfigError, ProviderError
+from ..spec.diagnostics import did_you_mean
+from .base import Completion, Request
+
+DEFAULT_CHOICES = ("A", "B", "C", "D")
+FIELDS = ("accuracy", "choices", "wrong_weights", "tpr", "fpr", "judge_accuracy", "latency_ms", "seed")
+_ROLES = ("generate", "judge", "select", "verify")
+_INV64 = 2.0**-64
+_unpack = struct.Struct("<QQ").unpack
+_blake2b = hashlib.blake2b
+_ANSWER_LINE = re.compile(r"^[ \t]*answer[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+_PREFIX = {
+    "generate": "Reasoning (sim).\nAnswer: ",
+    "judge": "Comparing the candidates (sim).\nAnswer: ",
+    "select": "Selecting the best candidate (sim).\nAnswer: ",
+    "verify": "Checking the candidate (sim).\nVerdict: ",
+}
+
+
+def _num(name: str, value: Any, lo: float = 0.0, hi: float = 1.0) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"sim field '{name}' must be a number, got {value!r}") from None
+    if not lo <= x <= hi:
+        raise ConfigError(f"sim field '{name}' must be between {lo:g} and {hi:g}, got {x:g}")
+    return x
+
+
+class SimConfig:
+    """Resolved sim settings for one binding (plus any per-row overrides)."""
+
+    __slots__ = ("accuracy", "judge_accuracy", "tpr", "fpr", "choices", "wrong_weights", "latency_s",
+                 "seed", "_pools")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        g = fields.get
+        self.accuracy = _num("accuracy", g("accuracy", 0.7))
+        ja = g("judge_accuracy")
+        self.judge_accuracy = self.accuracy if ja is None else _num("judge_accuracy", ja)
+        self.tpr = _num("tpr", g("tpr", 0.9))
+        self.fpr = _num("fpr", g("fpr", 0.1))
+        self.latency_s = _num("latency_ms", g("latency_ms", 0), 0.0, float("inf")) / 1000.0
+        seed = g("seed")
+        self.seed = 0 if seed is None else int(seed)
+        ch = g("choices")
+        self.choices: tuple[str, ...] | None = None if ch is None else tuple(str(c) for c in ch)
+        if self.choices is not None and not self.choices:
+            raise ConfigError("sim field 'choices' must not be empty")
+        ww = g("wrong_weights")
+        self.wrong_weights: tuple[float, ...] | None = None
+        if ww is not None:
+            self.wrong_weights = tuple(_num("wrong_weights", w, 0.0, float("inf")) for w in ww)
+            if not any(self.wrong_weights):
+                raise ConfigError("sim field 'wrong_weights' needs at least one positive weight")
+        # (choices, truth) -> (wrong answers, cumulative weights or None for uniform)
+        self._pools: dict[tuple, tuple[tuple[str, ...], list[float] | None]] = {}
+
+    def wrong_pool(self, choices: tuple[str, ...], truth: str | None):
+        key = (choices, truth)
+        pool = self._pools.get(key)
+        if pool is None:
+            if truth is not None and truth in choices:
+                wrong = tuple(c for c in choices if c != truth)
+                cum = self._cumulative(len(wrong), strict=True)
+            else:  # no truth, or truth outside the answer space: draw from all choices
+                wrong = choices
+                cum = self._cumulative(len(wrong), strict=False) if truth is not None else None
+            pool = (wrong, cum)
+            if len(self._pools) < 4096:
+                self._pools[key] = pool
+        return pool
+
+    def _cumulative(self, k: int, *, strict: bool) -> list[float] | None:
+        w = self.wrong_weights
+        if w is None:
+            return None
+        if len(w) != k:
+            if not strict:
+                return None
+            raise ConfigError(
+                f"sim field 'wrong_weights' has {len(w)} weights but there are {k} wrong choices "
+                "(one weight per choice, in order, with the correct answer left out)"
+            )
+        total, cum = sum(w), []
+        acc = 0.0
+        for x in w:
+            acc += x / total
+            cum.append(acc)
+        return cum
+
+
+def _check_override_keys(d: dict[str, Any]) -> None:
+    for k in d:
+        if k not in FIELDS:
+            hint = did_you_mean(k, FIELDS)
+            raise ConfigError(f"unknown sim field '{k}' in the row's sim overrides" + (f"; {hint}" if hint else ""))
+
+
+def build_config(binding: dict[str, Any]) -> SimConfig:
+    """Parse a binding's sim fields; raises ConfigError on bad values (used by check_binding)."""
+    return SimConfig({k: binding[k] for k in FIELDS if binding.get(k) is not None})
+
+
+def extract_answer(text: str) -> str:
+    """DESIGN §2 default extraction: the text after the last `Answer:` line, else the stripped text."""
+    found = _ANSWER_LINE.findall(text)
+    return found[-1] if found else text.strip()
+
+
+class SimProvider:
+    name = "sim"
+    supports_n = True
+
+    def __init__(self) -> None:
+        self._configs: dict[int, tuple[dict[str, Any], SimConfig]] = {}
+        self._row_configs: dict[tuple, tuple[dict[str, Any], dict[str, Any], SimConfig]] = {}
+
+    def default_concurrency(self, binding: dict[str, Any]) -> int:
+        return 100_000
+
+    async def aclose(self) -> None:
+        self._configs.clear()
+        self._row_configs.clear()
+
+    def _base_config(self, binding: dict[str, Any]) -> SimConfig:
+        # Bindings are shared dicts from the plan: cache by identity (the stored ref keeps the id unique).
+        hit = self._configs.get(id(binding))
+        if hit is not None and hit[0] is binding:
+            return hit[1]
+        cfg = build_config(binding)
+        self._configs[id(binding)] = (binding, cfg)
+        return cfg
+
+    def config_for(self, request: Request) -> SimConfig:
+        binding = request.model
+        over = request.meta.get("sim")
+        if not over:
+            return self._base_config(binding)
+        key = (id(binding), id(over), request.binding)
+        hit = self._row_configs.get(key)
+        if hit is not None and hit[0] is binding and hit[1] is over:
+            return hit[2]
+        cfg = self._merge(binding, over, request.binding)
+        if len(self._row_configs) >= 4096:
+            self._row_configs.clear()
+        self._row_configs[key] = (binding, over, cfg)
+        return cfg
+
+    def _merge(self, binding: dict[str, Any], over: dict[str, Any], name: str) -> SimConfig:
+        """binding < flat row overrides < row overrides for this binding (exact name, else last segment)."""
+        flat = {k: v for k, v in over.items() if not isinstance(v, dict)}
+        _check_override_keys(flat)
+        per = over.get(name)
+        if not isinstance(per, dict):
+            per = over.get(name.rsplit("/", 1)[-1])
+        if not isinstance(per, dict):
+            per = {}
+        _check_override_keys(per)
+        if not flat and not per:
+            return self._base_config(binding)
+        fields = {k: binding[k] for k in FIELDS if binding.get(k) is not None}
+        fields.update(flat)
+        fields.update(per)
+        return SimConfig(fields)
+
+    async def complete(self, request: Request) -> Completion:
+        cfg = self.config_for(request)
+        if cfg.latency_s > 0:
+            await asyncio.sleep(cfg.latency_s)
+        return self.sample(request, cfg)
+
+    def sample(self, request: Request, cfg: SimConfig) -> Completion:
+        meta = request.meta
+        get = meta.get
+        role = get("role") or "generate"
+        if role not in _PREFIX:
+            raise ProviderError(f"sim: unknown role {role!r} (expected one of {', '.join(_ROLES)})")
+        truth = get("truth")
+        if truth is not None:
+            truth = str(truth).strip()
+        seed = get("seed") or 0
+        if cfg.seed:
+            seed += cfg.seed
+        base = _blake2b(
+            f"{seed}\x1f{get('example_id', '')}\x1f{get('node_id', request.binding)}\x1f".encode(),
+            digest_size=16,
+        )
+        start = get("sample_offset") or 0
+        n = request.n
+        prefix = _PREFIX[role]
+        texts: list[str] = []
+        out_chars = 0
+
+        if role == "generate":
+            choices = cfg.choices or _as_choices(get("choices")) or DEFAULT_CHOICES
+            wrong, cum = cfg.wrong_pool(choices, truth)
+            p, k = cfg.accuracy, len(wrong)
+            for j in range(start, start + n):
+                h = base.copy()
+                h.update(b"%d" % j)
+                u1, u2 = _unpack(h.digest())
+                if truth is not None and (u1 * _INV64 < p or k == 0):
+                    ans = truth
+                elif cum is None:
+                    ans = wrong[(u2 * k) >> 64]
+                else:
+                    ans = wrong[min(bisect_right(cum, u2 * _INV64), k - 1)]
+                text = prefix + ans
+                texts.append(text)
+                out_chars += (len(text) + 3) >> 2
+        elif role == "verify":
+            cand = get("candidate_answer")
+            if cand is None:
+                raw = get("candidate")
+                cand = None if raw is None else extract_answer(str(raw))
+            if truth is None:
+                p = 0.5
+            else:
+                p = cfg.tpr if cand is not None and str(cand).strip() == truth else cfg.fpr
+            for j in range(start, start + n):
+                h = base.copy()
+                h.update(b"%d" % j)
+                text = prefix + ("yes" if _unpack(h.digest())[0] * _INV64 < p else "no")
+                texts.append(text)
+                out_chars += (len(text) + 3) >> 2
+        else:  # judge / select
+            answers = _candidate_answers(meta)
+            distinct = list(dict.fromkeys(a for a in answers if a is not None))
+            if not distinct and role == "select":
+                raise ProviderError("sim: select needs at least one candidate")
+            has_truth = truth is not None and truth in distinct
+            others = [a for a in distinct if a != truth] if has_truth else distinct
+            p, k = cfg.judge_accuracy, len(others)
+            for j in range(start, start + n):
+                h = base.copy()
+                h.update(b"%d" % j)
+                u1, u2 = _unpack(h.digest())
+                if not distinct:  # a judge with nothing to judge answers like a generator
+                    choices = cfg.choices or _as_choices(get("choices")) or DEFAULT_CHOICES
+                    ans = truth if truth is not None and u1 * _INV64 < cfg.accuracy else choices[(u2 * len(choices)) >> 64]
+                elif has_truth and (k == 0 or u1 * _INV64 < p):
+                    ans = truth
+                else:
+                    ans = others[(u2 * k) >> 64]
+                text = prefix + (str(answers.index(ans) + 1) if role == "select" else ans)
+                texts.append(text)
+                out_chars += (len(text) + 3) >> 2
+
+        in_chars = 0
+        for m in request.messages:
+            in_chars += len(m.get("content") or "")
+        return Completion(
+            texts=texts,
+            input_tokens=(in_chars + 3) >> 2,
+            output_tokens=out_chars,
+            model="sim",
+            finish_reasons=["stop"] * n,
+        )
+
+
+def _as_choices(value: Any) -> tuple[str, ...] | None:
+    if not value or not isinstance(value, (list, tuple)):
+        return None
+    return tuple(str(c) for c in value)
+
+
+def _candidate_answers(meta: dict[str, Any]) -> list[str | None]:
+    """Extracted answers, None kept in place (a skipped candidate) so select's index stays aligned."""
+    answers = meta.get("candidate_answers")
+    if answers is None:  # fall back to raw candidate texts (base.py's `candidates`)
+        return [None if t is None else extract_answer(str(t)) for t in meta.get("candidates") or ()]
+    return [None if a is None else str(a).strip() for a in answers]
