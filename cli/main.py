@@ -135,16 +135,17 @@ def run(
         result = run_plan(plan, _parse_inputs(input, inputs), seed=seed)
         if json_out:
             output.print_json({**result.to_json(), **({"error": result.error} if result.error else {})})
+        elif result.error:
+            output.error(result.error)
         else:
             for name, value in result.outputs.items():
                 output.print_text(f"{name}: {output.value_text(value)}" if len(result.outputs) > 1
                                   else output.value_text(value))
             u = result.usage
             output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
-            if result.run_dir is not None:
-                output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
+        if result.run_dir is not None and not json_out:
+            output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
         if result.error:
-            output.error(result.error)
             raise typer.Exit(1)
 
 
@@ -227,3 +228,7 @@ def schema() -> None:
     from ember_compiler.spec.schema import spec_json_schema
 
     output.print_json(spec_json_schema())
+
+
+if __name__ == "__main__":
+    app()
