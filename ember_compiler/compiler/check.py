@@ -1,0 +1,179 @@
+"""Loading and validation behind `ember validate`: structure (JSON Schema), then semantics (DESIGN §2).
+
+Every problem is reported at once, each as `FILE:LINE:COL: error: MESSAGE; HINT [CODE]`, pointing at
+the offending key or value. Codes are stable; never reuse one.
+
+====  ===========================================================================================
+code  problem
+====  ===========================================================================================
+E100  syntax error (YAML/JSON), undecodable bytes, nesting the parser cannot handle
+E101  duplicate key
+E102  unsupported tag or YAML type (`!!python/object`, `!!binary`, `!!set`, custom tags)
+E103  empty document, top level not a mapping, recursive alias, too deep or too large
+E104  path cannot be read (missing file or folder, permission)
+E110  unknown key (did you mean ...)
+E111  missing required field
+E112  wrong type or value (type, enum, range, name pattern, spec version)
+E113  unknown op
+E114  an input's default does not match its declared type
+E201  reference to an unknown node
+E202  unknown output port of a node (`${a.answr}`, `{{ a.answr }}`)
+E203  unknown input (`${inputs.x}`, `{{ inputs.x }}`)
+E204  unknown param (`${params.x}`)
+E205  cycle, named like `a -> b -> a`
+E206  malformed reference, or a reference where none is allowed
+E207  template variable that is not `inputs`, `params` or another node
+E208  template or `when:` expression syntax error
+E209  output that is not one reference to an existing node port, input or param
+E301  ensemble needs exactly one of `model` / `models` (and `models` not empty)
+E302  `n` / `max_rounds` not an integer >= 1 after params, or not known before running
+E303  `extract` is not a valid regex with exactly one group
+E304  network sub-spec missing, unreadable, invalid, or included recursively
+E305  `with:` key that is not an input of the sub-spec
+E306  required sub-spec input (no default) not bound in `with:`
+E401  undefined model name (in `model`, `models`, `prover`, `verifier`)
+E402  unknown provider
+E403  a `${params.X}` in a model binding resolves to a value of the wrong type or range
+W201  node that no output depends on (it will be pruned)
+E999  internal error (a bug in Ember; validation of other files continues)
+====  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ember_compiler.compiler.check_rules import Checker, View
+from ember_compiler.compiler.check_rules import known_providers as known_providers
+from ember_compiler.compiler.check_rules import subspec_path as subspec_path
+from ember_compiler.compiler.sets import apply_sets
+from ember_compiler.errors import SpecInvalid
+from ember_compiler.spec.diagnostics import Diagnostic
+from ember_compiler.spec.loader import Document, load_document, to_plain
+from ember_compiler.spec.model import Spec
+from ember_compiler.spec.schema import validate_structure
+
+__all__ = ["check_spec", "known_providers", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# -- public API ------------------------------------------------------------------------------------
+def load_spec(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[Document, Spec]:
+    """Load, apply `--set` overrides, validate structure and semantics.
+
+    Returns the document (its `.diagnostics` hold warnings) and the spec.
+
+    Raises:
+        SpecInvalid: with every error found, sorted by file, line and column.
+        UsageError: a `--set` path names something that does not exist.
+    """
+    loaded = _Session().load(Path(path), sets=sets)
+    errors = [d for d in loaded.diags if d.severity == "error"]
+    if errors or loaded.spec is None or loaded.doc is None:
+        raise SpecInvalid(sort_diagnostics(errors))
+    loaded.doc.diagnostics = sort_diagnostics(loaded.diags)
+    return loaded.doc, loaded.spec
+
+
+def check_spec(doc: Document, spec: Spec) -> list[Diagnostic]:
+    """Semantic checks of a structurally valid spec (errors and warnings)."""
+    session = _Session()
+    return sort_diagnostics(Checker(session, doc, View.from_spec(spec), (doc.path.resolve(),)).run())
+
+
+def validate_paths(paths: Iterable[str | Path]) -> list[Diagnostic]:
+    """Validate files and folders (every `*.yaml`, `*.yml`, `*.json` below, hidden dirs skipped).
+
+    Files found in folders that are clearly not Ember specs (no top-level `ember:` key) are
+    skipped; files named explicitly are always validated. Never raises for bad input.
+    """
+    session = _Session()
+    out: list[Diagnostic] = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            exists, explicit = path.exists(), not path.is_dir()
+        except (OSError, ValueError) as e:
+            out.append(Diagnostic(str(raw), 1, 1, "E104", f"cannot read path: {e}"))
+            continue
+        if not exists:
+            out.append(Diagnostic(str(raw), 1, 1, "E104", "no such file or directory"))
+            continue
+        for file in [path] if explicit else _spec_files(path):
+            try:
+                out += session.load(file, only_specs=not explicit).diags
+            except Exception as e:  # noqa: BLE001 - report, keep validating the other files
+                out.append(Diagnostic(str(file), 1, 1, "E999", f"internal error: {type(e).__name__}: {e}"))
+    return sort_diagnostics(out)
+
+
+def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return sorted(dict.fromkeys(diags), key=lambda d: (d.file, d.line, d.column, d.code, d.message))
+
+
+# -- folders ---------------------------------------------------------------------------------------
+def _spec_files(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        found += [Path(root) / f for f in files if f.lower().endswith(SPEC_SUFFIXES) and not f.startswith(".")]
+    return sorted(found, key=str)
+
+
+_MARKER = re.compile(r"""(?m)^\s*["']?ember["']?\s*:|["']ember["']\s*:""")
+
+
+def _marked_as_spec(path: Path) -> bool:
+    try:
+        return bool(_MARKER.search(path.read_bytes().decode("utf-8", errors="replace")))
+    except OSError:
+        return True  # let the loader report it
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+@dataclass
+class _Loaded:
+    doc: Document | None
+    spec: Spec | None
+    view: View | None
+    diags: list[Diagnostic]
+
+
+class _Session:
+    """One validation run: sub-specs are loaded once and cached by resolved path."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Path, _Loaded] = {}
+
+    def load(self, path: Path, sets: dict[str, Any] | None = None, stack: tuple[Path, ...] = (),
+             only_specs: bool = False) -> _Loaded:
+        key = path.resolve()
+        if not sets and key in self.cache:
+            return self.cache[key]
+        if only_specs and not _marked_as_spec(path):
+            return _Loaded(None, None, None, [])
+        try:
+            doc = load_document(path)
+        except SpecInvalid as e:
+            return self._remember(key, sets, _Loaded(None, None, None, list(e.diagnostics)))
+        if only_specs and "ember" not in doc.data:
+            return _Loaded(None, None, None, [])
+        if sets:
+            apply_sets(doc.data, sets)
+        data = to_plain(doc.data)
+        spec, diags = validate_structure(doc, data)
+        view = View.from_spec(spec) if spec is not None else View.salvage(data)
+        diags = diags + Checker(self, doc, view, (*stack, key), lint=spec is not None).run()
+        return self._remember(key, sets, _Loaded(doc, spec, view, diags))
+
+    def _remember(self, key: Path, sets: Any, loaded: _Loaded) -> _Loaded:
+        if not sets:
+            self.cache[key] = loaded
+        return loaded
+
