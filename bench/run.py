@@ -51,7 +51,7 @@ def parallel_ratio(tmp: Path) -> dict[str, float]:
         path = tmp / f"{name.replace(' ', '_').replace('=', '')}.yaml"
         path.write_text(text)
         plan = compile_spec(path)
-        best = min(_timed(lambda: run_plan(plan, {"question": "q"}, runs_dir=None)) for _ in range(3))
+        best = min(_timed(lambda p=plan: run_plan(p, {"question": "q"}, runs_dir=None)) for _ in range(3))
         times[name] = best
     return {"single_s": times["single"], "sixteen_requests_s": times["16 requests"], "n16_s": times["n=16"],
             "ratio_16_requests": times["16 requests"] / times["single"], "ratio_n16": times["n=16"] / times["single"]}

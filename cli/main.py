@@ -79,7 +79,6 @@ def validate(
 ) -> None:
     """Check specs and report every problem as FILE:LINE:COL: error: MESSAGE."""
     from ember_compiler.compiler.check import validate_paths
-
     from ember_compiler.spec.diagnostics import render_all
 
     if format not in ("text", "json", "github"):
@@ -225,9 +224,9 @@ def eval_(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format."""
-    from ember_compiler.spec.schema import spec_json_schema
+    from ember_compiler.spec.schema import schema_text
 
-    output.print_json(spec_json_schema())
+    output.print_text(schema_text())
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from ember_cli.main import app
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

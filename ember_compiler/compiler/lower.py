@@ -26,11 +26,11 @@ Per op (the runtime implements exactly these node forms):
 from __future__ import annotations
 
 import heapq
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ember_compiler.compiler.check_rules import subspec_path
 from ember_compiler.compiler.exprs import (
     Scope,
     lower_value,
@@ -115,7 +115,7 @@ def _part_names(models: list[str]) -> list[str]:
 
 
 def _ensemble(ctx: _Ctx, node: m.EnsembleNode) -> list[PlanNode]:
-    base = {"n": static(node.n, ctx.scope), "prompt": plain(node.prompt),
+    base = {"n": int(static(node.n, ctx.scope)), "prompt": plain(node.prompt),
             **_optional(node, "system", "extract")}
     inputs = {"vars": ctx.template_vars(node)}
     if not node.models:
@@ -145,7 +145,7 @@ def _judge_like(ctx: _Ctx, node: m.JudgeNode | m.SelectNode | m.VerifyNode) -> l
 
 
 def _refine(ctx: _Ctx, node: m.RefineNode) -> list[PlanNode]:
-    rounds = static(node.max_rounds, ctx.scope)
+    rounds = int(static(node.max_rounds, ctx.scope))
     question = ctx.value(node.question)
     prover, verifier = ctx.model(node.prover), ctx.model(node.verifier)
     out: list[PlanNode] = []
@@ -191,8 +191,10 @@ class _Lowerer:
 
     def level(self, doc: Any, spec: m.Spec, scope: Scope) -> None:
         for name, binding in spec.models.items():
-            data = binding.model_dump(exclude_none=True)
-            self.models[scope.models[name]] = {k: static(v, scope) for k, v in data.items()}
+            data = {k: static(v, scope) for k, v in binding.model_dump(exclude_none=True).items()}
+            if data["provider"] == "local" and "model" in data:  # a GGUF path, relative to the spec
+                data["model"] = str(subspec_path(doc, data["model"]))
+            self.models[scope.models[name]] = data
         # NOTE: a node's source is where its key is (`  candidates:`), as editors and the docs show it
         locate = getattr(doc, "key_position", doc.position)
         for node_id, node in spec.nodes.items():
@@ -206,7 +208,7 @@ class _Lowerer:
                 self.nodes.extend(RULES[node.op](ctx, node))
 
     def network(self, doc: Any, ctx: _Ctx, node: m.NetworkNode) -> None:
-        sub_doc, sub = self.load_spec(_relative_to(doc.path, node.spec))
+        sub_doc, sub = self.load_spec(subspec_path(doc, node.spec))
         prefix = ctx.id + "/"
         inputs = {
             name: ctx.value(node.with_[name]) if name in node.with_ else {"$lit": plain(decl.default)}
@@ -218,10 +220,6 @@ class _Lowerer:
         self.level(sub_doc, sub, inner)
         values = {name: lower_value(expr, inner) for name, expr in sub.outputs.items()}
         self.nodes.append(ctx.make("fn", "pack", {"values": {"$dict": values}}, {}, outputs=sub.outputs))
-
-
-def _relative_to(doc_path: Any, path: str) -> str:
-    return os.path.normpath(os.path.join(os.path.dirname(str(doc_path)), path))
 
 
 def lower(doc: Any, spec: m.Spec, *, load_spec: LoadSpec | None = None) -> Plan:

@@ -6,7 +6,7 @@ Fields that may hold a reference (`${inputs.x}`, `${node.port}`, `${params.x}`) 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -144,10 +144,7 @@ class NetworkNode(_Node):
 
 
 Node = Annotated[
-    Union[
-        GenerateNode, EnsembleNode, VoteNode, JudgeNode, SelectNode, VerifyNode, RefineNode,
-        FirstNode, NetworkNode,
-    ],
+    GenerateNode | EnsembleNode | VoteNode | JudgeNode | SelectNode | VerifyNode | RefineNode | FirstNode | NetworkNode,
     Field(discriminator="op"),
 ]
 
