@@ -136,3 +136,17 @@ def test_failing_run_is_one_line_without_traceback(cli, tmp_path):
     result = cli("run", spec, "-i", "q=x")
     assert result.exit_code == 1
     assert "EMBER_TEST_UNSET_KEY" in result.stderr and "Traceback" not in result.output
+
+
+def _invalid_fixtures():
+    from test_validate import INVALID_FILES, _expected
+
+    return [(p, _expected(p)) for p in INVALID_FILES]
+
+
+@pytest.mark.parametrize("path,expected", _invalid_fixtures(), ids=lambda v: getattr(v, "name", ""))
+def test_validate_cli_exits_1_at_the_right_line_and_column(cli, path, expected):
+    result = cli("validate", path)
+    assert result.exit_code == 1
+    for file, line, col, code in expected:
+        assert f"{file}:{line}:{col}: error: " in result.stdout and f"[{code}]" in result.stdout
