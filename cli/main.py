@@ -2,74 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ember_compiler.errors import EmberError, SpecInvalid, UsageError
+from ember_compiler.errors import UsageError
 
+from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
 from . import output
-
-app = typer.Typer(
-    name="ember", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Design, validate, compile and run Networks of Networks (compound LLM systems).",
-)
-_state = {"debug": False}
-
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param or spec field: PATH=VALUE "
-                                                  "(e.g. candidates.n=9, params.n=9).")]
-SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML or JSON).")]
-
-
-@app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
-    _state["debug"] = debug
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Map library errors to one clear line and the exit codes of DESIGN §7."""
-    try:
-        yield
-    except SpecInvalid as exc:
-        from ember_compiler.spec.diagnostics import render_all
-
-        sys.stderr.write(render_all(exc.diagnostics) + "\n")
-        raise typer.Exit(1) from None
-    except EmberError as exc:
-        if _state["debug"]:
-            traceback.print_exc()
-        output.error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # a bug in Ember: still one line unless --debug
-        if _state["debug"]:
-            traceback.print_exc()
-        output.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
-        raise typer.Exit(1) from None
-
-
-def _sets(items: list[str] | None) -> dict[str, Any]:
-    from ember_compiler.compiler.sets import parse_set
-
-    return dict(parse_set(s) for s in items or [])
-
-
-def _compile(spec: Path, sets: list[str] | None):
-    from ember_compiler.compiler import compile_spec
-
-    return compile_spec(spec, _sets(sets))
+from .app import SchedulerOpt, SetOpt, SpecArg, app, compile_plan, errors
 
 
 @app.command()
@@ -83,15 +26,15 @@ def validate(
 
     if format not in ("text", "json", "github"):
         raise typer.BadParameter("must be text, json or github", param_hint="--format")
-    with _errors():
+    with errors():
         diags = validate_paths([str(p) for p in paths])
-        errors = [d for d in diags if d.severity == "error"]
+        failed = [d for d in diags if d.severity == "error"]
         if format == "json" or diags:
             output.print_text(render_all(diags, format))
         if format == "text":
-            summary = f"Found {len(errors)} error{'s' if len(errors) != 1 else ''}." if errors else "All specs valid."
+            summary = f"Found {len(failed)} error{'s' if len(failed) != 1 else ''}." if failed else "All specs valid."
             output.note(summary)
-        if errors:
+        if failed:
             raise typer.Exit(1)
 
 
@@ -124,14 +67,15 @@ def run(
     inputs: Annotated[Path | None, typer.Option("--inputs", help="JSON file with the inputs.")] = None,
     set: SetOpt = None,
     seed: Annotated[int, typer.Option(help="Run seed (the sim and seeded models reproduce exactly).")] = 0,
+    scheduler: SchedulerOpt = "parallel",
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result.")] = False,
 ) -> None:
     """Run a spec once and print its outputs."""
     from ember_compiler.runtime.run import run_plan
 
-    with _errors():
-        plan = _compile(spec, set)
-        result = run_plan(plan, _parse_inputs(input, inputs), seed=seed)
+    with errors():
+        plan = compile_plan(spec, set)
+        result = run_plan(plan, _parse_inputs(input, inputs), seed=seed, scheduler=scheduler)
         if json_out:
             output.print_json({**result.to_json(), **({"error": result.error} if result.error else {})})
         elif result.error:
@@ -160,8 +104,8 @@ def compile_(
 
     if format not in ("json", "text"):
         raise typer.BadParameter("must be json or text", param_hint="--format")
-    with _errors():
-        plan = _compile(spec, set)
+    with errors():
+        plan = compile_plan(spec, set)
         text = json.dumps(plan.to_json(), indent=2) + "\n" if format == "json" else to_text(plan) + "\n"
         if out is None:
             output.print_text(text)
@@ -181,44 +125,9 @@ def graph(
 
     if format not in ("mermaid", "dot"):
         raise typer.BadParameter("must be mermaid or dot", param_hint="--format")
-    with _errors():
-        plan = _compile(spec, set)
+    with errors():
+        plan = compile_plan(spec, set)
         output.print_text(to_mermaid(plan) if format == "mermaid" else to_dot(plan))
-
-
-@app.command(name="eval")
-def eval_(
-    spec: SpecArg,
-    data: Annotated[Path, typer.Option("--data", help="Dataset: JSONL rows (or a JSON list).")],
-    set: SetOpt = None,
-    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Rows in flight at once.")] = 64,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
-) -> None:
-    """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
-    from ember_compiler.eval.dataset import load_rows
-    from ember_compiler.eval.runner import eval_plan_async
-
-    from .progress import RowProgress
-
-    with _errors():
-        plan = _compile(spec, set)
-        rows = load_rows(data, limit)
-        with RowProgress(len(rows), enabled=not json_out) as progress:
-            result = asyncio.run(eval_plan_async(plan, rows, seed=seed, concurrency=concurrency,
-                                                 on_row=progress.update))
-        summary = result.to_json()
-        if json_out:
-            output.print_json(summary)
-        else:
-            acc = summary["metrics"]["accuracy"]
-            output.print_text(f"accuracy: {'n/a' if acc is None else f'{acc:.4f}'}  "
-                              f"({result.correct}/{result.scored} rows{f', {result.errors} errors' if result.errors else ''})")
-            u = result.usage
-            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
-            if result.run_dir is not None:
-                output.note(f"rows: {result.run_dir / 'rows.jsonl'}")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from ..runtime.runtime import RowContext, Runtime, Usage
 from ..runtime.trace import Tracer
 from ..xcs.executor import Executor
 from ..xcs.plan import Plan
+from ..xcs.scheduling import Scheduler
 from .dataset import Row
 
 
@@ -68,14 +69,16 @@ def is_correct(predicted: Any, truth: Any) -> bool:
 
 async def eval_plan_async(plan: Plan, rows: list[Row], *, seed: int = 0, concurrency: int = 64,
                           runs_dir: Path | None = RUNS_DIR, transport: Any = None,
+                          scheduler: Scheduler | str | None = None,
                           on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
     key = answer_output(plan)
+    executor = Executor(plan, scheduler)
     run_id = new_run_id()
     run_dir = runs_dir / run_id if runs_dir is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport)
-    executor = Executor(plan)
+    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
+                      max_in_flight=executor.scheduler.max_in_flight())
     result = EvalResult(run_id, len(rows), 0, 0, 0, runtime.usage, 0.0, [], run_dir)
     out = (run_dir / "rows.jsonl").open("w", encoding="utf-8") if run_dir else None
     buffer: list[str] = []

@@ -17,7 +17,7 @@ class Gate:
     def __init__(self, limit: int) -> None:
         self.limit = max(1, int(limit))
         self.active = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
 
     def try_acquire(self) -> bool:
@@ -26,7 +26,7 @@ class Gate:
             return True
         return False
 
-    async def acquire(self, priority: int = 0) -> None:
+    async def acquire(self, priority: float = 0) -> None:
         if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

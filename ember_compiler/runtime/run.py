@@ -15,6 +15,7 @@ from ..errors import EmberError, UsageError
 from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
+from ..xcs.scheduling import Scheduler
 from .runtime import RowContext, Runtime, Usage
 from .trace import Tracer
 
@@ -110,12 +111,15 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
 
 
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, runs_dir: Path | None = RUNS_DIR,
-                         example: dict[str, Any] | None = None, transport: Any = None) -> RunResult:
+                         example: dict[str, Any] | None = None, transport: Any = None,
+                         scheduler: Scheduler | str | None = None) -> RunResult:
     """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`."""
     values = resolve_inputs(plan, inputs)
+    executor = Executor(plan, scheduler)
     run_id = new_run_id()
     run_dir = runs_dir / run_id if runs_dir is not None else None
-    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport)
+    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
+                      max_in_flight=executor.scheduler.max_in_flight())
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
@@ -124,7 +128,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, r
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
-            Executor(plan), runtime, values, example_meta(seed, "run", values, example), row)
+            executor, runtime, values, example_meta(seed, "run", values, example), row)
         nodes = {k: "skipped" if v is SKIPPED else "ok" for k, v in results.items()}
     except EmberError as exc:
         error = str(exc)

@@ -74,9 +74,12 @@ class _Target:
 
 
 class Runtime:
-    def __init__(self, *, tracer: Tracer | None = None, transport: Any = None) -> None:
+    def __init__(self, *, tracer: Tracer | None = None, transport: Any = None,
+                 max_in_flight: int | None = None) -> None:
         self.tracer = tracer or Tracer(None)
         self.transport = transport
+        # the scheduling policy's bound across all models (and all rows of an eval)
+        self._global = Gate(max_in_flight) if max_in_flight else None
         self.usage = Usage()
         self._providers: dict[tuple, Provider] = {}
         self._gates: dict[tuple, Gate] = {}
@@ -108,9 +111,17 @@ class Runtime:
     def supports_n(self, binding: dict[str, Any]) -> bool:
         return self._target(binding).provider.supports_n
 
-    async def complete(self, request: Request, priority: int, row: RowContext | None) -> Completion:
+    async def complete(self, request: Request, priority: float, row: RowContext | None) -> Completion:
         target = self._target(request.model)
-        await target.gate.acquire(priority)
+        bound = self._global
+        if bound is not None:
+            await bound.acquire(priority)
+        try:
+            await target.gate.acquire(priority)
+        except BaseException:
+            if bound is not None:
+                bound.release()
+            raise
         start = time.time()
         status, error = "OK", None
         try:
@@ -120,6 +131,8 @@ class Runtime:
             raise
         finally:
             target.gate.release()
+            if bound is not None:
+                bound.release()
             if status == "ERROR" and row is not None:
                 self._span(row, request, target, start, None, error)
         usage = row.usage if row is not None else self.usage

@@ -2,7 +2,8 @@
 
 Every node starts the moment its last input is ready — no waves, no barriers. `fn` nodes run inline
 (they are pure and cheap); `llm` nodes become tasks whose requests go through the runtime's gates,
-ordered by the longest remaining path so a long chain is not starved by wide fan-outs.
+ordered by the scheduling policy (by default the longest remaining path first, so a long chain is
+not starved by wide fan-outs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..ops.llm import LLM_RULES, CallContext
 from ..providers.base import Completion, Request
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
+from .scheduling import Scheduler, get_scheduler, node_infos
 
 
 class CallSink(Protocol):
@@ -25,7 +27,7 @@ class CallSink(Protocol):
 
     def supports_n(self, binding: dict[str, Any]) -> bool: ...
 
-    def complete(self, request: Request, priority: int, row: Any) -> Awaitable[Completion]: ...
+    def complete(self, request: Request, priority: float, row: Any) -> Awaitable[Completion]: ...
 
 
 class _Compiled:
@@ -48,8 +50,9 @@ class _Compiled:
 class Executor:
     """A plan compiled for execution; `execute` runs it once for one set of inputs."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None) -> None:
         self.plan = plan
+        self.scheduler = get_scheduler(scheduler)
         self.nodes = [_Compiled(n) for n in plan.nodes]
         index = {n.id: i for i, n in enumerate(plan.nodes)}
         for i, c in enumerate(self.nodes):
@@ -57,9 +60,9 @@ class Executor:
             c.indegree = len(deps)
             for d in deps:
                 self.nodes[index[d]].dependents.append(i)
-        for c in reversed(self.nodes):  # plan order is topological
-            below = max((self.nodes[j].priority for j in c.dependents), default=0)
-            c.priority = below + (1 if c.rule else 0)
+        for c, info in zip(self.nodes, node_infos(plan), strict=True):
+            if info is not None:
+                c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
         self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
 
