@@ -23,7 +23,7 @@ test: install
 	$(VENV)/bin/pytest
 
 bench: install
-	$(PY) bench/run.py
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .ember .pytest_cache .hypothesis *.egg-info
