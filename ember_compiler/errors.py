@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EmberError(Exception):
     """Base of every error Ember reports to a user as one clear line."""
@@ -30,12 +32,24 @@ class ConfigError(EmberError):
 
 
 class ProviderError(EmberError):
-    """A provider call failed for good (after any retries)."""
+    """A model request failed. Providers raise it for one attempt; the runtime decides on retries.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    `status` is the HTTP status (None for transport errors and timeouts); `retryable` says whether
+    the same request may succeed later; `retry_after_s` is the server's hint (`retry-after-ms`,
+    `Retry-After`, Gemini's `RetryInfo`); `rate_limits` the limits the response headers reported.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after_s: float | None = None, rate_limits: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.rate_limits = rate_limits
+
+
+class OutputError(EmberError):
+    """A model answered, but its reply cannot be read (e.g. structured output that is not JSON)."""
 
 
 class NodeFailed(EmberError):

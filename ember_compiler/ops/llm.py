@@ -3,6 +3,11 @@
 A rule never talks to a provider: `build` returns requests through `CallContext.requests` (which
 batches samples into one request when the provider supports `n`), the runtime sends them, and
 `finish` turns the completions — in request order — into the node's output ports.
+
+`judge`, `select` and `verify` (and refine's check) attach a JSON Schema to their requests; providers
+that can enforce one reply in JSON, the others (the sim) in the text conventions of DESIGN §2, and
+`finish` reads either. A JSON reply without the needed field (cut off by max_tokens, typically) is
+an `OutputError` naming the model, not a guess.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
+from ..errors import OutputError
 from ..providers.base import Completion, Request
 from ..xcs.plan import PlanNode
 from . import prompts
-from .text import before_answer, extract_answer, normalize, parse_verdict, vote
+from .text import before_answer, extract_answer, json_reply, normalize, parse_verdict, vote
 
 
 @dataclass(slots=True)
@@ -27,13 +33,14 @@ class CallContext:
     supports_n: bool
     meta: dict[str, Any]  # seed, example_id, node_id, truth, choices, sim
 
-    def requests(self, messages: list[dict[str, str]], n: int = 1, offset: int = 0, **meta: Any) -> list[Request]:
+    def requests(self, messages: list[dict[str, str]], n: int = 1, offset: int = 0,
+                 schema: dict[str, Any] | None = None, **meta: Any) -> list[Request]:
         """`n` samples of one prompt: one request with `n` if the provider can, else `n` requests."""
         name = self.node.params["model"]
         if self.supports_n or n == 1:
-            return [Request(name, self.binding, messages, n, {**self.meta, **meta, "sample_offset": offset})]
+            return [Request(name, self.binding, messages, n, {**self.meta, **meta, "sample_offset": offset}, schema)]
         return [
-            Request(name, self.binding, messages, 1, {**self.meta, **meta, "sample_offset": offset + j})
+            Request(name, self.binding, messages, 1, {**self.meta, **meta, "sample_offset": offset + j}, schema)
             for j in range(n)
         ]
 
@@ -100,22 +107,38 @@ def finish_ensemble(node: PlanNode, values: dict[str, Any], completions: list[Co
 
 # --- judge / select ------------------------------------------------------------------------------
 
-def _build_choice(role: str, default: Callable[[str, list[str]], str]):
+def _build_choice(role: str, default: Callable[[str, list[str]], str], schema: dict[str, Any]):
     def build(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
         cands = _candidates(values)
         if not cands:
             return []
         prompt = _custom_prompt(node, values) or default(_question(values), cands)
         answers = [extract_answer(c) for c in cands]
-        return ctx.requests(_messages(prompt), 1, role=role, candidates=cands, candidate_answers=answers)
+        return ctx.requests(_messages(prompt), 1, schema=schema, role=role, candidates=cands,
+                            candidate_answers=answers)
 
     return build
+
+
+def _reply(node: PlanNode, completion: Completion, key: str) -> dict[str, Any] | None:
+    """The structured reply (or None: read the text conventions); an unreadable one is an OutputError."""
+    text = completion.texts[0]
+    try:
+        return json_reply(text, key)
+    except ValueError as exc:
+        cut = " (cut off at max_tokens: raise the binding's max_tokens)" \
+            if completion.finish_reasons[:1] in (["length"], ["max_tokens"], ["MAX_TOKENS"]) else ""
+        raise OutputError(f"model '{node.params['model']}': {exc}{cut}") from None
 
 
 def finish_judge(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
     if not completions:
         return {"answer": None, "reasoning": "", "text": ""}
     text = completions[0].texts[0]
+    obj = _reply(node, completions[0], "answer")
+    if obj is not None:
+        return {"answer": str(obj["answer"]).strip(), "reasoning": str(obj.get("reasoning") or "").strip(),
+                "text": text}
     return {"answer": extract_answer(text), "reasoning": before_answer(text), "text": text}
 
 
@@ -124,7 +147,8 @@ def finish_select(node: PlanNode, values: dict[str, Any], completions: list[Comp
     if not completions or not cands:
         return {"answer": None, "index": None}
     answers = [extract_answer(c) for c in cands]
-    said = extract_answer(completions[0].texts[0])
+    obj = _reply(node, completions[0], "answer")
+    said = str(obj["answer"]) if obj is not None else extract_answer(completions[0].texts[0])
     index = _chosen_index(said, answers)
     return {"answer": answers[index], "index": index}
 
@@ -149,14 +173,19 @@ def build_verify(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> li
     out: list[Request] = []
     for i, cand in enumerate(_candidates(values)):
         prompt = prompts.verify(question, cand) if custom is None else f"{custom}\n\nProposed answer: {cand}"
-        out += ctx.requests(_messages(prompt), 1, offset=i, role="verify", candidate=cand,
-                            candidate_answer=extract_answer(cand))
+        out += ctx.requests(_messages(prompt), 1, offset=i, schema=prompts.VERIFY_SCHEMA, role="verify",
+                            candidate=cand, candidate_answer=extract_answer(cand))
     return out
+
+
+def _verdict(node: PlanNode, completion: Completion) -> bool:
+    _reply(node, completion, "verdict")  # raises a clear error on an unreadable structured reply
+    return parse_verdict(completion.texts[0])
 
 
 def finish_verify(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
     answers = [extract_answer(c) for c in _candidates(values)]
-    verdicts = [parse_verdict(c.texts[0]) for c in completions]
+    verdicts = [_verdict(node, c) for c in completions]
     accepted = [a for a, ok in zip(answers, verdicts, strict=True) if ok]
     if accepted:
         answer = accepted[0] if node.params.get("then", "first") == "first" else vote(accepted)["answer"]
@@ -176,13 +205,12 @@ def build_prove(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> lis
 def build_check(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
     cand = values.get("candidate")
     cand = "" if cand is None else str(cand)
-    return ctx.requests(_messages(prompts.verify(_question(values), cand)), 1, role="verify",
-                        candidate=cand, candidate_answer=extract_answer(cand))
+    return ctx.requests(_messages(prompts.verify(_question(values), cand)), 1, schema=prompts.VERIFY_SCHEMA,
+                        role="verify", candidate=cand, candidate_answer=extract_answer(cand))
 
 
 def finish_check(node: PlanNode, values: dict[str, Any], completions: list[Completion]) -> dict[str, Any]:
-    text = completions[0].texts[0]
-    return {"accepted": parse_verdict(text), "text": text}
+    return {"accepted": _verdict(node, completions[0]), "text": completions[0].texts[0]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +222,8 @@ class LLMRule:
 LLM_RULES: dict[str, LLMRule] = {
     "generate": LLMRule(build_sampled, finish_generate),
     "ensemble": LLMRule(build_sampled, finish_ensemble),
-    "judge": LLMRule(_build_choice("judge", prompts.judge), finish_judge),
-    "select": LLMRule(_build_choice("select", prompts.select), finish_select),
+    "judge": LLMRule(_build_choice("judge", prompts.judge, prompts.JUDGE_SCHEMA), finish_judge),
+    "select": LLMRule(_build_choice("select", prompts.select, prompts.SELECT_SCHEMA), finish_select),
     "verify": LLMRule(build_verify, finish_verify),
     "refine_prove": LLMRule(build_prove, finish_generate),
     "refine_check": LLMRule(build_check, finish_check),

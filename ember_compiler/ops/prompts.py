@@ -40,3 +40,21 @@ def prove(question: str, previous: str | None = None, feedback: str | None = Non
         f"Question: {question}\n\nYour previous attempt:\n{previous}\n\nA reviewer rejected it:\n{feedback}\n\n"
         "Write a corrected solution. Think step by step, then end with a line \"Answer: <answer>\"."
     )
+
+
+# -- structured output -------------------------------------------------------------------------------
+# JSON Schemas for providers that can enforce one (Request.schema). They follow the OpenAI "strict"
+# subset (every property required, no extra properties) so one schema serves every API. `reasoning`
+# comes first: the model thinks before it commits, as the text prompts ask.
+
+def _object(title: str, **properties: dict) -> dict:
+    return {"title": title, "type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
+
+
+JUDGE_SCHEMA = _object("judgement", reasoning={"type": "string"},
+                       answer={"type": "string", "description": "The final answer alone."})
+SELECT_SCHEMA = _object("selection", reasoning={"type": "string"},
+                        answer={"type": "integer", "description": "The number of the correct candidate."})
+VERIFY_SCHEMA = _object("verdict", reasoning={"type": "string"},
+                        verdict={"type": "string", "enum": ["yes", "no"]})

@@ -1,7 +1,10 @@
-"""Text conventions shared by every op (DESIGN §2): answer extraction, normalization, voting, verdicts."""
+"""Text conventions shared by every op (DESIGN §2): answer extraction, normalization, voting, verdicts,
+and the JSON replies of structured output (judge, select, verify) with their fallback to the text.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -72,16 +75,64 @@ def vote(candidates: Iterable[Any], regex: str | None = None, mode: str = "strip
 
 
 def parse_verdict(text: str) -> bool:
-    """True for a final `Verdict: yes` line (or a JSON {"verdict": "yes"}); anything else rejects."""
+    """True for a structured `{"verdict": "yes"}` or a final `Verdict: yes` line; anything else rejects.
+
+    Raises ValueError (via `json_reply`) when the reply is JSON with no readable verdict and no
+    `Verdict:` line either: a structured reply cut short is a problem to report, not a "no".
+    """
+    obj = json_reply(text, "verdict")
+    if obj is not None:
+        v = obj["verdict"]
+        return v is True or str(v).strip().lower() in ("yes", "true")
     last = None
     for last in _VERDICT_LINE.finditer(text or ""):  # noqa: B007
         pass
     if last is not None:
         return last.group(1).lower() == "yes"
-    stripped = (text or "").strip().lower()
-    if stripped.startswith("{") and '"verdict"' in stripped:
-        return '"yes"' in stripped or "true" in stripped
-    return stripped.startswith("yes")
+    return (text or "").strip().lower().startswith("yes")
+
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.DOTALL)
+
+
+def json_reply(text: str | None, key: str) -> dict[str, Any] | None:
+    """The object of a structured reply if it has `key`; None when the reply is not JSON (or, cut
+    short, still shows a text-convention line), so the caller reads the text conventions instead.
+
+    A JSON reply cut off by max_tokens keeps its `key` when that field was complete. Raises
+    ValueError when the reply is JSON but `key` cannot be read and no `Answer:`/`Verdict:` line
+    exists: the caller turns that into a clear error rather than guessing.
+    """
+    s = (text or "").strip()
+    fenced = _FENCE.match(s)
+    if fenced:
+        s = fenced.group(1)
+    if not s.startswith("{"):
+        return None
+    try:
+        obj = json.loads(s)
+    except ValueError:
+        obj = _salvage(s, key)
+    if isinstance(obj, dict) and key in obj and obj[key] is not None and str(obj[key]).strip():
+        return obj
+    if _ANSWER_LINE.search(s) or _VERDICT_LINE.search(s):
+        return None
+    raise ValueError(f"the reply is JSON without a readable \"{key}\": {_snippet(s)}")
+
+
+def _salvage(s: str, key: str) -> dict[str, Any] | None:
+    m = re.search(rf'"{re.escape(key)}"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|true|false)', s)
+    if m is None:
+        return None
+    try:
+        return {key: json.loads(m.group(1))}
+    except ValueError:
+        return None
+
+
+def _snippet(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def before_answer(text: str) -> str:

@@ -2,7 +2,13 @@
 
 Ops never see a wire format; providers never see the plan. A request carries, besides the chat
 messages, ``meta`` — what the op knows about the call (role, candidates, ground truth, seeding). Real
-providers ignore ``meta``; the sim provider (DESIGN §3) is driven by it.
+providers ignore ``meta`` (except ``sample_offset``, which shifts a fixed seed so split requests
+differ); the sim provider (DESIGN §3) is driven by it.
+
+A provider makes **one attempt** per `complete` call and raises `ProviderError` (with `status`,
+`retryable`, `retry_after_s`) when it fails: the runtime owns retries, rate limits and cool-downs,
+so that every provider — built-in or plugin — gets the same ones. A provider that supports `n` may
+return fewer texts than asked (a server that caps or ignores `n`); the runtime asks for the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ class Request:
     messages: list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
     n: int = 1  # samples wanted from this one request
     meta: dict[str, Any] = field(default_factory=dict)
+    # A JSON Schema the reply should follow (judge/select/verify), with a "title" naming it. Providers
+    # whose API can enforce a schema use it unless the binding sets `structured_output: false`; the
+    # others ignore it, and the op reads the text conventions instead.
+    schema: dict[str, Any] | None = None
     # meta keys set by ops/runtime:
     #   role: "generate" | "judge" | "select" | "verify"
     #   candidates: list[str] (judge/select) ; candidate: str (verify)
@@ -27,13 +37,32 @@ class Request:
 
 
 @dataclass(slots=True)
+class RateLimits:
+    """What a response's headers said about the rate limits (None: not reported).
+
+    `*_limit` are per-minute limits, `*_remaining` what is left in the current window, `*_reset_s`
+    seconds until that window is full again.
+    """
+
+    requests_limit: float | None = None
+    requests_remaining: float | None = None
+    requests_reset_s: float | None = None
+    tokens_limit: float | None = None
+    tokens_remaining: float | None = None
+    tokens_reset_s: float | None = None
+
+
+@dataclass(slots=True)
 class Completion:
     texts: list[str]
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int = 0  # all prompt tokens, cached ones included
+    output_tokens: int = 0  # all generated tokens, reasoning ("thinking") included
     model: str | None = None  # the model that answered, as the provider reports it
     finish_reasons: list[str] = field(default_factory=list)
     response_id: str | None = None
+    cached_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to the prompt cache (Anthropic)
+    rate_limits: RateLimits | None = None
 
 
 @runtime_checkable
@@ -43,7 +72,9 @@ class Provider(Protocol):
     name: str
     supports_n: bool  # True when one request can return n samples
 
-    async def complete(self, request: Request) -> Completion: ...
+    async def complete(self, request: Request) -> Completion:
+        """One attempt; raise `ProviderError` on failure (see the module docstring)."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -19,49 +19,57 @@ import httpx2
 from ..errors import ConfigError
 from ..spec.diagnostics import did_you_mean
 from . import local as _local
+from .anthropic import DEFAULT_BASE_URL as ANTHROPIC_URL
+from .anthropic import AnthropicProvider
 from .base import Provider
+from .gemini import DEFAULT_BASE_URL as GEMINI_URL
+from .gemini import GeminiProvider
+from .http import key_env
 from .openai import DEFAULT_BASE_URL, OpenAIProvider
 from .sim import SimProvider, build_config
 
 ENTRY_POINT_GROUP = "ember.providers"
 Factory = Callable[..., Provider]
 
-NOT_YET = {
-    # both vendors also serve an OpenAI-compatible endpoint, which works today through `openai`
-    "anthropic": ("ANTHROPIC_API_KEY", "https://api.anthropic.com/v1"),
-    "gemini": ("GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta/openai"),
+# provider -> (class, default key variable, default base_url, example model)
+_HTTP = {
+    "openai": (OpenAIProvider, "OPENAI_API_KEY", DEFAULT_BASE_URL, "gpt-4o-mini"),
+    "anthropic": (AnthropicProvider, "ANTHROPIC_API_KEY", ANTHROPIC_URL, "claude-haiku-4-5"),
+    "gemini": (GeminiProvider, "GEMINI_API_KEY", GEMINI_URL, "gemini-2.5-flash"),
 }
 
 
 # -- built-in providers -------------------------------------------------------------------------------
 
+def api_key_env(binding: dict[str, Any]) -> str | None:
+    """The variable holding the key of an openai/anthropic/gemini binding (None: send no key)."""
+    _, env, url, _ = _HTTP[str(binding.get("provider"))]
+    return key_env(binding, env, url)
+
+
 def openai_key_env(binding: dict[str, Any]) -> str | None:
-    """The variable holding the key for an `openai` binding. A custom `base_url` gets a key only when
-    the binding names `api_key_env`: a spec must not be able to send OPENAI_API_KEY to any server."""
-    if binding.get("api_key_env"):
-        return str(binding["api_key_env"])
-    base_url = (binding.get("base_url") or "").rstrip("/")
-    return "OPENAI_API_KEY" if base_url in ("", DEFAULT_BASE_URL) else None
+    return api_key_env({**binding, "provider": "openai"})
 
 
-def _openai(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
-    env = openai_key_env(binding)
-    return OpenAIProvider(
-        base_url=binding.get("base_url"),
-        api_key=(os.environ.get(env) or None) if env else None,
-        transport=transport,
-        timeout_s=binding.get("timeout_s") or 60,
-        max_retries=2 if binding.get("max_retries") is None else binding["max_retries"],
-    )
+def _http_factory(provider: str) -> Factory:
+    cls = _HTTP[provider][0]
 
+    def factory(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+        env = api_key_env(binding)
+        return cls(binding.get("base_url"), (os.environ.get(env) or None) if env else None,
+                   transport=transport, timeout_s=binding.get("timeout_s") or 60)
 
-def _check_openai(binding_name: str, binding: dict[str, Any]) -> None:
-    where = f"model '{binding_name}' (provider openai)"
-    env = openai_key_env(binding)
-    if env and not os.environ.get(env):
-        raise ConfigError(f"{where} needs an API key: set {env}")
-    if not binding.get("base_url") and not binding.get("model"):
-        raise ConfigError(f"{where} needs `model:` (for example gpt-4o-mini)")
+    def check(binding_name: str, binding: dict[str, Any]) -> None:
+        where = f"model '{binding_name}' (provider {provider})"
+        env = api_key_env(binding)
+        if env and not os.environ.get(env):
+            raise ConfigError(f"{where} needs an API key: set {env}")
+        # an OpenAI-compatible server may serve one unnamed model; the vendors' APIs need a name
+        if not binding.get("model") and (provider != "openai" or not binding.get("base_url")):
+            raise ConfigError(f"{where} needs `model:` (for example {_HTTP[provider][3]})")
+
+    factory.check_binding = check  # type: ignore[attr-defined]
+    return factory
 
 
 def _local_provider(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
@@ -89,11 +97,11 @@ def _check_sim(binding_name: str, binding: dict[str, Any]) -> None:
         raise ConfigError(f"model '{binding_name}' (provider sim): {exc}") from None
 
 
-_openai.check_binding = _check_openai  # type: ignore[attr-defined]
 _local_provider.check_binding = _check_local  # type: ignore[attr-defined]
 _sim.check_binding = _check_sim  # type: ignore[attr-defined]
 
-PROVIDERS: dict[str, Factory] = {"openai": _openai, "local": _local_provider, "sim": _sim}
+PROVIDERS: dict[str, Factory] = {**{name: _http_factory(name) for name in _HTTP},
+                                 "local": _local_provider, "sim": _sim}
 
 
 def register_provider(name: str, factory: Factory) -> None:
@@ -107,7 +115,7 @@ def _entry_points() -> dict[str, Any]:
 
 
 def known_providers() -> list[str]:
-    return sorted({*PROVIDERS, *NOT_YET, *_entry_points()})
+    return sorted({*PROVIDERS, *_entry_points()})
 
 
 def _factory(binding_name: str | None, provider: Any) -> Factory:
@@ -117,13 +125,6 @@ def _factory(binding_name: str | None, provider: Any) -> Factory:
     factory = PROVIDERS.get(provider)
     if factory is not None:
         return factory
-    if provider in NOT_YET:
-        env, url = NOT_YET[provider]
-        raise ConfigError(
-            f"{model} (provider {provider}): provider '{provider}' is not implemented in this "
-            f"release; use its OpenAI-compatible endpoint instead: provider: openai, base_url: {url}, "
-            f"api_key_env: {env}"
-        )
     ep = _entry_points().get(provider)
     if ep is None:
         hint = did_you_mean(str(provider), known_providers())
@@ -143,8 +144,8 @@ def provider_key(binding: dict[str, Any]) -> tuple:
     if provider == "local":
         return ("local", _local.resolve_model_path(binding))
     base_url = (binding.get("base_url") or "").rstrip("/") or None
-    if provider == "openai":
-        return (provider, base_url or DEFAULT_BASE_URL, openai_key_env(binding))
+    if provider in _HTTP:
+        return (provider, base_url or _HTTP[provider][2], api_key_env(binding))
     return (provider, base_url, binding.get("api_key_env"))
 
 

@@ -129,6 +129,7 @@ def extract_answer(text: str) -> str:
 class SimProvider:
     name = "sim"
     supports_n = True
+    timeout_s = None  # in process, nothing to time out: the runtime adds no timer around its calls
 
     def __init__(self) -> None:
         self._configs: dict[int, tuple[dict[str, Any], SimConfig]] = {}

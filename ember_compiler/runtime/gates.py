@@ -1,7 +1,9 @@
 """Per-model concurrency gates with priority: among waiting calls the highest priority goes first.
 
 The fast path (a free slot, nobody waiting) takes no await, so gates cost almost nothing when a model
-is not saturated — which is most calls of a sim study.
+is not saturated — which is most calls of a sim study. A gate exists per (provider, endpoint, model)
+and carries that model's `Limiter` (rate buckets and cool-down, `limits.py`), which a call consults
+after it got its slot.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import asyncio
 import heapq
 import itertools
 
+from .limits import Limiter
+
 
 class Gate:
-    __slots__ = ("limit", "active", "_waiters", "_seq")
+    __slots__ = ("limit", "active", "_waiters", "_seq", "limiter")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limiter: Limiter | None = None) -> None:
+        self.limiter = limiter if limiter is not None else Limiter()
         self.limit = max(1, int(limit))
         self.active = 0
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []

@@ -1,0 +1,135 @@
+"""Gemini `generateContent` (`POST {base_url}/models/{model}:generateContent`) over httpx2.
+
+One attempt per `complete` (the runtime retries). The key goes in the `x-goog-api-key` header, never
+in the URL. Samples use `candidateCount` (at most 8 per request; the runtime asks for the rest).
+Structured output sets `responseMimeType: application/json` with a `responseSchema` (the OpenAPI
+subset Gemini reads). A 429 carries its wait in the body (`google.rpc.RetryInfo.retryDelay`, there
+is no Retry-After header); a `QuotaFailure` on a per-day quota is final.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ProviderError
+from .base import Completion, Request
+from .http import HTTPProvider, duration_s
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+MAX_CANDIDATES = 8
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+
+
+class GeminiProvider(HTTPProvider):
+    name = "gemini"
+    supports_n = True
+    default_base_url = DEFAULT_BASE_URL
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}
+
+    def url(self, binding: dict[str, Any]) -> str:
+        model = str(binding.get("model") or "").removeprefix("models/")
+        return f"/models/{model}:generateContent"
+
+    def body(self, request: Request) -> dict[str, Any]:
+        b = request.model
+        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
+        contents = [{"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+                    for m in request.messages if m["role"] != "system"]
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        config: dict[str, Any] = {}
+        if request.n != 1:
+            config["candidateCount"] = min(request.n, MAX_CANDIDATES)
+        for key, name in (("temperature", "temperature"), ("top_p", "topP"), ("max_tokens", "maxOutputTokens")):
+            if b.get(key) is not None:
+                config[name] = b[key]
+        if b.get("seed") is not None:
+            config["seed"] = b["seed"] + request.meta.get("sample_offset", 0)
+        if self.use_schema(b, request.schema):
+            config["responseMimeType"] = "application/json"
+            config["responseSchema"] = openapi_schema(request.schema)  # type: ignore[arg-type]
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    async def complete(self, request: Request) -> Completion:
+        data, _ = await self.post(self.url(request.model), self.body(request),
+                                  timeout_s=self.timeout_for(request.model))
+        return parse(data)
+
+    def error_info(self, data: dict[str, Any]) -> tuple[str, Any, bool]:
+        # {"error": {"code": 429, "message": "...", "status": "RESOURCE_EXHAUSTED", "details": [...]}}
+        err = data.get("error")
+        if not isinstance(err, dict):
+            return super().error_info(data)
+        status = err.get("status")
+        message = str(err.get("message") or status or "")[:500]
+        exhausted = any(
+            "perday" in str(v.get("quotaId", "")).lower() or "per_day" in str(v.get("quotaId", "")).lower()
+            for d in _details(err, _QUOTA_FAILURE) for v in d.get("violations") or () if isinstance(v, dict))
+        return (f"{status}: {message}" if status and status not in message else message), err.get("code"), exhausted
+
+    def body_retry_after_s(self, data: dict[str, Any]) -> float | None:
+        err = data.get("error")
+        for d in _details(err, _RETRY_INFO) if isinstance(err, dict) else ():
+            delay = duration_s(str(d.get("retryDelay") or ""))
+            if delay is not None:
+                return delay
+        return None
+
+
+def _details(err: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    details = err.get("details")
+    return [d for d in details if isinstance(d, dict) and d.get("@type") == kind] if isinstance(details, list) else []
+
+
+def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema as Gemini's `responseSchema` (OpenAPI 3 subset: upper-case types, property order)."""
+    out: dict[str, Any] = {}
+    if "type" in schema:
+        out["type"] = str(schema["type"]).upper()
+    for key in ("description", "enum", "format", "nullable", "minimum", "maximum", "minItems", "maxItems"):
+        if key in schema:
+            out[key] = schema[key]
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: openapi_schema(v) for k, v in schema["properties"].items()}
+        out["propertyOrdering"] = list(schema["properties"])  # the model writes reasoning before the answer
+    if "required" in schema:
+        out["required"] = list(schema["required"])
+    if isinstance(schema.get("items"), dict):
+        out["items"] = openapi_schema(schema["items"])
+    return out
+
+
+def parse(data: dict[str, Any]) -> Completion:
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        block = (data.get("promptFeedback") or {}).get("blockReason") if isinstance(data.get("promptFeedback"), dict) \
+            else None
+        if block:
+            raise ProviderError(f"the prompt was blocked ({block})", status=200)
+        raise ProviderError("HTTP 200 with no candidates in the response", status=200)
+    texts, reasons = [], []
+    try:
+        for c in sorted(candidates, key=lambda c: c.get("index", 0)):
+            parts = (c.get("content") or {}).get("parts") or []
+            # thought summaries (thinking models) are not the answer
+            texts.append("".join(p.get("text") or "" for p in parts if not p.get("thought")))
+            reasons.append(c.get("finishReason") or "")
+    except (AttributeError, TypeError):
+        raise ProviderError("HTTP 200 with malformed candidates in the response", status=200) from None
+    usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
+    return Completion(
+        texts=texts,
+        input_tokens=int(usage.get("promptTokenCount") or 0) + int(usage.get("toolUsePromptTokenCount") or 0),
+        # thinking tokens are billed as output
+        output_tokens=int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0),
+        model=data.get("modelVersion"),
+        finish_reasons=reasons,
+        response_id=data.get("responseId"),
+        cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
+    )

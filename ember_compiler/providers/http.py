@@ -1,0 +1,251 @@
+"""What the HTTP providers (openai, anthropic, gemini) share: an httpx2 client per endpoint, one
+attempt per request, failures turned into `ProviderError`s the runtime's retry loop can act on, the
+rate-limit headers read, and the API key scrubbed from every message.
+
+The key lives only in the client's default headers: never in URLs (which transports and loggers
+print), never in an error, never in `repr`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx2
+
+from ..errors import ProviderError
+from .base import RateLimits
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+FINAL_STATUSES = frozenset({400, 401, 403, 404, 422})  # the same request fails again, whatever a header says
+MAX_HINT_S = 24 * 3600.0  # a larger hint is nonsense; the runtime compares hints with its deadline
+
+
+class HTTPProvider:
+    """Base of the HTTP wire formats. Subclasses build bodies, parse replies and read error bodies."""
+
+    name = "http"
+    supports_n = False
+    default_base_url = ""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
+                 transport: httpx2.AsyncBaseTransport | None = None, timeout_s: float = 60,
+                 concurrency: int = 32, trust_env: bool = True, name: str | None = None,
+                 structured: bool = True) -> None:
+        if name:
+            self.name = name
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.structured = structured  # may this endpoint be sent a JSON schema (Request.schema)?
+        self._concurrency = concurrency
+        self._secret = api_key or None
+        self._client = httpx2.AsyncClient(
+            headers=self.auth_headers(api_key) if api_key else {},
+            timeout=httpx2.Timeout(self.timeout_s),
+            limits=httpx2.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30),
+            transport=transport,
+            trust_env=trust_env,
+        )
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
+
+    def __repr__(self) -> str:  # never the key
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    def default_concurrency(self, binding: dict[str, Any]) -> int:
+        return self._concurrency
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def timeout_for(self, binding: dict[str, Any]) -> float:
+        return float(binding.get("timeout_s") or self.timeout_s)
+
+    def use_schema(self, binding: dict[str, Any], schema: dict[str, Any] | None) -> bool:
+        """Send the schema? The binding's `structured_output` decides, else this endpoint's default."""
+        flag = binding.get("structured_output")
+        return schema is not None and (self.structured if flag is None else bool(flag))
+
+    # -- one attempt ------------------------------------------------------------------------------
+
+    async def post(self, url: str, body: dict[str, Any], *, timeout_s: float | None = None,
+                   ) -> tuple[dict[str, Any], httpx2.Headers]:
+        """POST once; the decoded JSON object and the response headers, or a `ProviderError`."""
+        timeout = timeout_s or self.timeout_s
+        if url.startswith("/"):
+            url = self.base_url + url
+        try:
+            resp = await self._client.post(url, json=body, timeout=timeout)
+        except httpx2.TimeoutException:
+            raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
+        except httpx2.TransportError as exc:
+            raise ProviderError(self.scrub(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}"),
+                                retryable=True) from None
+        if resp.status_code != 200:
+            raise self.http_error(resp)
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            # a truncated body (a proxy cut the connection) is worth another attempt
+            raise ProviderError(self.scrub(f"HTTP 200 with a malformed JSON body: {snippet(resp.text)}"),
+                                status=200, retryable=True) from None
+        if not isinstance(data, dict):
+            raise ProviderError("HTTP 200 with an unexpected body (not a JSON object)", status=200)
+        if data.get("error"):
+            # some gateways (OpenRouter, proxies) report upstream failures inside a 200
+            message, code, _ = self.error_info(data)
+            inner = code if isinstance(code, int) else None
+            raise ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
+                                retryable=inner in RETRY_STATUSES or (inner or 0) >= 500)
+        return data, resp.headers
+
+    def http_error(self, resp: httpx2.Response) -> ProviderError:
+        status = resp.status_code
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            message, _, exhausted = self.error_info(data)
+        else:
+            message, exhausted = snippet(resp.text), False
+        should = resp.headers.get("x-should-retry")  # OpenAI's and Anthropic's servers decide
+        if should in ("true", "false"):
+            retryable = should == "true"
+        else:
+            retryable = status in RETRY_STATUSES or status >= 500
+        if exhausted or status in FINAL_STATUSES:  # e.g. money or a daily quota ran out
+            retryable = False
+        hint = retry_after_s(resp.headers)
+        if hint is None and isinstance(data, dict):
+            hint = self.body_retry_after_s(data)
+        text = f"HTTP {status}" + (f": {message}" if message else "")
+        if exhausted:
+            text += " (quota exhausted: not retried)"
+        if status in (401, 403):
+            text += " (check the API key and its permissions)"
+        return ProviderError(self.scrub(text), status=status, retryable=retryable, retry_after_s=hint,
+                             rate_limits=rate_limits(resp.headers))
+
+    def error_info(self, data: dict[str, Any]) -> tuple[str, Any, bool]:
+        """(message, code, quota exhausted?) from an error body; subclasses know their format."""
+        err = data.get("error")
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("code") or err.get("type") or err
+            return str(message)[:500], err.get("code") or err.get("type"), False
+        if err:
+            return str(err)[:500], None, False
+        return str(data.get("message") or data.get("detail") or "")[:500], None, False
+
+    def body_retry_after_s(self, data: dict[str, Any]) -> float | None:
+        return None
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+
+def key_env(binding: dict[str, Any], default_env: str, default_url: str) -> str | None:
+    """The variable holding a binding's key. A custom `base_url` gets a key only when the binding
+    names `api_key_env`: a spec must not be able to send the vendor's key to any server."""
+    if binding.get("api_key_env"):
+        return str(binding["api_key_env"])
+    base_url = (binding.get("base_url") or "").rstrip("/")
+    return default_env if base_url in ("", default_url.rstrip("/")) else None
+
+
+def snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# -- hints and limits from headers ------------------------------------------------------------------
+
+def retry_after_s(headers: httpx2.Headers | dict[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); else None."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return _clamp(float(ms) / 1000)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return _clamp(float(ra))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError):
+        return None
+    return _clamp(when.timestamp() - time.time())
+
+
+def _clamp(seconds: float) -> float | None:
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_HINT_S)
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def duration_s(text: str | None) -> float | None:
+    """`1s`, `6m0s`, `20ms`, `1h2m3.5s` (OpenAI's Go durations), `45.8s` (protobuf), `12`, or an
+    RFC 3339 time (Anthropic) — as seconds from now; None when unreadable."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return _clamp(float(text))
+    except ValueError:
+        pass
+    parts = _GO_DURATION.findall(text)
+    if parts and "".join(a + u for a, u in parts) == text:
+        scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        return _clamp(sum(float(a) * scale[u] for a, u in parts))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return _clamp(when.timestamp() - time.time())
+
+
+def _number(headers: httpx2.Headers, name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def rate_limits(headers: httpx2.Headers) -> RateLimits | None:
+    """OpenAI's `x-ratelimit-*` or Anthropic's `anthropic-ratelimit-*` headers; None without either."""
+    if "x-ratelimit-limit-requests" in headers or "x-ratelimit-remaining-requests" in headers \
+            or "x-ratelimit-remaining-tokens" in headers:
+        p = "x-ratelimit-"
+        return RateLimits(
+            _number(headers, p + "limit-requests"), _number(headers, p + "remaining-requests"),
+            duration_s(headers.get(p + "reset-requests")), _number(headers, p + "limit-tokens"),
+            _number(headers, p + "remaining-tokens"), duration_s(headers.get(p + "reset-tokens")))
+    if "anthropic-ratelimit-requests-limit" in headers or "anthropic-ratelimit-tokens-limit" in headers \
+            or "anthropic-ratelimit-input-tokens-limit" in headers:
+        p = "anthropic-ratelimit-"
+        # `tokens-*` is the most restrictive of the token limits; older responses only had input-tokens
+        tok = "tokens-" if p + "tokens-limit" in headers else "input-tokens-"
+        return RateLimits(
+            _number(headers, p + "requests-limit"), _number(headers, p + "requests-remaining"),
+            duration_s(headers.get(p + "requests-reset")), _number(headers, p + tok + "limit"),
+            _number(headers, p + tok + "remaining"), duration_s(headers.get(p + tok + "reset")))
+    return None

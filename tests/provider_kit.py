@@ -1,0 +1,107 @@
+"""Shared helpers of the provider, retry, gate, price and structured-output tests (not a test module).
+
+Everything runs against `httpx2.MockTransport`: no test reaches the network. `FakeClock` gives the
+runtime a clock whose `sleep` advances time instantly, so waits are exact and tests take no time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from ember_compiler.providers.base import Request
+from ember_compiler.runtime.runtime import RowContext, Runtime
+
+FIXTURES = Path(__file__).parent / "fixtures" / "providers"
+KEY = "sk-test-SECRET-0123456789abcdef"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def reply(name: str, status: int = 200, headers: dict[str, str] | None = None) -> httpx2.Response:
+    return httpx2.Response(status, json=fixture(name), headers=headers)
+
+
+class Server:
+    """A scripted server: each request takes the next item of the script (the last one repeats): a
+    response, an exception to raise, or a callable of the request (may be async)."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.requests: list[httpx2.Request] = []
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(item, BaseException):
+            raise item
+        if callable(item):
+            item = item(request)
+            if asyncio.iscoroutine(item):
+                item = await item
+        return item
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+    @property
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self)
+
+
+class FakeClock:
+    """time.monotonic and asyncio.sleep for the runtime: sleeping advances the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def request(binding: dict[str, Any], n: int = 1, content: str = "What is 7 * 6?", *, name: str = "m",
+            schema: dict[str, Any] | None = None, system: str | None = None, **meta: Any) -> Request:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+    return Request(name, binding, messages, n, {"role": "generate", "node_id": "node", **meta}, schema)
+
+
+def runtime(server: Server | None = None, clock: FakeClock | None = None, **kwargs: Any) -> Runtime:
+    clock = clock or FakeClock()
+    return Runtime(transport=server.transport if server else None, clock=clock, sleep=clock.sleep,
+                   rand=lambda: 0.0, **kwargs)
+
+
+def complete(rt: Runtime, *requests: Request, row: RowContext | None = None) -> list[Any]:
+    """Send the requests concurrently through the runtime; results (or exceptions) in order."""
+
+    async def go() -> list[Any]:
+        try:
+            return await asyncio.gather(*(rt.complete(r, 0, row) for r in requests), return_exceptions=True)
+        finally:
+            await rt.aclose()
+
+    return asyncio.run(go())
+
+
+def one(provider: Any, req: Request) -> Any:
+    """One attempt straight at a provider (no runtime: no retries)."""
+
+    async def go() -> Any:
+        try:
+            return await provider.complete(req)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())

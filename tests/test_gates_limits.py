@@ -1,0 +1,164 @@
+"""Gates per (provider, endpoint, model): the concurrency bound, RPM/TPM buckets (fake clock: waits
+are exact and instant), limits learned from headers, and the shared cool-down after a 429."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx2
+import pytest
+from provider_kit import KEY, FakeClock, Server, complete, reply, request, runtime
+
+from ember_compiler.providers.base import RateLimits
+from ember_compiler.runtime import limits
+from ember_compiler.runtime.limits import Limiter, TokenBucket, estimate_tokens
+
+OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+
+def stamped(clock, response=None):
+    """A server that records the fake time of every request."""
+    times: list[float] = []
+
+    def handle(r):
+        times.append(clock.now)
+        return response() if response else reply("openai_structured.json")
+
+    return Server(handle), times
+
+
+def test_token_bucket():
+    b = TokenBucket(60, now=0.0)  # 1 a second, holds 1
+    assert (b.capacity, b.wait_s(1, 0.0)) == (1.0, 0.0)
+    b.level -= 1
+    assert b.wait_s(1, 0.25) == pytest.approx(0.75)
+    assert b.wait_s(50, 0.25) == pytest.approx(0.75)  # a charge larger than the bucket waits for a full one
+    big = TokenBucket(6000, now=0.0)  # 100 a second, holds 100
+    assert big.capacity == 100 and big.wait_s(1, 10.0) == 0 and big.level == 100  # refill stops at the capacity
+
+
+def test_rpm_bucket_bounds_the_request_rate():
+    clock = FakeClock()
+    server, times = stamped(clock)
+    binding = {**OPENAI, "limits": {"rpm": 120}}  # 2 a second, bursts of 2
+    results = complete(runtime(server, clock), *(request(binding) for _ in range(20)))
+    assert all(r.texts for r in results)
+    t0 = times[0]
+    assert times[:2] == [t0, t0]
+    assert times[-1] - t0 == pytest.approx(9.0)  # 18 more requests at 0.5 s each
+    for i, t in enumerate(times):  # never ahead of the rate
+        assert t - t0 >= (i - 1) * 0.5 - 1e-9
+
+
+def test_tpm_bucket_is_charged_an_estimate_and_corrected_by_usage():
+    clock = FakeClock()
+    server, times = stamped(clock)  # every reply reports 182 + 24 = 206 tokens
+    binding = {**OPENAI, "limits": {"tpm": 6000}}  # 100 a second, holds 100
+    rt = runtime(server, clock)
+    req = request(binding)
+    est = estimate_tokens(req)
+    assert est == len("What is 7 * 6?") // 4 + 4 + 16
+
+    async def sequential():
+        for _ in range(5):
+            await rt.complete(request(binding), 0, None)
+        await rt.aclose()
+
+    asyncio.run(sequential())
+    # after each call the bucket is 206 - est lower than the charge said: the next caller pays the debt
+    # the 5th may start once 100 (full) - 4 × 206 + 100 t >= est
+    assert times[-1] - times[0] == pytest.approx((4 * 206 - 100 + est) / 100)
+
+
+def test_limits_are_learned_from_headers_and_a_spent_window_cools_down():
+    clock = FakeClock()
+    headers = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+               "x-ratelimit-reset-requests": "2s", "x-ratelimit-limit-tokens": "120000",
+               "x-ratelimit-remaining-tokens": "119000", "x-ratelimit-reset-tokens": "6ms"}
+    server, times = stamped(clock, lambda: reply("openai_structured.json", headers=headers))
+    rt = runtime(server, clock)
+
+    async def go():
+        await rt.complete(request(OPENAI), 0, None)
+        (gate,) = rt._gates.values()
+        lim = gate.limiter
+        assert lim.rpm.per_minute == 60 and lim.tpm.per_minute == 120000  # adopted: none were declared
+        assert lim.cooldown_until == clock.now + 2
+        await rt.complete(request(OPENAI), 0, None)
+        await rt.aclose()
+
+    asyncio.run(go())
+    assert times[1] - times[0] == pytest.approx(2.0)
+
+
+def test_declared_limits_are_only_tightened():
+    lim = Limiter(rpm=100, clock=lambda: 0.0)
+    lim.learn(RateLimits(requests_limit=500))
+    assert lim.rpm.per_minute == 100
+    lim.learn(RateLimits(requests_limit=30, requests_remaining=5))
+    assert lim.rpm.per_minute == 30 and lim.rpm.level <= 5 and not lim.cooldown_until
+
+
+def test_shared_cool_down_makes_queued_calls_wait():
+    clock = FakeClock()
+    opens = clock.now + 5
+    seen: list[tuple[float, int]] = []
+
+    async def closed_until_opens(r):
+        await asyncio.sleep(0)  # let every caller reach the server's door before the first answer
+        status = 429 if clock.now < opens else 200
+        seen.append((clock.now, status))
+        if status == 429:
+            return httpx2.Response(429, headers={"retry-after": str(opens - clock.now)},
+                                   json={"error": {"message": "rate limited"}})
+        return reply("openai_structured.json")
+
+    binding = {**OPENAI, "limits": {"concurrency": 4}}
+    results = complete(runtime(Server(closed_until_opens), clock), *(request(binding) for _ in range(12)))
+    assert all(r.texts for r in results)
+    rejected = [t for t, s in seen if s == 429]
+    # only the 4 requests already in flight met the spent window; the 8 queued ones waited for it
+    assert len(rejected) <= 4 and len(seen) == 12 + len(rejected)
+    assert all(t >= opens for t, s in seen if s == 200)
+
+
+def test_concurrency_bound_counts_requests_in_flight():
+    in_flight, peak = 0, 0
+
+    async def slow(r):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return reply("openai_structured.json")
+
+    binding = {**OPENAI, "limits": {"concurrency": 3}}
+    results = complete(runtime(Server(slow)), *(request(binding) for _ in range(12)))
+    assert all(r.texts for r in results) and peak == 3
+
+
+def test_gates_are_per_provider_endpoint_and_model():
+    rt = runtime(Server(reply("openai_structured.json")))
+    a = rt._target({**OPENAI, "limits": {"rpm": 10}})
+    b = rt._target({**OPENAI, "temperature": 1})  # another binding, same model: same gate
+    c = rt._target({**OPENAI, "model": "gpt-4o"})
+    d = rt._target({**OPENAI, "base_url": "http://127.0.0.1:9/v1"})
+    assert a.gate is b.gate and a.gate is not c.gate and a.gate is not d.gate
+    asyncio.run(rt.aclose())
+
+
+def test_the_sim_pays_nothing_for_buckets(monkeypatch):
+    async def forbidden(self, tokens):
+        raise AssertionError("the limiter was consulted on the fast path")
+
+    monkeypatch.setattr(limits.Limiter, "acquire", forbidden)
+    rt = runtime()
+    results = complete(rt, *(request({"provider": "sim"}, n=3) for _ in range(50)))
+    assert all(len(r.texts) == 3 for r in results)
+    assert all(g.limiter.idle for g in rt._gates.values())
