@@ -1,48 +1,135 @@
-"""`ember eval`: a dataset through one shared runtime, scored against each row's answer."""
+"""`ember eval`: a dataset through one shared runtime, scored by one or more metrics; resumable."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import output
-from .app import SchedulerOpt, SetOpt, SpecArg, app, compile_plan, errors
+from .app import SchedulerOpt, SetOpt, app, compile_plan, errors
+
+MapOpt = Annotated[list[str] | None, typer.Option(
+    "--map", help="Rename dataset columns: FIELD=COLUMN[,FIELD=COLUMN] (e.g. answer=label,question=prompt).")]
+MetricOpt = Annotated[list[str] | None, typer.Option(
+    "--metric", help="exact (default), mc, numeric[:TOL], contains, or package.module:function; repeat for several.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")]
+SampleOpt = Annotated[int | None, typer.Option(min=1, help="A seeded random sample of N rows (after --limit).")]
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """The runtime's warnings (unknown prices, ...), once each, after the results."""
+    for w in dict.fromkeys(warnings):
+        sys.stderr.write(f"warning: {w}\n")
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """`accuracy (exact): 0.6120  95% CI [..]`, one line per metric, then the row counts."""
+    lines = []
+    names = [n for n in summary["metrics"] if n != "accuracy"]
+    for i, name in enumerate(names):
+        value, ci = summary["metrics"][name], summary["ci95"].get(name)
+        shown = "n/a" if value is None else f"{value:.4f}"
+        ci_text = f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+        lines.append(f"{'accuracy (' + name + ')' if i == 0 else name}: {shown}{ci_text}")
+    errors = summary["errors"]
+    lines.append(f"rows: {summary['scored']:,} scored of {summary['rows']:,}"
+                 + (f", {errors:,} error{'s' if errors != 1 else ''}" if errors else ""))
+    return lines
 
 
 @app.command(name="eval")
 def eval_(
-    spec: SpecArg,
-    data: Annotated[Path, typer.Option("--data", help="Dataset: JSONL rows (or a JSON list).")],
+    spec: Annotated[Path | None, typer.Argument(help="Spec file (YAML or JSON); optional with --resume.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset: JSONL, a JSON list, or CSV.")] = None,
     set: SetOpt = None,
-    seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
+    map: MapOpt = None,
+    metric: MetricOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (also seeds --sample). Default 0.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Rows in flight at once.")] = 64,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    limit: LimitOpt = None,
+    sample: SampleOpt = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Finish the interrupted eval RUN_ID "
+                                                "(same run directory; finished rows are not redone).")] = None,
     scheduler: SchedulerOpt = "parallel",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
-    from ember_compiler.eval.dataset import load_rows
-    from ember_compiler.eval.runner import eval_plan_async
+    from ember_compiler.errors import UsageError
+    from ember_compiler.eval.dataset import load_rows, parse_map
+    from ember_compiler.eval.metrics import parse_metrics
+    from ember_compiler.eval.rundir import check_same_study, file_sha256, find_run, read_study
+    from ember_compiler.eval.runner import EvalJob
+    from ember_compiler.runtime.run import RUNS_DIR
 
     from .progress import RowProgress
 
     with errors():
+        recorded: dict[str, Any] | None = None
+        if resume is not None:
+            recorded = read_study(find_run(resume, RUNS_DIR))
+            spec = spec or Path(recorded["spec"])
+            data = data or Path(recorded["data"])
+            set = set if set is not None else recorded.get("sets") or None
+            map = map if map is not None else ([",".join(f"{k}={v}" for k, v in recorded["map"].items())]
+                                               if recorded.get("map") else None)
+            metric = metric if metric is not None else recorded.get("metrics")
+            seed = seed if seed is not None else recorded.get("seed", 0)
+            limit = limit if limit is not None else recorded.get("limit")
+            sample = sample if sample is not None else recorded.get("sample")
+        if spec is None or data is None:
+            raise UsageError("ember eval needs SPEC and --data (or --resume RUN_ID)")
+        seed = seed or 0
         plan = compile_plan(spec, set)
-        rows = load_rows(data, limit)
-        with RowProgress(len(rows), enabled=not json_out) as progress:
-            result = asyncio.run(eval_plan_async(plan, rows, seed=seed, concurrency=concurrency,
-                                                 scheduler=scheduler, on_row=progress.update))
+        metrics = parse_metrics(metric)
+        mapping = parse_map(map)
+        rows = load_rows(data, limit, mapping=mapping, sample=sample, seed=seed)
+        study = {"kind": "eval", "spec": str(spec), "plan_hash": plan.hash, "data": str(data),
+                 "data_sha256": file_sha256(data), "map": mapping, "limit": limit, "sample": sample,
+                 "seed": seed, "sets": list(set or []), "metrics": [m.name for m in metrics],
+                 "rows": len(rows), "created": datetime.now(UTC).isoformat(timespec="seconds")}
+        if recorded is not None:
+            check_same_study(recorded, study, resume)
+        job = EvalJob(plan, rows, seed=seed, metrics=metrics, concurrency=concurrency, scheduler=scheduler,
+                      run_id=resume, study=study, resume=resume is not None)
+        try:
+            with RowProgress(len(rows), enabled=progress and not json_out) as bar:
+                result = asyncio.run(_run(job, bar))
+        except KeyboardInterrupt:
+            print_warnings(job.warnings)
+            where = job.run_dir / "rows.jsonl" if job.run_dir else "memory"
+            output.error(f"interrupted: {job.done:,} of {len(rows):,} rows finished and kept in {where}; "
+                         f"resume with: ember eval --resume {job.run_id}")
+            raise typer.Exit(130) from None
         summary = result.to_json()
         if json_out:
             output.print_json(summary)
         else:
-            acc = summary["metrics"]["accuracy"]
-            output.print_text(f"accuracy: {'n/a' if acc is None else f'{acc:.4f}'}  "
-                              f"({result.correct}/{result.scored} rows{f', {result.errors} errors' if result.errors else ''})")
+            for line in summary_lines(summary):
+                output.print_text(line)
             u = result.usage
-            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
+            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
+                        + f" · {summary['calls_per_row'] or 0:g} calls/row · latency p50 "
+                        f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s")
+            if result.resumed_rows:
+                output.note(f"resumed: {result.resumed_rows:,} rows were already done")
             if result.run_dir is not None:
                 output.note(f"rows: {result.run_dir / 'rows.jsonl'}")
+        print_warnings(job.warnings)
+
+
+async def _run(job: Any, bar: Any) -> Any:
+    # the bar starts from what a resumed run already finished
+    if job.resume and job.run_dir is not None:
+        from ember_compiler.eval.rundir import load_records
+
+        done = load_records(job.run_dir)
+        bar.done = len(done)
+        bar.scored = sum("scores" in r for r in done)
+        bar.correct = sum(bool(r.get("correct")) for r in done)
+    return await job.run(bar.update)

@@ -2,7 +2,8 @@
 
 Row fields named like the spec's inputs feed them; `answer` is the ground truth (also for the sim),
 `sim` holds per-row sim overrides, `id` names the row. A failing row is recorded with its error and
-counts as incorrect; the other rows continue.
+scores 0; the other rows continue. When the run is cancelled (Ctrl-C) the finished rows are flushed and
+`result.json` says `interrupted`, so `--resume` can finish it without redoing them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import EmberError, UsageError
-from ..ops.text import normalize
 from ..runtime.run import RUNS_DIR, example_meta, execute_row, new_run_id, resolve_inputs
 from ..runtime.runtime import RowContext, Runtime, Usage
 from ..runtime.trace import Tracer
@@ -24,6 +24,11 @@ from ..xcs.executor import Executor
 from ..xcs.plan import Plan
 from ..xcs.scheduling import Scheduler
 from .dataset import Row
+from .metrics import Metric, parse_metrics
+from .rundir import ROWS, load_records, write_study
+from .summary import RowStat, summarize, usage_of
+
+_FLUSH_ROWS, _FLUSH_S = 512, 1.0  # rows reach rows.jsonl within a second (tail -f works) without a write per row
 
 
 @dataclass
@@ -31,28 +36,22 @@ class EvalResult:
     run_id: str
     rows: int
     scored: int
-    correct: int
+    correct: float
     errors: int
     usage: Usage
     wall_s: float
     latencies: list[float]
     run_dir: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    resumed_rows: int = 0
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.scored if self.scored else None
+        return self.summary.get("metrics", {}).get("accuracy")
 
     def to_json(self) -> dict[str, Any]:
-        """The `ember eval --json` shape (DESIGN §7)."""
-        lat = sorted(self.latencies)
-        pct = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 4)) if lat else (lambda q: None)
-        u = self.usage
-        return {
-            "metrics": {"accuracy": self.accuracy}, "rows": self.rows, "errors": self.errors,
-            "calls": u.calls, "requests": u.requests, "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens, "cost_usd": u.cost_usd, "wall_s": round(self.wall_s, 4),
-            "latency_p50_s": pct(0.5), "latency_p95_s": pct(0.95), "run_id": self.run_id,
-        }
+        """The `ember eval --json` shape (DESIGN §7, extended)."""
+        return dict(self.summary)
 
 
 def answer_output(plan: Plan) -> str:
@@ -64,81 +63,164 @@ def answer_output(plan: Plan) -> str:
 
 
 def is_correct(predicted: Any, truth: Any) -> bool:
-    return predicted is not None and normalize(predicted, "lower") == normalize(truth, "lower")
+    from .metrics import exact
+
+    return bool(exact(predicted, truth))
 
 
-async def eval_plan_async(plan: Plan, rows: list[Row], *, seed: int = 0, concurrency: int = 64,
-                          runs_dir: Path | None = RUNS_DIR, transport: Any = None,
-                          scheduler: Scheduler | str | None = None,
-                          on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
-    key = answer_output(plan)
-    executor = Executor(plan, scheduler)
-    run_id = new_run_id()
-    run_dir = runs_dir / run_id if runs_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
-                      max_in_flight=executor.scheduler.max_in_flight())
-    result = EvalResult(run_id, len(rows), 0, 0, 0, runtime.usage, 0.0, [], run_dir)
-    out = (run_dir / "rows.jsonl").open("w", encoding="utf-8") if run_dir else None
-    buffer: list[str] = []
-    start = time.perf_counter()
-    cursor = iter(rows)
+class EvalJob:
+    """One eval. Its attributes (`run_id`, `run_dir`, `done`) stay readable after a cancellation.
 
-    async def run_one(row: Row) -> dict[str, Any]:
+    `runtime` shares a caller's runtime (and its gates) — `ember sweep` runs every point through one;
+    `capture(node_results)` adds fields to each row's record (the sweep keeps the vote's counts);
+    `resume=True` continues the records already in `run_dir`.
+    """
+
+    def __init__(self, plan: Plan, rows: list[Row], *, seed: int = 0, metrics: list[Metric] | None = None,
+                 concurrency: int = 64, runs_dir: Path | None = RUNS_DIR, run_id: str | None = None,
+                 study: dict[str, Any] | None = None, resume: bool = False, transport: Any = None,
+                 scheduler: Scheduler | str | None = None, runtime: Runtime | None = None,
+                 capture: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.plan, self.rows, self.seed = plan, rows, seed
+        self.metrics = metrics or parse_metrics(None)
+        self.names = [m.name for m in self.metrics]
+        self.concurrency = concurrency
+        self.run_id = run_id or new_run_id()
+        self.run_dir = runs_dir / self.run_id if runs_dir is not None else None
+        self.study, self.resume, self.transport = study, resume, transport
+        self.executor = Executor(plan, scheduler)
+        self.runtime = runtime
+        self.capture = capture
+        self.key = answer_output(plan)
+        self.stats: dict[int, RowStat] = {}
+        self.warnings: list[str] = []
+        self.interrupted = False
+
+    @property
+    def done(self) -> int:
+        return len(self.stats)
+
+    def _score(self, record: dict[str, Any], prediction: Any, truth: Any, data: dict[str, Any]) -> None:
+        scores = {}
+        for m in self.metrics:
+            scores[m.name] = m.fn(prediction, truth, data)
+        record["scores"] = scores
+        record["correct"] = scores[self.names[0]] == 1.0
+
+    async def _run_one(self, row: Row, runtime: Runtime) -> dict[str, Any]:
         record: dict[str, Any] = {"index": row.index, "id": row.id}
         t0 = time.perf_counter()
-        data = row.data
-        error = row.error
+        data, error = row.data, row.error
+        ctx = RowContext()
         if data is not None:
             truth = data.get("answer")
             record["answer"] = truth
-            ctx = RowContext()
             try:
+                plan = self.plan
                 values = resolve_inputs(plan, {k: v for k, v in data.items() if k in plan.inputs})
-                outputs, _ = await execute_row(executor, runtime, values, example_meta(seed, row.id, values, data), ctx)
+                outputs, results = await execute_row(
+                    self.executor, runtime, values, example_meta(self.seed, row.id, values, data), ctx)
                 record["outputs"] = outputs
+                if self.capture is not None:
+                    record.update(self.capture(results))
                 if truth is not None:
-                    record["correct"] = is_correct(outputs.get(key), truth)
+                    self._score(record, outputs.get(self.key), truth, data)
             except EmberError as exc:
                 error = str(exc)
-            result.usage.add(ctx.usage)
-            record.update(calls=ctx.usage.calls, cost_usd=ctx.usage.cost_usd)
+            except Exception as exc:  # a user metric or capture hook that raised: this row only
+                error = f"{type(exc).__name__}: {exc}"
+        u = ctx.usage
+        record.update(calls=u.calls, requests=u.requests, input_tokens=u.input_tokens,
+                      output_tokens=u.output_tokens, cost_usd=u.cost_usd)
         if error is not None:
             record["error"] = error
-            result.errors += 1
-        if "answer" in record and record["answer"] is not None or error is not None:
-            result.scored += 1
-            result.correct += bool(record.get("correct"))
+            record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect
+            record["correct"] = False
         record["latency_s"] = round(time.perf_counter() - t0, 6)
-        result.latencies.append(record["latency_s"])
         return record
 
-    async def worker() -> None:
-        for row in cursor:
-            record = await run_one(row)
-            if out is not None:
-                buffer.append(json.dumps(record, default=str))
-                if len(buffer) >= 512:
-                    out.write("\n".join(buffer) + "\n")
-                    buffer.clear()
-            if on_row is not None:
-                on_row(record)
+    async def run(self, on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
+        run_dir = self.run_dir
+        previous: list[dict[str, Any]] = []
+        if run_dir is not None:
+            if self.resume:
+                previous = load_records(run_dir)
+            elif self.study is not None:
+                write_study(run_dir, self.study)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        for r in previous:
+            self.stats[r["index"]] = RowStat.from_record(r, self.names)
+        todo = [row for row in self.rows if row.index not in self.stats]
+        own_runtime = self.runtime is None
+        runtime = self.runtime or Runtime(
+            tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=self.transport,
+            max_in_flight=self.executor.scheduler.max_in_flight())
+        out = (run_dir / ROWS).open("a" if self.resume else "w", encoding="utf-8") if run_dir else None
+        buffer: list[str] = []
+        last_flush = time.perf_counter()
+        start = last_flush
+        cursor = iter(todo)
+        stats, names = self.stats, self.names
 
-    try:
-        runtime.prepare(plan)
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(rows))))))
-    finally:
-        await runtime.aclose()
-        if out is not None:
-            if buffer:
+        def flush() -> None:
+            nonlocal last_flush
+            if out is not None and buffer:
                 out.write("\n".join(buffer) + "\n")
-            out.close()
-    result.wall_s = time.perf_counter() - start
-    if run_dir is not None:
-        summary = {**result.to_json(), "spec": plan.source, "plan_hash": plan.hash, "seed": seed}
-        (run_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return result
+                out.flush()
+                buffer.clear()
+            last_flush = time.perf_counter()
+
+        async def worker() -> None:
+            for row in cursor:
+                record = await self._run_one(row, runtime)
+                stats[row.index] = RowStat.from_record(record, names)
+                if out is not None:
+                    buffer.append(json.dumps(record, default=str))
+                    if len(buffer) >= _FLUSH_ROWS or time.perf_counter() - last_flush > _FLUSH_S:
+                        flush()
+                if on_row is not None:
+                    on_row(record)
+
+        status = "ok"
+        try:
+            runtime.prepare(self.plan)
+            workers = max(1, min(self.concurrency, len(todo)))
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status = "interrupted"
+            self.interrupted = True
+            raise
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self.warnings = list(getattr(runtime, "warnings", None) or [])
+            if own_runtime:
+                await runtime.aclose()
+            flush()
+            if out is not None:
+                out.close()
+            result = self._result(time.perf_counter() - start, len(previous))
+            if run_dir is not None:
+                (run_dir / "result.json").write_text(json.dumps({
+                    **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
+                    "seed": self.seed, "total_rows": len(self.rows),
+                }, indent=2, default=str) + "\n")
+        return result
+
+    def _result(self, wall_s: float, resumed: int) -> EvalResult:
+        ordered = [self.stats[i] for i in sorted(self.stats)]  # file order: sums do not depend on timing
+        summary = summarize(ordered, self.names, wall_s=wall_s, run_id=self.run_id)
+        if resumed:
+            summary["resumed_rows"] = resumed
+        correct = sum(s.scores[0] for s in ordered if s.scores is not None)
+        return EvalResult(self.run_id, len(ordered), summary["scored"], correct, summary["errors"],
+                          usage_of(ordered), wall_s, [s.latency_s for s in ordered], self.run_dir, summary, resumed)
+
+
+async def eval_plan_async(plan: Plan, rows: list[Row], *, on_row: Callable[[dict[str, Any]], None] | None = None,
+                          **kwargs: Any) -> EvalResult:
+    return await EvalJob(plan, rows, **kwargs).run(on_row)
 
 
 def eval_plan(plan: Plan, rows: list[Row], **kwargs: Any) -> EvalResult:

@@ -1,0 +1,73 @@
+"""The sweep's picture: accuracy (with 95% intervals) against calls per row and against cost, and the
+fitted scaling law beside the measured points. Needs matplotlib (`pip install 'ember-compiler[plot]'`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'ember-compiler[plot]'") from None
+    matplotlib.use("Agg")  # files only: no display needed, works in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(sweep: Any) -> dict[str, list[Any]]:
+    """Points grouped by every axis but the first (one line each); the first axis runs along the line."""
+    groups: dict[str, list[Any]] = {}
+    rest = [p for p, _ in sweep.axes[1:]]
+    for point in sweep.points:
+        label = ", ".join(f"{k}={point.values[k]}" for k in rest) or "measured"
+        groups.setdefault(label, []).append(point)
+    return groups
+
+
+def plot_sweep(sweep: Any, path: str | Path, *, title: str = "", fit: Any = None) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    fig, (ax_calls, ax_cost) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    cost_known = all(p.summary.get("cost_per_row_usd") for p in sweep.points)
+    for label, points in _series(sweep).items():
+        xs = [p.summary["calls_per_row"] for p in points]
+        ys = [p.summary["metrics"]["accuracy"] or 0.0 for p in points]
+        lo = [y - (p.summary["ci95"]["accuracy"] or [y, y])[0] for p, y in zip(points, ys, strict=True)]
+        hi = [(p.summary["ci95"]["accuracy"] or [y, y])[1] - y for p, y in zip(points, ys, strict=True)]
+        ax_calls.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=label)
+        if cost_known:
+            costs = [p.summary["cost_per_row_usd"] for p in points]
+            ax_cost.errorbar(costs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=label)
+    if fit is not None:
+        measured = max(p.summary["calls_per_row"] or 1 for p in sweep.points)
+        top = max(measured * 1.1, max(fit.ks) * 2, fit.best_k * 2, 20)
+        ks = [1 + i * (top - 1) / 300 for i in range(301)]
+        ax_calls.plot(ks, [fit.predict(k) for k in ks], "--", color="black", lw=1.2,
+                      label=f"fit (Chen et al. 2024) on K ≤ {max(fit.ks):g}")
+        best = fit.best_k
+        ax_calls.plot([best], [fit.predict(best)], "*", color="crimson", ms=13,
+                      label=f"predicted best: {best} calls, acc {fit.predict(best):.3f}")
+    ax_calls.set_xlabel("model calls per row")
+    ax_calls.set_ylabel("accuracy (95% CI)")
+    ax_calls.grid(alpha=0.3)
+    ax_calls.legend(fontsize=8)
+    if cost_known:
+        ax_cost.set_xlabel("cost per row (USD)")
+        ax_cost.set_ylabel("accuracy (95% CI)")
+        ax_cost.grid(alpha=0.3)
+    else:
+        ax_cost.text(0.5, 0.5, "cost unknown or free\n(set `price:` on the model binding)",
+                     ha="center", va="center", transform=ax_cost.transAxes)
+        ax_cost.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

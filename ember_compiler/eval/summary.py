@@ -1,0 +1,84 @@
+"""The summary of an eval, computed from its per-row records (so a resumed run summarizes exactly like
+an uninterrupted one): each metric with its 95% interval, calls per row, tokens, cost, latency, errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..runtime.runtime import Usage
+from .metrics import interval
+
+
+@dataclass(slots=True)
+class RowStat:
+    """What the summary needs from one row record (small, so long evals do not keep whole records)."""
+
+    scores: tuple[float, ...] | None  # one per metric, None when the row has no answer to score against
+    calls: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    latency_s: float
+    error: bool
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], metric_names: list[str]) -> RowStat:
+        scores = record.get("scores")
+        return cls(
+            None if scores is None else tuple(float(scores.get(n, 0.0)) for n in metric_names),
+            int(record.get("calls") or 0), int(record.get("requests") or 0),
+            int(record.get("input_tokens") or 0), int(record.get("output_tokens") or 0),
+            record.get("cost_usd", 0.0), float(record.get("latency_s") or 0.0), "error" in record,
+        )
+
+
+def usage_of(stats: list[RowStat]) -> Usage:
+    u = Usage()
+    for s in stats:
+        u.calls += s.calls
+        u.requests += s.requests
+        u.input_tokens += s.input_tokens
+        u.output_tokens += s.output_tokens
+        if s.cost_usd is None:
+            u.unpriced += 1
+        else:
+            u.cost_known += s.cost_usd
+    return u
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 4)
+
+
+def summarize(stats: list[RowStat], metric_names: list[str], *, wall_s: float, run_id: str) -> dict[str, Any]:
+    """The `--json` shape: DESIGN §7's `{"metrics": {"accuracy"}, "rows", "calls", "cost_usd", "wall_s"}`,
+    extended. `accuracy` is the first metric's value (by default exact match)."""
+    scored = [s.scores for s in stats if s.scores is not None]
+    metrics: dict[str, float | None] = {}
+    ci95: dict[str, list[float] | None] = {}
+    for i, name in enumerate(metric_names):
+        column = [sc[i] for sc in scored]
+        value = math.fsum(column) / len(column) if column else None
+        bounds = interval(column)
+        metrics[name] = None if value is None else round(value, 6)
+        ci95[name] = None if bounds is None else [round(bounds[0], 6), round(bounds[1], 6)]
+    first = metric_names[0]
+    metrics = {"accuracy": metrics[first], **metrics}
+    ci95 = {"accuracy": ci95[first], **ci95}
+    u = usage_of(stats)
+    lat = sorted(s.latency_s for s in stats)
+    n = len(stats)
+    return {
+        "metrics": metrics, "ci95": ci95, "rows": n, "scored": len(scored),
+        "errors": sum(s.error for s in stats), "calls": u.calls,
+        "calls_per_row": round(u.calls / n, 4) if n else None, "requests": u.requests,
+        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost_usd": u.cost_usd,
+        "cost_per_row_usd": None if u.cost_usd is None or not n else round(u.cost_usd / n, 10),
+        "wall_s": round(wall_s, 4), "latency_p50_s": percentile(lat, 0.5), "latency_p95_s": percentile(lat, 0.95),
+        "run_id": run_id,
+    }

@@ -1,0 +1,129 @@
+"""`ember sweep`: more calls can hurt — the measured curve rises then falls, and agrees with the exact
+plurality-vote accuracy of the easy/hard mixture at every point within its 95% interval."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+
+import pytest
+from ember_cli.main import app
+from typer.testing import CliRunner
+
+from ember_compiler.errors import UsageError
+from ember_compiler.eval.dataset import Row
+from ember_compiler.eval.simdata import sim_rows
+from ember_compiler.eval.sweep import grid, parse_axes, split_values, sweep_async
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+ALPHA, P_EASY, P_HARD, WRONG = 0.6, 0.8, 0.3, [6, 1, 1]
+
+
+def plurality_accuracy(k: int, probs: list[float]) -> float:
+    """Exact P(a plurality vote over k draws is right), ties broken uniformly; probs[0] is the right answer.
+    Same formula as test_sim_analytics.majority_accuracy, enumerating only count vectors that sum to k."""
+    total = 0.0
+
+    def walk(i: int, left: int, counts: list[int]) -> None:
+        nonlocal total
+        if i == len(probs) - 1:
+            c = [*counts, left]
+            top = max(c)
+            if c[0] == top:
+                ways = math.factorial(k) / math.prod(math.factorial(x) for x in c)
+                total += ways * math.prod(q**x for q, x in zip(probs, c, strict=True)) / c.count(top)
+            return
+        for x in range(left + 1):
+            walk(i + 1, left - x, [*counts, x])
+
+    walk(0, k, [])
+    return total
+
+
+def mixture(k: int, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, wrong=WRONG) -> float:
+    easy = [p_easy] + [(1 - p_easy) / 3] * 3
+    hard = [p_hard] + [(1 - p_hard) * w / sum(wrong) for w in wrong]
+    return alpha * plurality_accuracy(k, easy) + (1 - alpha) * plurality_accuracy(k, hard)
+
+
+def rows(n: int, seed: int = 1) -> list[Row]:
+    data = sim_rows(rows=n, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, choices=list("ABCD"), wrong_weights=WRONG,
+                    seed=seed)
+    return [Row(i, d["id"], d) for i, d in enumerate(data)]
+
+
+def test_formula_matches_the_reference_helper():
+    from test_sim_analytics import majority_accuracy
+
+    for k in (1, 4, 7):
+        assert plurality_accuracy(k, [0.3, 0.42, 0.14, 0.14]) == pytest.approx(majority_accuracy(k, 0.3, [3, 1, 1]))
+
+
+def test_more_calls_can_hurt_and_every_point_matches_the_exact_value():
+    ns = [1, 3, 5, 7, 9, 13, 17, 25]
+    sweep = asyncio.run(sweep_async(SPECS / "sim" / "self-consistency.yaml", rows(3000),
+                                    [f"samples.n={','.join(map(str, ns))}"], seed=2, runs_dir=None))
+    acc = {p.values["samples.n"]: p.summary["metrics"]["accuracy"] for p in sweep.points}
+    for p in sweep.points:
+        n = p.values["samples.n"]
+        lo, hi = p.summary["ci95"]["accuracy"]
+        assert lo <= mixture(n) <= hi, (n, acc[n], mixture(n), (lo, hi))
+        assert p.summary["calls_per_row"] == n
+    exact = {n: mixture(n) for n in ns}
+    assert max(exact, key=exact.get) == 7  # the chosen mixture really is non-monotone
+    assert acc[7] - acc[1] > 0.06 and acc[7] - acc[25] > 0.04  # measured: rises, then falls
+
+
+def test_sweep_cli_table_json_plot_and_grid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "mix.jsonl"
+    data.write_text("".join(json.dumps(r.data) + "\n" for r in rows(300)))
+    spec = SPECS / "sim" / "self-consistency.yaml"
+    runner = CliRunner()
+    res = runner.invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3,5",
+                              "--set", "models.worker.price={\"input_per_mtok\": 1, \"output_per_mtok\": 4}",
+                              "--plot", str(tmp_path / "out.svg")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:2] == ["samples.n", "accuracy"] and [ln.split()[0] for ln in lines[1:4]] == ["1", "3", "5"]
+    svg = (tmp_path / "out.svg").read_text()
+    assert "<svg" in svg and "cost per row" in svg  # both panels: the price makes cost meaningful
+    res = runner.invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3",
+                              "--set", "models.worker.accuracy=0.5,0.9", "--json"], catch_exceptions=False)
+    out = json.loads(res.stdout)
+    assert [p["point"] for p in out["points"]] == [
+        {"samples.n": 1, "models.worker.accuracy": 0.5}, {"samples.n": 1, "models.worker.accuracy": 0.9},
+        {"samples.n": 3, "models.worker.accuracy": 0.5}, {"samples.n": 3, "models.worker.accuracy": 0.9}]
+    assert all({"metrics", "ci95", "calls_per_row", "cost_usd"} <= set(p) for p in out["points"])
+    assert Path(out["points"][0]["run_dir"], "rows.jsonl").is_file()
+
+
+def test_axis_parsing():
+    assert split_values("1,3,5") == ["1", "3", "5"] and split_values('[1,2],{"a":1},"x,y"') == ['[1,2]', '{"a":1}', '"x,y"']
+    fixed, axes = parse_axes(["samples.n=1,3", "params.k=2", "models.w.accuracy=0.5,0.9"])
+    assert fixed == {"params.k": 2} and axes == [("samples.n", [1, 3]), ("models.w.accuracy", [0.5, 0.9])]
+    assert len(grid(axes)) == 4 and grid([]) == [{}]
+    with pytest.raises(UsageError):
+        parse_axes(["samples.n"])
+
+
+def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
+    import sys
+
+    from ember_compiler.errors import ConfigError
+    from ember_compiler.eval.plot import _pyplot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `plot` extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'ember-compiler\[plot\]'"):
+        _pyplot()
+
+
+def test_fit_without_a_vote_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "mix.jsonl"
+    data.write_text("".join(json.dumps(r.data) + "\n" for r in rows(30)))
+    res = CliRunner().invoke(app, ["sweep", str(SPECS / "sim" / "single.yaml"), "--data", str(data),
+                                   "--set", "models.worker.accuracy=0.5,0.6,0.7", "--fit"], catch_exceptions=False)
+    assert res.exit_code == 2 and "op: vote" in res.output and "point 1" not in res.output  # before running
