@@ -12,6 +12,8 @@ from ember_compiler.errors import UsageError
 
 from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
 from . import output
+from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
+from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
 from .app import SchedulerOpt, SetOpt, SpecArg, app, compile_plan, errors
 
 
@@ -19,6 +21,9 @@ from .app import SchedulerOpt, SetOpt, SpecArg, app, compile_plan, errors
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Spec files or folders (all *.yaml, *.yml, *.json below).")],
     format: Annotated[str, typer.Option("--format", help="text, json or github.")] = "text",
+    import_operators: Annotated[bool, typer.Option(
+        "--import", help="Import the operators python nodes name (runs their modules' code) to check "
+                         "with:, init: and ports against them. Off by default: validating runs no user code.")] = False,
 ) -> None:
     """Check specs and report every problem as FILE:LINE:COL: error: MESSAGE."""
     from ember_compiler.compiler.check import validate_paths
@@ -27,7 +32,7 @@ def validate(
     if format not in ("text", "json", "github"):
         raise typer.BadParameter("must be text, json or github", param_hint="--format")
     with errors():
-        diags = validate_paths([str(p) for p in paths])
+        diags = validate_paths([str(p) for p in paths], import_operators=import_operators)
         failed = [d for d in diags if d.severity == "error"]
         if format == "json" or diags:
             output.print_text(render_all(diags, format))

@@ -4,7 +4,8 @@ Calls per ``llm`` node: ``generate``/``judge``/``select``/``refine_*`` make ``n`
 ``ensemble`` makes ``n``, ``verify`` one per candidate. The number of candidates is propagated
 statically: an ensemble's ``responses``/``answers`` have length ``n``, a ``concat`` the sum of its
 parts, a ``$list`` its length, a ``pack`` port the length of the value it packs. An unknown length
-counts as 1 and is noted in ``PlanStats.notes``.
+counts as 1 and is noted in ``PlanStats.notes``. A ``map`` node makes (items x its sub-plan's calls)
+when the list's length is known (else one item's worth, noted); a ``python`` node counts 0 (noted).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class PlanStats:
     width: int  # max calls in flight at once, estimated per "call level" (see `analyze`)
     llm_nodes: int
     fn_nodes: int
-    node_calls: dict[str, int] = field(default_factory=dict)  # llm node id -> calls
+    node_calls: dict[str, int] = field(default_factory=dict)  # llm (and map) node id -> calls
     notes: tuple[str, ...] = ()  # where a number is an estimate
 
     def to_json(self) -> dict[str, Any]:
@@ -55,11 +56,23 @@ def analyze(plan: Plan) -> PlanStats:
     requests = 0
     notes: list[str] = []
     for node in plan.nodes:
-        is_llm = node.kind == "llm"
-        level[node.id] = max((level.get(d, 0) for d in node.deps()), default=0) + int(is_llm)
-        if is_llm:
+        own_depth = 0
+        if node.kind == "llm":
+            own_depth = 1
             node_calls[node.id] = _calls(node, lengths, notes)
             requests += node_calls[node.id] if node.op == "verify" else 1
+        elif node.kind == "map":
+            sub = analyze(_sub_plan(node, plan))
+            items = static_length(node.inputs.get("over"), lengths)
+            if items is None:
+                notes.append(f"{node.id}: number of map items unknown before running; counted as 1 item")
+            node_calls[node.id] = (1 if items is None else items) * sub.calls
+            requests += (1 if items is None else items) * sub.requests
+            own_depth = sub.depth
+            notes.extend(f"{node.id}: {n}" for n in sub.notes)
+        elif node.kind == "python":
+            notes.append(f"{node.id}: python operator; model calls it makes itself are not counted")
+        level[node.id] = max((level.get(d, 0) for d in node.deps()), default=0) + own_depth
         _record_lengths(node, lengths)
     width: dict[int, int] = {}
     for node_id, calls in node_calls.items():
@@ -69,8 +82,8 @@ def analyze(plan: Plan) -> PlanStats:
         requests=requests,
         depth=max((level[i] for i in node_calls), default=0),
         width=max(width.values(), default=0),
-        llm_nodes=len(node_calls),
-        fn_nodes=len(plan.nodes) - len(node_calls),
+        llm_nodes=sum(n.kind == "llm" for n in plan.nodes),
+        fn_nodes=sum(n.kind == "fn" for n in plan.nodes),
         node_calls=node_calls,
         notes=tuple(notes),
     )
@@ -113,6 +126,14 @@ def _record_lengths(node: PlanNode, lengths: dict[tuple[str, str], int]) -> None
         known = {"verdicts": static_length(node.inputs.get("candidates"), lengths)}
     elif node.op == "pack":
         known = {p: static_length(e, lengths) for p, e in node.inputs["values"]["$dict"].items()}
+    elif node.kind == "map":
+        known = dict.fromkeys(("results", "answers"), static_length(node.inputs.get("over"), lengths))
     for port, size in known.items():
         if size is not None:
             lengths[(node.id, port)] = size
+
+
+def _sub_plan(node: PlanNode, plan: Plan) -> Plan:
+    body = node.params["plan"]
+    return Plan(name=f"{plan.name}/{node.id}", nodes=tuple(PlanNode.from_json(n) for n in body["nodes"]),
+                inputs={}, outputs={"result": body["result"]}, models=plan.models)

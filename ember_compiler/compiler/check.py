@@ -31,6 +31,13 @@ E303  `extract` is not a valid regex with exactly one group
 E304  network sub-spec missing, unreadable, invalid, or included recursively
 E305  `with:` key that is not an input of the sub-spec
 E306  required sub-spec input (no default) not bound in `with:`
+E307  python `call:` is neither `package.module:Name` nor a name registered in `ember.operators`
+E308  python operator cannot be imported or is not an operator (only with `validate --import`)
+E309  python `with:` does not fit the operator's `Input`: unknown or missing field, wrong type (--import)
+E310  python `init:` not static, or not matching the operator's constructor (the latter with --import)
+E311  map needs exactly one of `spec` / `node`; an inline node cannot be a network or a map; `with:`
+      only goes with `spec`
+E312  map `as:` names no input of its sub-spec
 E401  undefined model name (in `model`, `models`, `prover`, `verifier`)
 E402  unknown provider
 E403  a `${params.X}` in a model binding resolves to a value of the wrong type or range
@@ -87,13 +94,15 @@ def check_spec(doc: Document, spec: Spec) -> list[Diagnostic]:
     return sort_diagnostics(Checker(session, doc, View.from_spec(spec), (doc.path.resolve(),)).run())
 
 
-def validate_paths(paths: Iterable[str | Path]) -> list[Diagnostic]:
+def validate_paths(paths: Iterable[str | Path], *, import_operators: bool = False) -> list[Diagnostic]:
     """Validate files and folders (every `*.yaml`, `*.yml`, `*.json` below, hidden dirs skipped).
 
     Files found in folders that are clearly not Ember specs (no top-level `ember:` key) are
     skipped; files named explicitly are always validated. Never raises for bad input.
+    `import_operators` imports the operators `python` nodes name (running their modules' code) to
+    check bindings and ports against them; by default no user code is imported.
     """
-    session = _Session()
+    session = _Session(import_operators)
     out: list[Diagnostic] = []
     for raw in paths:
         path = Path(raw)
@@ -148,8 +157,9 @@ class _Loaded:
 class _Session:
     """One validation run: sub-specs are loaded once and cached by resolved path."""
 
-    def __init__(self) -> None:
+    def __init__(self, import_operators: bool = False) -> None:
         self.cache: dict[Path, _Loaded] = {}
+        self.import_operators = import_operators
 
     def load(self, path: Path, sets: dict[str, Any] | None = None, stack: tuple[Path, ...] = (),
              only_specs: bool = False) -> _Loaded:

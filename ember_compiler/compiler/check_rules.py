@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from ember_compiler import templates
+from ember_compiler.compiler import check_ops
 from ember_compiler.compiler.refs import REF_RE, Reference, find_references, whole_reference
 from ember_compiler.ops.catalog import OPS, OpInfo
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
@@ -117,6 +118,7 @@ class Checker:
         self.edges: dict[str, dict[str, tuple[int, int]]] = {n: {} for n in view.nodes}
         self.roots: set[str] = set()
         self.subs: dict[str, Any] = {}
+        self.py_ports: dict[str, tuple[str, ...]] = {}  # python node -> its operator's Output fields
 
     def run(self) -> list[Diagnostic]:
         for nid in self.view.nodes:
@@ -125,6 +127,8 @@ class Checker:
         for nid, node in self.view.nodes.items():
             if node is not None and node.op == "network":
                 self._network(nid, node)
+            elif node is not None and node.op in ("python", "map"):
+                check_ops.prepare(self, nid, node)  # ports of imported operators, map sub-specs
         for nid, node in self.view.nodes.items():
             if node is not None:
                 self._node(nid, node)
@@ -143,12 +147,13 @@ class Checker:
         self.diags.append(self.doc.diag_at(pos, code, message, hint))
 
     # -- nodes -------------------------------------------------------------------------------------
-    def _node(self, nid: str, node: Any) -> None:
+    def _node(self, nid: str, node: Any, base: tuple | None = None) -> None:
         info = OPS.get(node.op) or OpInfo(node.op, ())  # an op the catalogue lacks: references only
-        base = ("nodes", nid)
+        base = base or ("nodes", nid)
+        local = tuple(node.with_) if info.template_fields else ()  # `with:` binds template variables
         for name, value in node.model_dump(by_alias=True).items():
             loc = (*base, name)
-            if value is None or name in ("op", "description", "when", "spec"):
+            if value is None or name in ("op", "description", "when", "spec", "node", "call", "as"):
                 continue
             if name in info.model_fields:
                 self._model_names(nid, loc, value)
@@ -159,11 +164,13 @@ class Checker:
                 self._regex(loc, value)
             else:
                 if name in info.template_fields and isinstance(value, str):
-                    self._template(nid, loc, value)
+                    self._template(nid, loc, value, local)
                 self._scan(nid, loc, value)
         self._when(nid, (*base, "when"), node.when)
         if node.op == "ensemble":
             self._ensemble(nid, node)
+        elif node.op in ("python", "map"):
+            check_ops.check(self, nid, node, base)
 
     def _scan(self, nid: str, loc: tuple, value: Any) -> None:
         if isinstance(value, str):
@@ -220,6 +227,8 @@ class Checker:
 
     def ports(self, node_id: str) -> tuple[str, ...] | None:
         op = self.view.ops.get(node_id)
+        if op == "python":  # known once imported (`ember validate --import`); until then any port
+            return self.py_ports.get(node_id)
         if op == "network":
             sub = self.subs.get(node_id)
             return tuple(sub.view.outputs) if sub is not None and sub.view is not None else None
@@ -234,14 +243,14 @@ class Checker:
             self.edges.setdefault(nid, {}).setdefault(on, pos)
 
     # -- templates and when ------------------------------------------------------------------------
-    def _template(self, nid: str, loc: tuple, src: str) -> None:
+    def _template(self, nid: str, loc: tuple, src: str, local: tuple[str, ...] = ()) -> None:
         try:
             ast = templates.parse(src)
         except TemplateSyntaxError as e:
             self.error_at(self.doc.line_in_string(loc, e.lineno or 1), "E208",
                           f"template syntax error in {_dotted(loc)}: {e.message}")
             return
-        self._variables(nid, loc, src, ast)
+        self._variables(nid, loc, src, ast, local)
 
     def _when(self, nid: str, loc: tuple, when: Any) -> None:
         if when is None or isinstance(when, bool):
@@ -266,8 +275,8 @@ class Checker:
             return
         self._variables(nid, loc, when, ast)
 
-    def _variables(self, nid: str, loc: tuple, src: str, ast: jn.Template) -> None:
-        names = find_undeclared_variables(ast) - set(templates.environment().globals)
+    def _variables(self, nid: str, loc: tuple, src: str, ast: jn.Template, local: tuple[str, ...] = ()) -> None:
+        names = find_undeclared_variables(ast) - set(templates.environment().globals) - set(local)
         for name in sorted(names):
             pos = self._pos_in(loc, src, rf"(?<![\w.]){re.escape(name)}\b")
             if name in ("inputs", "params"):
@@ -394,7 +403,8 @@ class Checker:
             self.reference(None, ref, self.doc.string_position(loc, ref.start, ref.text), "E209", "E209")
 
     # -- network -----------------------------------------------------------------------------------
-    def _network(self, nid: str, node: Any) -> None:
+    def _network(self, nid: str, node: Any, bound: tuple[str, ...] = ()) -> None:
+        """A sub-spec (`network`, or `map` with `spec:`); `bound` names inputs bound otherwise."""
         loc = ("nodes", nid, "spec")
         try:
             target = subspec_path(self.doc, node.spec)
@@ -426,7 +436,8 @@ class Checker:
                            f"'{key_name}' is not an input of sub-spec '{node.spec}'",
                            did_you_mean(key_name, inputs) or _listing("inputs", inputs), key=True)
         for name, decl in inputs.items():
-            if decl is not None and "default" not in decl.model_fields_set and name not in node.with_:
+            if decl is not None and "default" not in decl.model_fields_set and name not in node.with_ \
+                    and name not in bound:
                 where = ("nodes", nid, "with") if "with" in node.model_fields_set or node.with_ else ("nodes", nid)
                 self.error(where, "E306", f"sub-spec input '{name}' has no default: bind it in with: of node '{nid}'",
                            key=True)

@@ -20,7 +20,9 @@ from typing import Any
 from ember_compiler.compiler.refs import Reference, split_interpolated, whole_reference
 from ember_compiler.errors import EmberError
 from ember_compiler.templates import expression_variables
-from ember_compiler.xcs.plan import lit, ref
+from ember_compiler.xcs.plan import PlanNode, canonical_json, lit, ref
+
+ITEM = "#item"  # the input name of a map item inside its sub-plan (no spec name has a '#')
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,53 @@ def lower_when(when: Any, scope: Scope) -> tuple[Any, ...]:
         return (resolve(whole, scope),)
     source = str(when).strip()
     return ({"$expr": source, "vars": variables_map(expression_variables(source), scope)},)
+
+
+def static_tree(value: Any, scope: Scope) -> Any:
+    """``static`` applied through lists and mappings (a python node's ``init:``)."""
+    if isinstance(value, dict):
+        return {str(k): static_tree(v, scope) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [static_tree(v, scope) for v in value]
+    return static(value, scope)
+
+
+def capture_free(nodes: list[PlanNode], result: Any, keep: str) -> tuple[list[PlanNode], Any, dict[str, Any]]:
+    """Close a sub-plan over the values it reads from outside.
+
+    Every ``$in`` other than ``keep`` and every ``$ref``/``$node`` to a node outside ``nodes``
+    becomes ``{"$in": "#K"}`` (K counts distinct captured expressions in order of appearance);
+    returns the rewritten nodes (without sources: the enclosing node's source names them), the
+    rewritten result and ``{"#K": outer expression}``.
+    """
+    local = {n.id for n in nodes}
+    bind: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+
+    def free(expr: dict[str, Any]) -> dict[str, Any]:
+        text = canonical_json(expr)
+        if text not in keys:
+            keys[text] = f"#{len(keys)}"
+            bind[keys[text]] = expr
+        return {"$in": keys[text]}
+
+    def rewrite(e: Any) -> Any:
+        if not isinstance(e, dict):
+            return e
+        if "$in" in e:
+            return e if e["$in"] == keep else free(e)
+        if "$ref" in e or "$node" in e:
+            return e if (e["$ref"][0] if "$ref" in e else e["$node"]) in local else free(e)
+        if "$list" in e:
+            return {"$list": [rewrite(x) for x in e["$list"]]}
+        if "$dict" in e:
+            return {"$dict": {k: rewrite(v) for k, v in e["$dict"].items()}}
+        if "$fmt" in e:
+            return {"$fmt": [p if isinstance(p, str) else rewrite(p) for p in e["$fmt"]]}
+        if "$expr" in e:
+            return {"$expr": e["$expr"], "vars": {k: rewrite(v) for k, v in e["vars"].items()}}
+        return e
+
+    out = [n.replace(inputs={k: rewrite(v) for k, v in n.inputs.items()},
+                     when=tuple(rewrite(g) for g in n.when), source=None) for n in nodes]
+    return out, rewrite(result), bind

@@ -20,30 +20,42 @@ Per op (the runtime implements exactly these node forms):
                ``not accepted``; then ``fn refine_result`` ``ID`` {proofs, checks}
 ``first``      ``fn first`` {candidates}
 ``network``    the sub-spec's nodes under ``ID/``, then ``fn pack`` ``ID`` {values: $dict}
+``python``     ``python operator`` {one input per ``with:`` key}; params call, init (static:
+               literals and ``${params.X}``); no ports listed (the operator declares them and is
+               imported only when running)
+``map``        ``map map`` {over, bind: $dict}; params as, plan: {nodes, result}. The sub-plan is
+               lowered under ``ID/`` (the inline node is ``ID/node``); the item is ``{"$in": "#item"}``
+               and every value it reads from outside becomes ``{"$in": "#K"}`` bound by ``bind``
 =============  ===========================================================================
+
+Template ops (generate, ensemble, judge, select, verify) may bind template variables with
+``with:``; a bound name shadows inputs, params and nodes of the same name.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ember_compiler.compiler.check_rules import subspec_path
 from ember_compiler.compiler.exprs import (
+    ITEM,
     Scope,
+    capture_free,
     lower_value,
     lower_when,
     plain,
     static,
+    static_tree,
     variables_map,
 )
 from ember_compiler.errors import EmberError
 from ember_compiler.ops.catalog import OPS
 from ember_compiler.spec import model as m
 from ember_compiler.templates import variables
-from ember_compiler.xcs.plan import Plan, PlanNode, ref
+from ember_compiler.xcs.plan import Plan, PlanNode, lit, ref
 
 LoadSpec = Callable[[str], tuple[Any, m.Spec]]
 
@@ -87,7 +99,10 @@ class _Ctx:
             source = getattr(node, field, None)
             if source is not None:
                 names |= variables(source)
-        return {"$dict": variables_map(names, self.scope)}
+        bound = getattr(node, "with_", None) or {}  # `with:` names shadow inputs, params and nodes
+        found = variables_map(names - bound.keys(), self.scope)
+        found |= {name: self.value(bound[name]) for name in names & bound.keys()}
+        return {"$dict": dict(sorted(found.items()))}
 
 
 def _optional(node: m._Node, *fields: str) -> dict[str, Any]:
@@ -171,6 +186,12 @@ def _first(ctx: _Ctx, node: m.FirstNode) -> list[PlanNode]:
     return [ctx.make("fn", "first", {"candidates": ctx.value(node.candidates)}, {})]
 
 
+def _python(ctx: _Ctx, node: m.PythonNode) -> list[PlanNode]:
+    inputs = {name: ctx.value(value) for name, value in node.with_.items()}
+    params = {"call": node.call, "init": static_tree(node.init, ctx.scope)}
+    return [ctx.make("python", "operator", inputs, params, outputs=())]
+
+
 RULES: dict[str, Callable[[_Ctx, Any], list[PlanNode]]] = {
     "generate": _generate,
     "ensemble": _ensemble,
@@ -180,6 +201,7 @@ RULES: dict[str, Callable[[_Ctx, Any], list[PlanNode]]] = {
     "verify": _judge_like,
     "refine": _refine,
     "first": _first,
+    "python": _python,
 }
 
 
@@ -202,10 +224,15 @@ class _Lowerer:
             ctx = _Ctx(id=scope.node_id(node_id), op=node.op, scope=scope,
                        source=f"{doc.path}:{line}:{col}",
                        guards=scope.guards + lower_when(node.when, scope))
-            if isinstance(node, m.NetworkNode):
-                self.network(doc, ctx, node)
-            else:
-                self.nodes.extend(RULES[node.op](ctx, node))
+            self.one(doc, ctx, node)
+
+    def one(self, doc: Any, ctx: _Ctx, node: Any) -> None:
+        if isinstance(node, m.NetworkNode):
+            self.network(doc, ctx, node)
+        elif isinstance(node, m.MapNode):
+            self.map(doc, ctx, node)
+        else:
+            self.nodes.extend(RULES[node.op](ctx, node))
 
     def network(self, doc: Any, ctx: _Ctx, node: m.NetworkNode) -> None:
         sub_doc, sub = self.load_spec(subspec_path(doc, node.spec))
@@ -220,6 +247,36 @@ class _Lowerer:
         self.level(sub_doc, sub, inner)
         values = {name: lower_value(expr, inner) for name, expr in sub.outputs.items()}
         self.nodes.append(ctx.make("fn", "pack", {"values": {"$dict": values}}, {}, outputs=sub.outputs))
+
+
+    def map(self, doc: Any, ctx: _Ctx, node: m.MapNode) -> None:
+        """One ``map`` plan node holding the sub-plan run per item (see the module docstring)."""
+        sub = _Lowerer(self.load_spec)
+        sub.models = self.models  # bindings are shared with the outer plan (the runtime prepares them)
+        item = {"$in": ITEM}
+        prefix = ctx.id + "/"
+        if node.spec is not None:
+            sub_doc, spec = self.load_spec(subspec_path(doc, node.spec))
+            inputs = {
+                name: item if name == node.as_ else ctx.value(node.with_[name]) if name in node.with_
+                else lit(plain(decl.default))
+                for name, decl in spec.input_decls().items()
+            }
+            scope = Scope(prefix=prefix, inputs=inputs, params=plain(spec.params),
+                          models={name: prefix + name for name in spec.models}, nodes=frozenset(spec.nodes))
+            sub.level(sub_doc, spec, scope)
+            result: Any = {"$dict": {name: lower_value(expr, scope) for name, expr in spec.outputs.items()}}
+        else:
+            inner = node.node
+            scope = replace(ctx.scope, inputs={**ctx.scope.inputs, node.as_: item}, guards=())
+            inner_ctx = _Ctx(id=prefix + "node", op=inner.op, scope=scope, source=ctx.source,
+                             guards=lower_when(inner.when, scope))
+            sub.one(doc, inner_ctx, inner)
+            result = {"$node": inner_ctx.id}
+        nodes, result, bind = capture_free(sub.nodes, result, keep=ITEM)
+        body = {"nodes": [n.to_json() for n in toposort(nodes)], "result": result}
+        inputs = {"over": ctx.value(node.over), "bind": {"$dict": bind}}
+        self.nodes.append(ctx.make("map", "map", inputs, {"as": node.as_, "plan": body}))
 
 
 def lower(doc: Any, spec: m.Spec, *, load_spec: LoadSpec | None = None) -> Plan:

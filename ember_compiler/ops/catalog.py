@@ -36,5 +36,9 @@ OPS: dict[str, OpInfo] = {
                "Verifier-prover loop: prove, verify, retry with feedback, up to max_rounds."),
         OpInfo("first", ("value",), (), (), "The first non-null candidate."),
         OpInfo("network", (), (), (), "Another spec, inlined; its outputs are the ports."),
+        # ports of a python node are its operator's Output fields: known only once imported
+        OpInfo("python", (), (), (), "A custom Python operator (call: package.module:Name)."),
+        OpInfo("map", ("results", "answers"), (), (),
+               "A sub-spec or an inline node per item of a list, in parallel; results in order."),
     )
 }

@@ -39,6 +39,8 @@ class Limits(_Strict):
 class Price(_Strict):
     input_per_mtok: float = Field(..., ge=0, description="USD per million input tokens.")
     output_per_mtok: float = Field(..., ge=0, description="USD per million output tokens.")
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million input tokens read from the prompt cache (default: input price).")
 
 
 class ModelBinding(_Strict):
@@ -56,6 +58,10 @@ class ModelBinding(_Strict):
     timeout_s: float | None = Field(None, gt=0)
     max_retries: int | None = Field(None, ge=0)
     price: Price | None = None
+    structured_output: bool | None = Field(
+        None, description="Ask judge/select/verify for JSON through the API's schema support (default: on for "
+                          "openai, anthropic, gemini and plugins; off for local). Set false for OpenAI-compatible "
+                          "servers without response_format json_schema.")
     # sim provider (DESIGN §3)
     accuracy: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     choices: list[str] | None = None
@@ -73,12 +79,18 @@ class _Node(_Strict):
     )
 
 
+def _with_vars() -> Any:
+    return Field(default_factory=dict, alias="with",
+                 description="Template variables: name -> value (a literal or a reference), read as {{ name }}.")
+
+
 class GenerateNode(_Node):
     op: Literal["generate"]
     model: str
     prompt: str
     system: str | None = None
     extract: str | None = Field(None, description="Regex with one group for the answer.")
+    with_: dict[Name, Any] = _with_vars()
 
 
 class EnsembleNode(_Node):
@@ -89,6 +101,7 @@ class EnsembleNode(_Node):
     prompt: str
     system: str | None = None
     extract: str | None = None
+    with_: dict[Name, Any] = _with_vars()
 
 
 class VoteNode(_Node):
@@ -104,6 +117,7 @@ class JudgeNode(_Node):
     question: Any
     candidates: Any
     prompt: str | None = None
+    with_: dict[Name, Any] = _with_vars()
 
 
 class SelectNode(_Node):
@@ -112,6 +126,7 @@ class SelectNode(_Node):
     question: Any
     candidates: Any
     prompt: str | None = None
+    with_: dict[Name, Any] = _with_vars()
 
 
 class VerifyNode(_Node):
@@ -122,6 +137,7 @@ class VerifyNode(_Node):
     prompt: str | None = None
     then: Literal["first", "vote"] = "first"
     fallback: Literal["first", "vote", "none"] = "first"
+    with_: dict[Name, Any] = _with_vars()
 
 
 class RefineNode(_Node):
@@ -143,15 +159,44 @@ class NetworkNode(_Node):
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
 
 
+CALL_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[A-Za-z0-9_][A-Za-z0-9_.\-]*)$"
+
+
+class PythonNode(_Node):
+    """A custom operator (an `ember_compiler.Operator` subclass); its ports are its Output fields."""
+
+    op: Literal["python"]
+    call: str = Field(..., pattern=CALL_PATTERN, description=(
+        "package.module:Name of an Operator class, or a short name registered in the ember.operators "
+        "entry-point group. Imported only when running (or by `ember validate --import`)."))
+    with_: dict[Name, Any] = Field(default_factory=dict, alias="with", description="The operator's inputs.")
+    init: dict[Name, Any] = Field(default_factory=dict, description="Constructor arguments (static).")
+
+
+class MapNode(_Node):
+    """Run a sub-spec or an inline node once per item of a list, all items in parallel."""
+
+    op: Literal["map"]
+    over: Any = Field(..., description="The list to map over (usually a reference).")
+    as_: Name = Field("item", alias="as", description="Name of the item: ${inputs.NAME} inside the "
+                      "inline node, or the sub-spec input that receives it.")
+    spec: str | None = Field(None, description="Path of the sub-spec run per item, relative to this file.")
+    node: Node | None = Field(None, description="An inline node run per item (not network).")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with",
+                                  description="Other inputs of the sub-spec (same for every item).")
+
+
 Node = Annotated[
-    GenerateNode | EnsembleNode | VoteNode | JudgeNode | SelectNode | VerifyNode | RefineNode | FirstNode | NetworkNode,
+    GenerateNode | EnsembleNode | VoteNode | JudgeNode | SelectNode | VerifyNode | RefineNode | FirstNode
+    | NetworkNode | PythonNode | MapNode,
     Field(discriminator="op"),
 ]
+MapNode.model_rebuild()
 
 NODE_TYPES: dict[str, type[_Node]] = {
     t.model_fields["op"].annotation.__args__[0]: t  # type: ignore[union-attr]
     for t in (GenerateNode, EnsembleNode, VoteNode, JudgeNode, SelectNode, VerifyNode, RefineNode,
-              FirstNode, NetworkNode)
+              FirstNode, NetworkNode, PythonNode, MapNode)
 }
 
 

@@ -4,6 +4,11 @@ Every node starts the moment its last input is ready — no waves, no barriers. 
 (they are pure and cheap); `llm` nodes become tasks whose requests go through the runtime's gates,
 ordered by the scheduling policy (by default the longest remaining path first, so a long chain is
 not starved by wide fan-outs).
+
+`python` and `map` nodes become tasks too, run by a *node runner* made once per executor:
+`map` runs its sub-plan once per item, all items at once, through the same sink (so the same gates);
+`python` runners come from `ember_compiler.sdk.nodes`, imported only when a plan has a python node
+(the SDK sits above this layer, and plans without python nodes never pay for it).
 """
 
 from __future__ import annotations
@@ -30,30 +35,51 @@ class CallSink(Protocol):
     def complete(self, request: Request, priority: float, row: Any) -> Awaitable[Completion]: ...
 
 
-class _Compiled:
-    __slots__ = ("node", "inputs", "guards", "fn", "rule", "dependents", "indegree", "priority")
+# An async callable running one node: (input values, sink, meta, row) -> output ports.
+NodeRunner = Callable[[dict[str, Any], "CallSink", dict[str, Any], Any], Awaitable[dict[str, Any]]]
 
-    def __init__(self, node: PlanNode) -> None:
+
+class _Compiled:
+    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority")
+
+    def __init__(self, node: PlanNode, executor: Executor) -> None:
         self.node = node
         tolerant = node.kind == "fn" and node.op in NULL_TOLERANT
         self.inputs: list[tuple[str, Resolver]] = [(p, compile_expr(e, tolerant)) for p, e in node.inputs.items()]
         self.guards: list[Resolver] = [compile_expr(e) for e in node.when]
         self.fn = FUNCTIONS[node.op] if node.kind == "fn" else None
         self.rule = LLM_RULES[node.op] if node.kind == "llm" else None
-        if self.fn is None and self.rule is None:
+        self.runner: NodeRunner | None = None
+        if node.kind in ("python", "map"):
+            self.runner = _runner_factory(node.kind)(node, executor)
+        elif self.fn is None and self.rule is None:
             raise ValueError(f"node '{node.id}': unknown {node.kind} op '{node.op}'")
         self.dependents: list[int] = []
         self.indegree = 0
         self.priority = 0
 
 
-class Executor:
-    """A plan compiled for execution; `execute` runs it once for one set of inputs."""
+def _runner_factory(kind: str) -> Callable[[PlanNode, Executor], NodeRunner]:
+    if kind == "map":
+        return MapRunner
+    from ..sdk.nodes import python_runner  # NOTE: lazy: the SDK layer is above xcs
 
-    def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None) -> None:
+    return python_runner
+
+
+class Executor:
+    """A plan compiled for execution; `execute` runs it once for one set of inputs.
+
+    `operators` maps python node ids to live operator instances (what `jit` traced); other python
+    nodes import their operator when the executor is built (that is, at run time).
+    """
+
+    def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None, *,
+                 operators: dict[str, Any] | None = None) -> None:
         self.plan = plan
         self.scheduler = get_scheduler(scheduler)
-        self.nodes = [_Compiled(n) for n in plan.nodes]
+        self.operators = operators or {}
+        self.nodes = [_Compiled(n, self) for n in plan.nodes]
         index = {n.id: i for i, n in enumerate(plan.nodes)}
         for i, c in enumerate(self.nodes):
             deps = c.node.deps()
@@ -128,7 +154,10 @@ class Executor:
                     return
                 finish(i, out)
                 return
-            task = loop.create_task(self._call(c, values, sink, meta, row))
+            if c.runner is not None:
+                task = loop.create_task(c.runner(values, sink, meta, row))
+            else:
+                task = loop.create_task(self._call(c, values, sink, meta, row))
             tasks.add(task)
             task.add_done_callback(lambda t, i=i: _settle(t, i))
 
@@ -164,3 +193,46 @@ class Executor:
         else:
             completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
         return c.rule.finish(node, values, completions)
+
+
+class MapRunner:
+    """A `map` node: its sub-plan (see `compiler/lower.py`) once per item of `over`, all at once.
+
+    Items get distinct example ids (`ID[i]`), so sampled providers (the sim) draw independently per
+    item; results keep the order of the items.
+    """
+
+    def __init__(self, node: PlanNode, parent: Executor) -> None:
+        body = node.params["plan"]
+        sub = Plan(name=f"{parent.plan.name}/{node.id}", nodes=tuple(PlanNode.from_json(n) for n in body["nodes"]),
+                   inputs={}, outputs={"result": body["result"]}, models=parent.plan.models)
+        self.node = node
+        self.executor = Executor(sub, parent.scheduler, operators=parent.operators)
+
+    async def __call__(self, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any) -> dict:
+        items = values.get("over")
+        if not isinstance(items, list):
+            raise TypeError(f"map over a {type(items).__name__}, expected a list")
+        bound = values.get("bind") or {}
+        example = meta.get("example_id", "")
+
+        async def one(i: int, item: Any) -> Any:
+            inputs = {**bound, ITEM: item}
+            try:
+                outputs, _ = await self.executor.execute(sink, inputs, {**meta, "example_id": f"{example}[{i}]"}, row)
+            except NodeFailed as exc:
+                raise RuntimeError(f"item {i}: {exc}") from exc
+            return outputs["result"]
+
+        # a TaskGroup cancels the other items as soon as one fails
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
+        except BaseExceptionGroup as grouped:
+            raise grouped.exceptions[0] from None
+        results = [t.result() for t in tasks]
+        answers = [r.get("answer") if isinstance(r, dict) else None for r in results]
+        return {"results": results, "answers": answers}
+
+
+ITEM = "#item"  # as in compiler/exprs.py: the map item's input name inside a sub-plan

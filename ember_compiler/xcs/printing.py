@@ -9,7 +9,8 @@ node, params sorted, template sources (``prompt``, ``system``) left out
       %final      = llm.judge[model=judge](question=%inputs.question, candidates=%candidates.responses)
       return answer=%final.answer
 
-Expressions print as ``%inputs.q`` ($in), ``%node.port`` ($ref), ``%node`` ($node), JSON
+A ``map`` node's sub-plan prints indented below it, ending in ``return``. Expressions print as
+``%inputs.q`` ($in; ``%#item``/``%#K`` inside a sub-plan), ``%node.port`` ($ref), ``%node`` ($node), JSON
 ($lit), ``[..]``, ``{k: ..}``, ``f"..{%x.y}.."`` ($fmt) and ``expr("src", k=..)`` ($expr). A
 node's template variables (its ``vars`` input) print as the values they read; guards follow ``if``.
 """
@@ -47,9 +48,25 @@ def to_text(plan: Plan, *, print_source: bool = True) -> str:
         if print_source and node.source:
             body = f"{body.ljust(comment_at)}   # {node.source}"
         lines.append(body)
+        if node.kind == "map":
+            lines.extend(_sub_plan_lines(node))
     outputs = ", ".join(f"{name}={expr_text(e)}" for name, e in plan.outputs.items())
     lines.append(f"  return {outputs}")
     return "\n".join(lines)
+
+
+def _sub_plan_lines(node: PlanNode, indent: str = "      ") -> list[str]:
+    """A map node's sub-plan, indented under it like a jaxpr's sub-jaxpr; ``%#item`` is the item."""
+    body = node.params["plan"]
+    inner = [PlanNode.from_json(n) for n in body["nodes"]]
+    width = max((len(n.id) + 1 for n in inner), default=0)
+    lines = [f"{indent}{('%' + n.id).ljust(width)} = {_node_rhs(n)}" for n in inner]
+    for n in inner:
+        if n.kind == "map":
+            at = lines.index(next(line for line in lines if line.startswith(f"{indent}%{n.id} ")))
+            lines[at + 1:at + 1] = _sub_plan_lines(n, indent + "    ")
+    lines.append(f"{indent}return {expr_text(body['result'])}")
+    return lines
 
 
 def _node_rhs(node: PlanNode) -> str:
@@ -60,7 +77,8 @@ def _node_rhs(node: PlanNode) -> str:
 
 
 def _params_text(node: PlanNode) -> str:
-    shown = [f"{k}={_scalar(v)}" for k, v in sorted(node.params.items()) if k not in TEMPLATE_PARAMS]
+    hidden = TEMPLATE_PARAMS | ({"plan"} if node.kind == "map" else set())  # a map's sub-plan prints below it
+    shown = [f"{k}={_scalar(v)}" for k, v in sorted(node.params.items()) if k not in hidden]
     return f"[{' '.join(shown)}]" if shown else ""
 
 
@@ -98,8 +116,9 @@ def expr_text(expr: Any) -> str:
     """One expression, compactly (see the module docstring)."""
     if not isinstance(expr, dict):
         return _scalar(expr)
-    if "$in" in expr:
-        return f"%inputs.{expr['$in']}"
+    if "$in" in expr:  # inside a map's sub-plan, `#item` is the item and `#K` a captured outer value
+        name = expr["$in"]
+        return f"%{name}" if name.startswith("#") else f"%inputs.{name}"
     if "$ref" in expr:
         return f"%{expr['$ref'][0]}.{expr['$ref'][1]}"
     if "$node" in expr:
