@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,7 @@ SampleOpt = Annotated[int | None, typer.Option(min=1, help="A seeded random samp
 def print_warnings(warnings: list[str]) -> None:
     """The runtime's warnings (unknown prices, ...), once each, after the results."""
     for w in dict.fromkeys(warnings):
-        sys.stderr.write(f"warning: {w}\n")
+        output.warning(w)
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:

@@ -81,8 +81,11 @@ def run(
     with errors():
         plan = compile_plan(spec, set)
         result = run_plan(plan, _parse_inputs(input, inputs), seed=seed, scheduler=scheduler)
+        for message in result.warnings:
+            output.warning(message)
         if json_out:
-            output.print_json({**result.to_json(), **({"error": result.error} if result.error else {})})
+            extra = {"error": result.error} if result.error else {}
+            output.print_json({**result.to_json(), **extra, **({"warnings": result.warnings} if result.warnings else {})})
         elif result.error:
             output.error(result.error)
         else:

@@ -24,6 +24,10 @@ def error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
 
 
+def warning(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def note(message: str) -> None:
     err.print(message, markup=False, style="dim")
 

@@ -39,12 +39,15 @@ _INPUT_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "bo
 
 
 def known_providers() -> set[str]:
-    """Built-in providers plus plugins registered in the `ember.providers` entry-point group."""
+    """Built-in providers, plugins in the `ember.providers` entry-point group, and providers
+    registered in this process (`register_provider`) — the registry's own list."""
+    from ember_compiler.providers.registry import PROVIDERS
+
     try:
         plugins = {ep.name for ep in entry_points(group="ember.providers")}
     except Exception:  # a broken installed distribution must not break validation
         plugins = set()
-    return set(BUILTIN_PROVIDERS) | plugins
+    return set(BUILTIN_PROVIDERS) | set(PROVIDERS) | plugins
 
 
 def subspec_path(doc: Document, spec_field: str) -> Path:

@@ -194,7 +194,7 @@ class EvalJob:
             status = "failed"
             raise
         finally:
-            self.warnings = list(getattr(runtime, "warnings", None) or [])
+            self.warnings = list(runtime.warnings)
             if own_runtime:
                 await runtime.aclose()
             flush()

@@ -65,6 +65,7 @@ class RunResult:
     run_dir: Path | None
     nodes: dict[str, str] = field(default_factory=dict)  # node id -> "ok" | "skipped"
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a model with no known price
 
     def to_json(self) -> dict[str, Any]:
         """The `ember run --json` shape (DESIGN §7)."""
@@ -134,12 +135,14 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, r
         error = str(exc)
     finally:
         await runtime.aclose()
-    result = RunResult(run_id, outputs, row.usage, time.perf_counter() - start, run_dir, nodes, error)
+    result = RunResult(run_id, outputs, row.usage, time.perf_counter() - start, run_dir, nodes, error,
+                       list(runtime.warnings))
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "result.json").write_text(json.dumps({
             **result.to_json(), "status": "failed" if error else "ok", "error": error, "spec": plan.source,
             "plan": plan.name, "plan_hash": plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
+            "warnings": result.warnings,
         }, indent=2, default=str) + "\n")
     return result
 

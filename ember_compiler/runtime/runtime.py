@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import EmberError, ProviderError
 from ..providers import registry
 from ..providers.base import Completion, Provider, Request
-from ..xcs.plan import Plan
+from ..xcs.plan import Plan, PlanNode
 from . import prices
 from .gates import Gate
 from .limits import Limiter, estimate_tokens
@@ -119,8 +119,7 @@ class Runtime:
 
     def prepare(self, plan: Plan) -> None:
         """Check every binding the plan calls (keys, extras) before any call is made."""
-        used = {n.params["model"] for n in plan.nodes if n.kind == "llm"}
-        for name in sorted(used):
+        for name in sorted(_called_models(plan.nodes)):
             registry.check_binding(name, plan.models[name])
             self._target(plan.models[name], name)
 
@@ -327,3 +326,15 @@ class Runtime:
             await provider.aclose()
         self._providers.clear()
         self.tracer.close()
+
+
+def _called_models(nodes: Any) -> set[str]:
+    """Bindings called by `llm` nodes, including those inside `map` sub-plans."""
+    used: set[str] = set()
+    for n in nodes:
+        if n.kind == "llm":
+            used.add(n.params["model"])
+        elif n.kind == "map":
+            used |= _called_models(PlanNode.from_json(sub) for sub in n.params["plan"]["nodes"])
+    return used
+
