@@ -50,7 +50,7 @@ def parallel_ratio(tmp: Path) -> dict[str, float]:
     for name, text in [("single", one), ("16 requests", wide), ("n=16", fused)]:
         path = tmp / f"{name.replace(' ', '_').replace('=', '')}.yaml"
         path.write_text(text)
-        plan = compile_spec(path)
+        plan = compile_spec(path)  # a single run: all 16 at once (no vote cut-off rounds)
         best = min(_timed(lambda p=plan: run_plan(p, {"question": "q"}, runs_dir=None)) for _ in range(3))
         times[name] = best
     return {"single_s": times["single"], "sixteen_requests_s": times["16 requests"], "n16_s": times["n=16"],

@@ -66,7 +66,48 @@ def sets(items: list[str] | None) -> dict[str, Any]:
     return dict(parse_set(s) for s in items or [])
 
 
-def compile_plan(spec: Path, set_items: list[str] | None):
+NoPassOpt = Annotated[list[str] | None, typer.Option(
+    "--no-pass", help="Turn off a plan pass: prune, dedupe or vote_cutoff (repeat for several).")]
+
+
+def compile_plan(spec: Path, set_items: list[str] | None, no_pass: list[str] | None = None, *,
+                 batch: bool = False):
     from ember_compiler.compiler import compile_spec
 
-    return compile_spec(spec, sets(set_items))
+    return compile_spec(spec, sets(set_items), disable=no_pass or (), batch=batch)
+
+
+MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Budget: stop before the spend could exceed "
+                                                  "this many USD (exit code 3; overrides the spec's budget:).")]
+MaxCallsOpt = Annotated[int | None, typer.Option("--max-calls", help="Budget: at most this many model calls.")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Budget: at most this many tokens "
+                                                  "(input + output).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Response cache file (also caches the sim). "
+                                               "Default: $XDG_CACHE_HOME/ember/responses.sqlite3 "
+                                               "(~/.cache/ember), for every provider but the sim.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the response cache.")]
+CacheModeOpt = Annotated[str, typer.Option("--cache-mode", help="read-write (default), read-only, or replay "
+                                           "(a request not in the cache is an error).")]
+
+
+def budget_limits(plan: Any, max_cost: float | None, max_calls: int | None, max_tokens: int | None) -> Any:
+    from ember_compiler.runtime.budget import limits_from
+
+    return limits_from(plan.budget, max_cost=max_cost, max_calls=max_calls, max_tokens=max_tokens)
+
+
+def open_cache(plan: Any, path: Path | None, no_cache: bool, mode: str) -> Any:
+    """The response cache a command uses, or None (--no-cache, or the default cache and only sim calls)."""
+    from ember_compiler.errors import UsageError
+    from ember_compiler.runtime.cache import MODES, ResponseCache
+    from ember_compiler.runtime.runtime import _called_models
+
+    if mode not in MODES:
+        raise UsageError(f"--cache-mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if no_cache:
+        if path is not None or mode != "read-write":
+            raise UsageError("--no-cache cannot be combined with --cache or --cache-mode")
+        return None
+    if path is None and all(plan.models[m]["provider"] == "sim" for m in _called_models(plan.nodes)):
+        return None  # a sim call is cheaper than a lookup: the sim is cached only with an explicit --cache
+    return ResponseCache(path, mode=mode, include_sim=path is not None)

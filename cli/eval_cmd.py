@@ -10,7 +10,22 @@ from typing import Annotated, Any
 import typer
 
 from . import output
-from .app import SchedulerOpt, SetOpt, app, compile_plan, errors
+from .app import (
+    CacheModeOpt,
+    CacheOpt,
+    MaxCallsOpt,
+    MaxCostOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    NoPassOpt,
+    SchedulerOpt,
+    SetOpt,
+    app,
+    budget_limits,
+    compile_plan,
+    errors,
+    open_cache,
+)
 
 MapOpt = Annotated[list[str] | None, typer.Option(
     "--map", help="Rename dataset columns: FIELD=COLUMN[,FIELD=COLUMN] (e.g. answer=label,question=prompt).")]
@@ -57,6 +72,13 @@ def eval_(
     scheduler: SchedulerOpt = "parallel",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    max_cost: MaxCostOpt = None,
+    max_calls: MaxCallsOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_mode: CacheModeOpt = "read-write",
+    no_pass: NoPassOpt = None,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
     from ember_compiler.errors import UsageError
@@ -84,7 +106,7 @@ def eval_(
         if spec is None or data is None:
             raise UsageError("ember eval needs SPEC and --data (or --resume RUN_ID)")
         seed = seed or 0
-        plan = compile_plan(spec, set)
+        plan = compile_plan(spec, set, no_pass, batch=True)
         metrics = parse_metrics(metric)
         mapping = parse_map(map)
         rows = load_rows(data, limit, mapping=mapping, sample=sample, seed=seed)
@@ -94,8 +116,10 @@ def eval_(
                  "rows": len(rows), "created": datetime.now(UTC).isoformat(timespec="seconds")}
         if recorded is not None:
             check_same_study(recorded, study, resume)
+        limits = budget_limits(plan, max_cost, max_calls, max_tokens)
         job = EvalJob(plan, rows, seed=seed, metrics=metrics, concurrency=concurrency, scheduler=scheduler,
-                      run_id=resume, study=study, resume=resume is not None)
+                      run_id=resume, study=study, resume=resume is not None, budget=limits,
+                      cache=open_cache(plan, cache, no_cache, cache_mode))
         try:
             with RowProgress(len(rows), enabled=progress and not json_out) as bar:
                 result = asyncio.run(_run(job, bar))
@@ -114,12 +138,19 @@ def eval_(
             u = result.usage
             output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
                         + f" · {summary['calls_per_row'] or 0:g} calls/row · latency p50 "
-                        f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s")
+                        f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s"
+                        + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))
             if result.resumed_rows:
                 output.note(f"resumed: {result.resumed_rows:,} rows were already done")
             if result.run_dir is not None:
                 output.note(f"rows: {result.run_dir / 'rows.jsonl'}")
         print_warnings(job.warnings)
+        if result.budget_exceeded and job.budget is not None:
+            where = job.run_dir / "rows.jsonl" if job.run_dir else "memory"
+            output.error(f"{job.budget.message()}. {job.done:,} of {len(rows):,} rows finished and kept in "
+                         f"{where}; {summary.get('unfinished_rows', 0):,} not finished (not recorded); "
+                         f"finish them with: ember eval --resume {job.run_id} (and a new budget)")
+            raise typer.Exit(3)
 
 
 async def _run(job: Any, bar: Any) -> Any:

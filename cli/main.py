@@ -12,9 +12,26 @@ from ember_compiler.errors import UsageError
 
 from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
 from . import output
+from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
 from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
-from .app import SchedulerOpt, SetOpt, SpecArg, app, compile_plan, errors
+from .app import (
+    CacheModeOpt,
+    CacheOpt,
+    MaxCallsOpt,
+    MaxCostOpt,
+    MaxTokensOpt,
+    NoCacheOpt,
+    NoPassOpt,
+    SchedulerOpt,
+    SetOpt,
+    SpecArg,
+    app,
+    budget_limits,
+    compile_plan,
+    errors,
+    open_cache,
+)
 
 
 @app.command()
@@ -24,6 +41,9 @@ def validate(
     import_operators: Annotated[bool, typer.Option(
         "--import", help="Import the operators python nodes name (runs their modules' code) to check "
                          "with:, init: and ports against them. Off by default: validating runs no user code.")] = False,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", help="Also fail a spec whose estimated cost per run (`ember plan`) exceeds USD, or is "
+                           "unknown (for CI).")] = None,
 ) -> None:
     """Check specs and report every problem as FILE:LINE:COL: error: MESSAGE."""
     from ember_compiler.compiler.check import validate_paths
@@ -41,6 +61,28 @@ def validate(
             output.note(summary)
         if failed:
             raise typer.Exit(1)
+        if max_cost is not None and _over_budget(paths, max_cost):
+            raise typer.Exit(1)
+
+
+def _over_budget(paths: list[Path], max_cost: float) -> bool:
+    """Print and count the specs whose static per-run estimate exceeds `max_cost` (or is unknown)."""
+    from ember_compiler.compiler import compile_spec
+    from ember_compiler.compiler.check import _marked_as_spec, _spec_files
+
+    from .plan_cmd import estimate_spec
+
+    over = 0
+    for path in paths:
+        for file in [path] if not path.is_dir() else [f for f in _spec_files(path) if _marked_as_spec(f)]:
+            cost = estimate_spec(compile_spec(file), None)["per_run"]["cost_usd"]
+            if cost is None or cost > max_cost:
+                over += 1
+                why = "cost unknown (set `price:` on its models)" if cost is None else f"~${cost:.4f} per run"
+                output.error(f"{file}: estimated {why} exceeds --max-cost ${max_cost:g}")
+    if not over:
+        output.note(f"Every spec's estimated cost per run is within ${max_cost:g}.")
+    return bool(over)
 
 
 def _parse_inputs(items: list[str] | None, inputs_file: Path | None) -> dict[str, Any]:
@@ -74,13 +116,23 @@ def run(
     seed: Annotated[int, typer.Option(help="Run seed (the sim and seeded models reproduce exactly).")] = 0,
     scheduler: SchedulerOpt = "parallel",
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result.")] = False,
+    max_cost: MaxCostOpt = None,
+    max_calls: MaxCallsOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache_mode: CacheModeOpt = "read-write",
+    no_pass: NoPassOpt = None,
 ) -> None:
     """Run a spec once and print its outputs."""
     from ember_compiler.runtime.run import run_plan
 
     with errors():
-        plan = compile_plan(spec, set)
-        result = run_plan(plan, _parse_inputs(input, inputs), seed=seed, scheduler=scheduler)
+        plan = compile_plan(spec, set, no_pass)
+        values = _parse_inputs(input, inputs)
+        limits = budget_limits(plan, max_cost, max_calls, max_tokens)
+        result = run_plan(plan, values, seed=seed, scheduler=scheduler, budget=limits,
+                          cache=open_cache(plan, cache, no_cache, cache_mode))
         for message in result.warnings:
             output.warning(message)
         if json_out:
@@ -93,11 +145,12 @@ def run(
                 output.print_text(f"{name}: {output.value_text(value)}" if len(result.outputs) > 1
                                   else output.value_text(value))
             u = result.usage
-            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s))
+            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
+                        + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))
         if result.run_dir is not None and not json_out:
             output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
         if result.error:
-            raise typer.Exit(1)
+            raise typer.Exit(3 if result.budget_exceeded else 1)
 
 
 @app.command(name="compile")
@@ -106,6 +159,7 @@ def compile_(
     format: Annotated[str, typer.Option("--format", help="json or text.")] = "json",
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan to this file.")] = None,
     set: SetOpt = None,
+    no_pass: NoPassOpt = None,
 ) -> None:
     """Compile a spec into its xcs plan and print it."""
     from ember_compiler.xcs.printing import to_text
@@ -113,7 +167,7 @@ def compile_(
     if format not in ("json", "text"):
         raise typer.BadParameter("must be json or text", param_hint="--format")
     with errors():
-        plan = compile_plan(spec, set)
+        plan = compile_plan(spec, set, no_pass)
         text = json.dumps(plan.to_json(), indent=2) + "\n" if format == "json" else to_text(plan) + "\n"
         if out is None:
             output.print_text(text)

@@ -52,6 +52,12 @@ class OutputError(EmberError):
     """A model answered, but its reply cannot be read (e.g. structured output that is not JSON)."""
 
 
+class BudgetExceeded(EmberError):
+    """A run reached its budget (cost, calls or tokens): no further call was started."""
+
+    exit_code = 3
+
+
 class NodeFailed(EmberError):
     """A plan node failed; names the node and where it came from in the spec."""
 

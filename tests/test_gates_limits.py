@@ -42,17 +42,55 @@ def test_token_bucket():
     assert big.capacity == 100 and big.wait_s(1, 10.0) == 0 and big.level == 100  # refill stops at the capacity
 
 
-def test_rpm_bucket_bounds_the_request_rate():
+def test_rpm_window_bounds_the_request_rate():
     clock = FakeClock()
     server, times = stamped(clock)
-    binding = {**OPENAI, "limits": {"rpm": 120}}  # 2 a second, bursts of 2
+    binding = {**OPENAI, "limits": {"rpm": 120}}  # 2 a second: one every 0.5 s (+ the margin)
     results = complete(runtime(server, clock), *(request(binding) for _ in range(20)))
     assert all(r.texts for r in results)
+    gap = 0.5 * (1 + limits.WINDOW_SLACK)
     t0 = times[0]
-    assert times[:2] == [t0, t0]
-    assert times[-1] - t0 == pytest.approx(9.0)  # 18 more requests at 0.5 s each
+    assert times[-1] - t0 == pytest.approx(19 * gap)
     for i, t in enumerate(times):  # never ahead of the rate
-        assert t - t0 >= (i - 1) * 0.5 - 1e-9
+        assert t - t0 >= i * gap - 1e-9
+
+
+def test_rpm_window_never_exceeds_a_one_second_window_even_after_a_pause():
+    # what a server enforcing 6,000 rpm as 100 requests in any second sees: never more than 100 in a
+    # second — also in the first second and after an idle spell (a one-second token bucket sends 200)
+    clock = FakeClock()
+    lim = Limiter(rpm=6000, clock=clock, sleep=clock.sleep)
+    starts: list[float] = []
+
+    async def go():
+        for burst in (250, 250):
+            for _ in range(burst):
+                await lim.acquire(0)
+                starts.append(clock.now)
+            clock.now += 5.0  # idle
+
+    asyncio.run(go())
+    for i, t in enumerate(starts):
+        assert sum(1 for u in starts[i:] if u < t + 1.0) <= 100
+    burst = lim.rpm.capacity  # 100 × WINDOW_S go at once, the next ones a window later
+    assert burst == int(100 * limits.WINDOW_S) and starts[burst - 1] == starts[0]
+    assert starts[burst] - starts[0] == pytest.approx(limits.WINDOW_S * (1 + limits.WINDOW_SLACK))
+    assert 250 / (starts[249] - starts[0]) == pytest.approx(100 / (1 + limits.WINDOW_SLACK), rel=0.1)  # ~the rate
+
+
+def test_rpm_window_at_low_rates_and_when_headers_report_less():
+    w = limits.RequestWindow(30, now=0.0)  # one request every 2 s
+    assert (w.capacity, w.span) == (1, pytest.approx(2 * (1 + limits.WINDOW_SLACK)))
+    assert w.wait_s(1, 0.0) == 0
+    w.take(1, 0.0)
+    assert w.wait_s(1, 1.0) == pytest.approx(w.span - 1.0)
+    big = limits.RequestWindow(60_000, now=0.0)  # 1,000 a second
+    assert big.capacity >= 10
+    big.cap(3, 0.0)  # the server says 3 left: the rest count as started now
+    assert big.level == 3 and big.wait_s(1, 0.0) == 0
+    for _ in range(3):
+        big.take(1, 0.0)
+    assert big.wait_s(1, 0.01) == pytest.approx(big.span - 0.01)
 
 
 def test_tpm_bucket_is_charged_an_estimate_and_corrected_by_usage():

@@ -285,3 +285,15 @@ def test_every_provider_has_the_protocol_surface():
 def test_fixture_files_are_recorded_shapes():
     # the fixtures double as documentation of the wire formats: keep them parseable and complete
     assert fixture("openai_chat.json")["object"] == "chat.completion"
+
+
+def test_clients_share_one_tls_context_and_leave_the_bound_to_the_gates():
+    # building a TLS context loads the CA bundle (~20 ms): once per process, not once per run
+    from ember_compiler.providers import http
+
+    a, b = OpenAIProvider(None, KEY), OpenAIProvider("http://127.0.0.1:9/v1", KEY)
+    assert http.ssl_context() is http.ssl_context()
+    pool = b._client._transport._pool  # no pool bound: the runtime's gates bound requests in flight
+    assert pool._max_connections is None or pool._max_connections >= 10_000
+    asyncio.run(a.aclose())
+    asyncio.run(b.aclose())

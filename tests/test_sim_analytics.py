@@ -57,7 +57,8 @@ def test_self_consistency_matches_exact_majority_vote(tmp_path: Path, n, p, wron
     # wrong_weights apply to the wrong choices in order, whatever the truth is, so one formula fits all rows
     expected = majority_accuracy(n, p, wrong)
     sigma = math.sqrt(expected * (1 - expected) / rows_n)
-    assert result.errors == 0 and result.usage.calls == rows_n * n
+    # the vote_cutoff pass draws only the samples that can still change the vote: same answers, fewer calls
+    assert result.errors == 0 and result.usage.calls <= rows_n * n
     assert abs(result.accuracy - expected) < 4 * sigma, (result.accuracy, expected)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,17 @@ from ember_compiler.xcs.plan import Plan
 __all__ = ["PlanStats", "analyze", "compile_spec", "lower", "run_passes"]
 
 
-def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimize: bool = True) -> Plan:
+def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimize: bool = True,
+                 disable: Iterable[str] = (), batch: bool = False) -> Plan:
     """Load, check and lower the spec at ``path``, then run the default passes.
 
     Args:
         path: the spec file; node sources in the plan use this path as given.
         sets: ``--set`` overrides (dotted path -> value), applied by the checker.
-        optimize: run the passes (``prune``); False returns the plan as lowered.
+        optimize: run the default passes (``prune``, ``dedupe``, and for a batch ``vote_cutoff``);
+            False returns the plan as lowered.
+        disable: default passes not to run (``--no-pass NAME``).
+        batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls.
 
     Raises:
         SpecInvalid: the spec (or a sub-spec) failed validation, with every diagnostic.
@@ -29,4 +34,12 @@ def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimi
 
     doc, spec = load_spec(path, sets)
     plan = lower(doc, spec, load_spec=load_spec)
-    return run_passes(plan) if optimize else plan
+    if not optimize:
+        return plan
+    from ember_compiler.compiler.passes import DEFAULT_PASSES, PASSES, default_passes
+    from ember_compiler.errors import UsageError
+
+    off = set(disable)
+    if unknown := sorted(off - PASSES.keys()):
+        raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(DEFAULT_PASSES)})")
+    return run_passes(plan, enabled=[p for p in default_passes(batch=batch) if p not in off])

@@ -309,6 +309,7 @@ def lower(doc: Any, spec: m.Spec, *, load_spec: LoadSpec | None = None) -> Plan:
         outputs={name: lower_value(expr, scope) for name, expr in spec.outputs.items()},
         models=lowerer.models,
         source=str(doc.path),
+        budget=spec.budget.model_dump(exclude_none=True) or None if spec.budget is not None else None,
     )
 
 

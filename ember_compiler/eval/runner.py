@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EmberError, UsageError
+from ..errors import BudgetExceeded, EmberError, UsageError
+from ..runtime.budget import Budget, Limits, limits_from
 from ..runtime.run import RUNS_DIR, example_meta, execute_row, new_run_id, resolve_inputs
 from ..runtime.runtime import RowContext, Runtime, Usage
 from ..runtime.trace import Tracer
@@ -44,6 +45,7 @@ class EvalResult:
     run_dir: Path | None
     summary: dict[str, Any] = field(default_factory=dict)
     resumed_rows: int = 0
+    budget_exceeded: bool = False
 
     @property
     def accuracy(self) -> float | None:
@@ -80,7 +82,8 @@ class EvalJob:
                  concurrency: int = 64, runs_dir: Path | None = RUNS_DIR, run_id: str | None = None,
                  study: dict[str, Any] | None = None, resume: bool = False, transport: Any = None,
                  scheduler: Scheduler | str | None = None, runtime: Runtime | None = None,
-                 capture: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 capture: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 budget: Limits | None = None, cache: Any = None) -> None:
         self.plan, self.rows, self.seed = plan, rows, seed
         self.metrics = metrics or parse_metrics(None)
         self.names = [m.name for m in self.metrics]
@@ -95,6 +98,10 @@ class EvalJob:
         self.stats: dict[int, RowStat] = {}
         self.warnings: list[str] = []
         self.interrupted = False
+        # a budget for this eval (default: the plan's `budget:`); ignored with a shared `runtime`
+        self.limits = budget if budget is not None else limits_from(plan.budget)
+        self.cache = cache
+        self.budget: Budget | None = None
 
     @property
     def done(self) -> int:
@@ -126,12 +133,16 @@ class EvalJob:
                 if truth is not None:
                     self._score(record, outputs.get(self.key), truth, data)
             except EmberError as exc:
+                if runtime.budget is not None and runtime.budget.exceeded and _by_budget(exc):
+                    raise _Unfinished from None  # not recorded: `--resume` runs it later
                 error = str(exc)
             except Exception as exc:  # a user metric or capture hook that raised: this row only
                 error = f"{type(exc).__name__}: {exc}"
         u = ctx.usage
         record.update(calls=u.calls, requests=u.requests, input_tokens=u.input_tokens,
                       output_tokens=u.output_tokens, cost_usd=u.cost_usd)
+        if u.cache_hits:
+            record["cache_hits"] = u.cache_hits
         if error is not None:
             record["error"] = error
             record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect
@@ -152,9 +163,12 @@ class EvalJob:
             self.stats[r["index"]] = RowStat.from_record(r, self.names)
         todo = [row for row in self.rows if row.index not in self.stats]
         own_runtime = self.runtime is None
+        if own_runtime and self.limits is not None:
+            self.budget = Budget(self.limits)
         runtime = self.runtime or Runtime(
             tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=self.transport,
-            max_in_flight=self.executor.scheduler.max_in_flight())
+            max_in_flight=self.executor.scheduler.max_in_flight(), budget=self.budget, cache=self.cache)
+        budget = runtime.budget
         out = (run_dir / ROWS).open("a" if self.resume else "w", encoding="utf-8") if run_dir else None
         buffer: list[str] = []
         last_flush = time.perf_counter()
@@ -172,7 +186,12 @@ class EvalJob:
 
         async def worker() -> None:
             for row in cursor:
-                record = await self._run_one(row, runtime)
+                if budget is not None and budget.exceeded:
+                    return  # no further row starts; the rows in flight finish their calls
+                try:
+                    record = await self._run_one(row, runtime)
+                except _Unfinished:
+                    continue
                 stats[row.index] = RowStat.from_record(record, names)
                 if out is not None:
                     buffer.append(json.dumps(record, default=str))
@@ -186,6 +205,8 @@ class EvalJob:
             runtime.prepare(self.plan)
             workers = max(1, min(self.concurrency, len(todo)))
             await asyncio.gather(*(worker() for _ in range(workers)))
+            if budget is not None and budget.exceeded:
+                status = "budget_exceeded"
         except (asyncio.CancelledError, KeyboardInterrupt):
             status = "interrupted"
             self.interrupted = True
@@ -201,6 +222,11 @@ class EvalJob:
             if out is not None:
                 out.close()
             result = self._result(time.perf_counter() - start, len(previous))
+            if budget is not None:
+                result.summary["budget"] = budget.to_json()
+                if budget.exceeded:
+                    result.budget_exceeded = True
+                    result.summary["unfinished_rows"] = len(self.rows) - len(self.stats)
             if run_dir is not None:
                 (run_dir / "result.json").write_text(json.dumps({
                     **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
@@ -216,6 +242,21 @@ class EvalJob:
         correct = sum(s.scores[0] for s in ordered if s.scores is not None)
         return EvalResult(self.run_id, len(ordered), summary["scored"], correct, summary["errors"],
                           usage_of(ordered), wall_s, [s.latency_s for s in ordered], self.run_dir, summary, resumed)
+
+
+class _Unfinished(Exception):
+    """A row stopped by the budget: left out of rows.jsonl (and of the summary)."""
+
+
+def _by_budget(exc: BaseException | None) -> bool:
+    """Whether `exc` (a NodeFailed, possibly from a map item) was caused by the budget."""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if isinstance(exc, BudgetExceeded):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return False
 
 
 async def eval_plan_async(plan: Plan, rows: list[Row], *, on_row: Callable[[dict[str, Any]], None] | None = None,

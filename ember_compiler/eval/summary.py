@@ -23,6 +23,7 @@ class RowStat:
     cost_usd: float | None
     latency_s: float
     error: bool
+    cache_hits: int = 0
 
     @classmethod
     def from_record(cls, record: dict[str, Any], metric_names: list[str]) -> RowStat:
@@ -32,6 +33,7 @@ class RowStat:
             int(record.get("calls") or 0), int(record.get("requests") or 0),
             int(record.get("input_tokens") or 0), int(record.get("output_tokens") or 0),
             record.get("cost_usd", 0.0), float(record.get("latency_s") or 0.0), "error" in record,
+            int(record.get("cache_hits") or 0),
         )
 
 
@@ -42,6 +44,7 @@ def usage_of(stats: list[RowStat]) -> Usage:
         u.requests += s.requests
         u.input_tokens += s.input_tokens
         u.output_tokens += s.output_tokens
+        u.cache_hits += s.cache_hits
         if s.cost_usd is None:
             u.unpriced += 1
         else:
@@ -74,6 +77,7 @@ def summarize(stats: list[RowStat], metric_names: list[str], *, wall_s: float, r
     lat = sorted(s.latency_s for s in stats)
     n = len(stats)
     return {
+        **({"cache_hits": u.cache_hits} if u.cache_hits else {}),
         "metrics": metrics, "ci95": ci95, "rows": n, "scored": len(scored),
         "errors": sum(s.error for s in stats), "calls": u.calls,
         "calls_per_row": round(u.calls / n, 4) if n else None, "requests": u.requests,

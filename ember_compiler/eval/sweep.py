@@ -165,7 +165,7 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
 
     fixed, axes = parse_axes(set_items)
     points = grid(axes)
-    plans = [compile_spec(spec, {**fixed, **values}) for values in points]  # every point checked up front
+    plans = [compile_spec(spec, {**fixed, **values}, batch=True) for values in points]  # every point checked up front
     if for_fit:  # say so before running anything
         if len(points) < 3:
             raise UsageError("--fit needs at least 3 sweep points (e.g. --set samples.n=1,3,5,9)")

@@ -12,7 +12,7 @@ an `OutputError` naming the model, not a guess.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,10 +213,71 @@ def finish_check(node: PlanNode, values: dict[str, Any], completions: list[Compl
     return {"accepted": _verdict(node, completions[0]), "text": completions[0].texts[0]}
 
 
+# --- vote_cutoff (compiler/passes/vote_cutoff.py) -------------------------------------------------
+
+Send = Callable[[list[Request]], Awaitable[list[Completion]]]
+
+
+def still_needed(counts: dict[str, int], remaining: int) -> int:
+    """How many more samples must be drawn before the vote can be decided (0: it is decided).
+
+    `counts` holds the votes so far in first-seen order. The leader is the first answer with the
+    most votes; it is decided when no answer can overtake it with all `remaining` samples: an
+    answer seen before the leader needs strictly more votes than the leader to win, one seen after
+    it (or not yet seen) needs more too, but ties go to the leader. The number returned is the
+    fewest samples that *could* decide it (if they all went to the leader).
+    """
+    if remaining <= 0:
+        return 0
+    if not counts:
+        return (remaining + 1) // 2  # all the same answer: decided after ceil(n / 2)
+    items = list(counts.items())
+    lead = max(range(len(items)), key=lambda i: (items[i][1], -i))
+    lead_votes = items[lead][1]
+    threat = 0  # an answer not seen yet
+    for i, (_, v) in enumerate(items):
+        if i != lead:
+            threat = max(threat, v + (1 if i < lead else 0))
+    gap = threat + remaining - lead_votes  # > 0: still open
+    return 0 if gap <= 0 else min(remaining, (gap + 1) // 2)
+
+
+def build_cutoff(node: PlanNode, values: dict[str, Any], ctx: CallContext) -> list[Request]:
+    raise NotImplementedError("vote_cutoff is driven, not built")  # pragma: no cover - see drive_cutoff
+
+
+async def drive_cutoff(node: PlanNode, values: dict[str, Any], ctx: CallContext, send: Send) -> dict[str, Any]:
+    """Draw the ensemble's samples in index order, in batches of `still_needed`, until decided."""
+    tvars = values.get("vars") or {}
+    system = node.params.get("system")
+    messages = _messages(templates.render(node.params["prompt"], tvars),
+                         templates.render(system, tvars) if system else None)
+    n = int(node.params.get("n", 1))
+    regex, vote_regex = node.params.get("extract"), node.params.get("vote_extract")
+    mode = node.params.get("normalize", "strip")
+    counts: dict[str, int] = {}
+    drawn = 0
+    while (need := still_needed(counts, n - drawn)) > 0:
+        # requested as the ensemble's own samples (same node id and indices: the same draws)
+        completions = await send(ctx.requests(messages, need, offset=drawn, role="generate",
+                                              node_id=node.params.get("ensemble", node.id)))
+        for text in _texts(completions):
+            key = normalize(extract_answer(extract_answer(text, regex), vote_regex), mode)
+            counts[key] = counts.get(key, 0) + 1
+        drawn += need
+    answer, best = None, -1
+    for key, v in counts.items():  # first-seen order: ">" keeps the first on ties, as `vote` does
+        if v > best:
+            answer, best = key, v
+    return {"answer": answer, "drawn": drawn, "saved": n - drawn}
+
+
 @dataclass(frozen=True, slots=True)
 class LLMRule:
     build: Callable[[PlanNode, dict[str, Any], CallContext], list[Request]]
     finish: Callable[[PlanNode, dict[str, Any], list[Completion]], dict[str, Any]]
+    # an op that decides between requests (vote_cutoff): the executor calls it instead of build/finish
+    drive: Callable[[PlanNode, dict[str, Any], CallContext, Send], Awaitable[dict[str, Any]]] | None = None
 
 
 LLM_RULES: dict[str, LLMRule] = {
@@ -227,4 +288,5 @@ LLM_RULES: dict[str, LLMRule] = {
     "verify": LLMRule(build_verify, finish_verify),
     "refine_prove": LLMRule(build_prove, finish_generate),
     "refine_check": LLMRule(build_check, finish_check),
+    "vote_cutoff": LLMRule(build_cutoff, finish_generate, drive_cutoff),
 }

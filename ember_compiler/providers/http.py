@@ -9,9 +9,12 @@ print), never in an error, never in `repr`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
+import os
 import re
+import ssl
 import time
 from datetime import datetime
 from typing import Any
@@ -47,9 +50,12 @@ class HTTPProvider:
         self._client = httpx2.AsyncClient(
             headers=self.auth_headers(api_key) if api_key else {},
             timeout=httpx2.Timeout(self.timeout_s),
-            limits=httpx2.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30),
+            # no pool bound: the runtime's gates bound the requests in flight (a pool bound would queue
+            # requests that hold a gate slot, and count pool waits against their timeout)
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=1024, keepalive_expiry=30),
             transport=transport,
             trust_env=trust_env,
+            verify=ssl_context(trust_env),
         )
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
@@ -148,6 +154,18 @@ class HTTPProvider:
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
+
+
+def ssl_context(trust_env: bool = True) -> ssl.SSLContext:
+    """One default TLS context per process (and per `SSL_CERT_FILE`/`SSL_CERT_DIR`): building one loads
+    the CA bundle (~20 ms), which every run (each row of a sweep, each `run_plan`) would pay again."""
+    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if trust_env else (None, None)
+    return _ssl_context(trust_env, *env)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(trust_env: bool, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx2.create_ssl_context(trust_env=trust_env)
 
 
 def key_env(binding: dict[str, Any], default_env: str, default_url: str) -> str | None:

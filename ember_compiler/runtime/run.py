@@ -16,6 +16,7 @@ from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
 from ..xcs.scheduling import Scheduler
+from .budget import Budget, Limits, limits_from
 from .runtime import RowContext, Runtime, Usage
 from .trace import Tracer
 
@@ -66,15 +67,22 @@ class RunResult:
     nodes: dict[str, str] = field(default_factory=dict)  # node id -> "ok" | "skipped"
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. a model with no known price
+    budget: dict[str, Any] | None = None  # limits and spend, when the run had a budget
+    budget_exceeded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The `ember run --json` shape (DESIGN §7)."""
         u = self.usage
-        return {
+        out = {
             "outputs": self.outputs, "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens},
             "cost_usd": u.cost_usd, "calls": u.calls, "requests": u.requests, "wall_s": round(self.wall_s, 4),
             "run_id": self.run_id,
         }
+        if u.cache_hits:
+            out["cache_hits"] = u.cache_hits
+        if self.budget is not None:
+            out["budget"] = self.budget
+        return out
 
 
 def example_meta(seed: int, example_id: str, inputs: dict[str, Any], example: dict[str, Any] | None) -> dict:
@@ -105,7 +113,7 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
             u = row.usage
             tracer.span(row.trace_id, row.root_span, None, f"invoke_workflow {executor.plan.name}", "INTERNAL",
                         start, time.time(), status, {
-                            "gen_ai.operation.name": "invoke_workflow", "ember.plan.hash": executor.plan.hash,
+                            "gen_ai.operation.name": "invoke_workflow", "ember.plan.hash": executor.plan_hash,
                             "ember.example.id": meta.get("example_id"), "gen_ai.usage.input_tokens": u.input_tokens,
                             "gen_ai.usage.output_tokens": u.output_tokens, "ember.calls": u.calls,
                         })
@@ -113,14 +121,20 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
 
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, runs_dir: Path | None = RUNS_DIR,
                          example: dict[str, Any] | None = None, transport: Any = None,
-                         scheduler: Scheduler | str | None = None) -> RunResult:
-    """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`."""
+                         scheduler: Scheduler | str | None = None, budget: Limits | None = None,
+                         cache: Any = None) -> RunResult:
+    """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`.
+
+    `budget` limits cost/calls/tokens (default: the plan's `budget:`); `cache` is a `ResponseCache`
+    (closed with the run)."""
     values = resolve_inputs(plan, inputs)
     executor = Executor(plan, scheduler)
     run_id = new_run_id()
     run_dir = runs_dir / run_id if runs_dir is not None else None
+    limits = budget if budget is not None else limits_from(plan.budget)
     runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
-                      max_in_flight=executor.scheduler.max_in_flight())
+                      max_in_flight=executor.scheduler.max_in_flight(),
+                      budget=Budget(limits) if limits is not None else None, cache=cache)
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
@@ -135,13 +149,18 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, r
         error = str(exc)
     finally:
         await runtime.aclose()
+    spent = runtime.budget
+    if spent is not None and spent.exceeded:
+        error = spent.message()
     result = RunResult(run_id, outputs, row.usage, time.perf_counter() - start, run_dir, nodes, error,
-                       list(runtime.warnings))
+                       list(runtime.warnings), spent.to_json() if spent is not None else None,
+                       spent is not None and spent.exceeded)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "result.json").write_text(json.dumps({
-            **result.to_json(), "status": "failed" if error else "ok", "error": error, "spec": plan.source,
-            "plan": plan.name, "plan_hash": plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
+            **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
+            "error": error, "spec": plan.source,
+            "plan": plan.name, "plan_hash": executor.plan_hash, "seed": seed, "inputs": values, "nodes": nodes,
             "warnings": result.warnings,
         }, indent=2, default=str) + "\n")
     return result

@@ -45,6 +45,7 @@ class Usage:
     cost_known: float = 0.0
     unpriced: int = 0  # requests whose price is unknown: the cost is then unknown, never 0
     cached_tokens: int = 0
+    cache_hits: int = 0  # samples answered by the response cache: not calls, no cost
 
     @property
     def cost_usd(self) -> float | None:
@@ -58,11 +59,12 @@ class Usage:
         self.cost_known += other.cost_known
         self.unpriced += other.unpriced
         self.cached_tokens += other.cached_tokens
+        self.cache_hits += other.cache_hits
 
     def to_json(self) -> dict[str, Any]:
         return {"calls": self.calls, "requests": self.requests, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cached_tokens": self.cached_tokens,
-                "cost_usd": self.cost_usd}
+                "cache_hits": self.cache_hits, "cost_usd": self.cost_usd}
 
 
 @dataclass(slots=True)
@@ -99,8 +101,10 @@ class Runtime:
     def __init__(self, *, tracer: Tracer | None = None, transport: Any = None,
                  max_in_flight: int | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, budget: Any = None, cache: Any = None) -> None:
         self.tracer = tracer or Tracer(None)
+        self.budget = budget  # runtime/budget.py `Budget`: reserved before each call (None: no budget)
+        self.cache = cache  # runtime/cache.py `ResponseCache` (None: no cache)
         self.transport = transport
         self._clock, self._sleep, self._rand = clock, sleep, rand
         # the scheduling policy's bound across all models (and all rows of an eval)
@@ -155,9 +159,40 @@ class Runtime:
 
     async def complete(self, request: Request, priority: float, row: RowContext | None) -> Completion:
         target = self._target(request.model, request.binding)
-        completion = await self._request(target, request, priority, row)
+        cache = self.cache
+        lookup = None
+        if cache is not None and cache.applies(target.provider_name):
+            lookup = cache.lookup(target.provider_name, request)  # runtime/cache.py
+            if lookup.cached:  # cached samples are not calls and cost nothing
+                (row.usage if row is not None else self.usage).cache_hits += lookup.cached
+                if lookup.complete is not None:
+                    if row is not None:
+                        self._span(row, request, target, time.time(), lookup.complete, None, 0.0, cached=True)
+                    return lookup.complete
+                request = lookup.rest
+        completion = await self._send(target, request, priority, row)
         if len(completion.texts) < request.n:
             completion = await self._top_up(target, request, priority, row, completion)
+        return completion if lookup is None else lookup.store(completion)
+
+    async def _send(self, target: _Target, request: Request, priority: float, row: RowContext | None) -> Completion:
+        """`_request`, within the budget when there is one (runtime/budget.py)."""
+        budget = self.budget
+        if budget is None:
+            return await self._request(target, request, priority, row)
+        if target.price is None and budget.limits.max_cost_usd is not None:
+            self.warn(f"--max-cost cannot bound model '{request.binding}': its price is unknown (set `price:`)")
+        held = await budget.reserve(request, target.price)
+        try:
+            completion = await self._request(target, request, priority, row)
+        except asyncio.CancelledError:
+            budget.abandon(held)  # it may have been sent: counted at its worst case
+            raise
+        except BaseException:
+            budget.settle(held, None, None)
+            raise
+        price = target.price
+        budget.settle(held, completion, None if price is None else 0.0 if price is prices.FREE else price.cost(completion))
         return completion
 
     async def _request(self, target: _Target, request: Request, priority: float, row: RowContext | None) -> Completion:
@@ -232,7 +267,7 @@ class Runtime:
             got, missing = len(out.texts), request.n - len(out.texts)
             more = [replace(request, n=min(per, missing - i), meta={**request.meta, "sample_offset": offset + got + i})
                     for i in range(0, missing, per)]
-            for c in await asyncio.gather(*(self._request(target, r, priority, row) for r in more)):
+            for c in await asyncio.gather(*(self._send(target, r, priority, row) for r in more)):
                 out.texts += c.texts
                 out.finish_reasons += c.finish_reasons
                 out.input_tokens += c.input_tokens
@@ -265,7 +300,7 @@ class Runtime:
 
     def _span(self, row: RowContext, request: Request, target: _Target, start: float,
               completion: Completion | None, error: ProviderError | None, cost: float | None = None,
-              attempt: int = 0) -> None:
+              attempt: int = 0, cached: bool = False) -> None:
         tracer = self.tracer
         if tracer.path is None:
             return
@@ -284,6 +319,8 @@ class Runtime:
         }
         if attempt:
             attrs["ember.attempt"] = attempt + 1
+        if cached:
+            attrs["ember.cache.hit"] = True
         for key in ("temperature", "max_tokens", "top_p", "seed"):
             if target.binding.get(key) is not None:
                 attrs[f"gen_ai.request.{key}"] = target.binding[key]
@@ -322,6 +359,8 @@ class Runtime:
         return text
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            await self.cache.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()

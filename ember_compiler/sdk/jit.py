@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError, create_model
 
 from ember_compiler.compiler.lower import lower
-from ember_compiler.compiler.passes import run_passes
+from ember_compiler.compiler.passes import default_passes, run_passes
 from ember_compiler.errors import EmberError
 from ember_compiler.runtime.runtime import Usage
 from ember_compiler.sdk import engine
@@ -101,7 +101,7 @@ def build(trace: Trace, name: str, inputs: dict[str, Any], outputs: dict[str, st
         err = exc.errors()[0]
         raise OperatorError(f"traced network '{name}' is not a valid spec at "
                             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    plan = run_passes(lower(_TracedDoc(), checked))
+    plan = run_passes(lower(_TracedDoc(), checked), enabled=default_passes())  # as compile_spec does
     prefix = str(_TracedDoc.path) + ":"
     fixed = tuple(
         n.replace(source=trace.sources.get(n.id.split("/")[0])) if (n.source or "").startswith(prefix) else n

@@ -43,6 +43,14 @@ class Price(_Strict):
         None, ge=0, description="USD per million input tokens read from the prompt cache (default: input price).")
 
 
+class Budget(_Strict):
+    """Spending limits for one `ember run` or a whole `ember eval` (the CLI's --max-* flags override)."""
+
+    max_cost_usd: float | None = Field(None, ge=0, description="Stop before the recorded spend could exceed this (USD).")
+    max_calls: int | None = Field(None, ge=0, description="Stop before more than this many model calls (samples).")
+    max_tokens: int | None = Field(None, ge=0, description="Stop before more than this many tokens (input + output).")
+
+
 class ModelBinding(_Strict):
     """A named model that nodes refer to. Sim-only fields are ignored by other providers."""
 
@@ -212,6 +220,7 @@ class Spec(_Strict):
     params: dict[Name, Any] = Field(default_factory=dict)
     nodes: dict[Name, Node]
     outputs: dict[Name, str] = Field(..., min_length=1)
+    budget: Budget | None = None
 
     def input_decls(self) -> dict[str, InputDecl]:
         return {k: v if isinstance(v, InputDecl) else InputDecl(type=v) for k, v in self.inputs.items()}

@@ -14,6 +14,7 @@ not starved by wide fan-outs).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -91,6 +92,12 @@ class Executor:
                 c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
         self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
+
+    @functools.cached_property
+    def plan_hash(self) -> str:
+        """The plan's content hash, computed once: traces stamp it on every row (a plan with many
+        bindings takes milliseconds to hash)."""
+        return self.plan.hash
 
     async def execute(
         self,
@@ -187,6 +194,11 @@ class Executor:
         node = c.node
         binding = self.plan.models[node.params["model"]]
         ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
+        if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
+            async def send(requests: list[Request]) -> list[Completion]:
+                return list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
+
+            return await c.rule.drive(node, values, ctx, send)
         requests = c.rule.build(node, values, ctx)
         if len(requests) == 1:
             completions = [await sink.complete(requests[0], c.priority, row)]

@@ -71,6 +71,7 @@ class Plan:
     models: dict[str, dict[str, Any]]  # binding name -> binding (never a key)
     passes: tuple[str, ...] = ()  # passes applied, with what they changed
     source: str | None = None
+    budget: dict[str, Any] | None = None  # the spec's `budget:` ({max_cost_usd, max_calls, max_tokens})
 
     def replace(self, **changes: Any) -> Plan:
         return replace(self, **changes)
@@ -89,6 +90,7 @@ class Plan:
             "models": self.models,
             "nodes": [n.to_json() for n in self.nodes],
             "outputs": self.outputs,
+            **({"budget": self.budget} if self.budget else {}),
         }
 
     @property
@@ -114,6 +116,7 @@ class Plan:
             models=data["models"],
             passes=tuple(data.get("passes", ())),
             source=data.get("source"),
+            budget=data.get("budget"),
         )
         if "hash" in data and data["hash"] != plan.hash:
             raise ValueError("plan hash does not match its content")

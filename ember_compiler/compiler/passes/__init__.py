@@ -1,7 +1,7 @@
 """Plan-to-plan passes and the pass manager.
 
 A pass is a pure function ``Plan -> (Plan, changed)`` in its own module, with a docstring stating
-what it requires and ensures. ``run_passes`` applies them in order, checks the plan is still well
+what it requires and ensures (``changed`` may be a string: what it did, for ``plan.passes``). ``run_passes`` applies them in order, checks the plan is still well
 formed after each one, and records in ``plan.passes`` what each pass changed.
 """
 
@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ember_compiler.compiler.passes.dedupe import dedupe
 from ember_compiler.compiler.passes.prune import prune
+from ember_compiler.compiler.passes.vote_cutoff import vote_cutoff
 from ember_compiler.errors import EmberError
 from ember_compiler.xcs.plan import Plan, expr_deps
 
-Pass = Callable[[Plan], tuple[Plan, bool]]
+Pass = Callable[[Plan], tuple[Plan, bool | str]]
 
-PASSES: dict[str, Pass] = {"prune": prune}
-DEFAULT_PASSES: tuple[str, ...] = ("prune",)
+PASSES: dict[str, Pass] = {"prune": prune, "dedupe": dedupe, "vote_cutoff": vote_cutoff}
+# prune first: a reader that reaches no output must not keep an ensemble from its cut-off
+DEFAULT_PASSES: tuple[str, ...] = ("prune", "dedupe", "vote_cutoff")
+# NOTE: [Batch-only passes] the vote cut-off draws samples in rounds: it saves calls but a single run
+# waits for several rounds instead of one. It pays off over many rows (eval, sweep), so a plan compiled
+# for one run (run, compile, jit) leaves it out unless asked.
+BATCH_ONLY: frozenset[str] = frozenset({"vote_cutoff"})
 
-__all__ = ["DEFAULT_PASSES", "PASSES", "Pass", "run_passes"]
+__all__ = ["BATCH_ONLY", "DEFAULT_PASSES", "PASSES", "Pass", "default_passes", "run_passes"]
+
+
+def default_passes(*, batch: bool = False) -> tuple[str, ...]:
+    """The passes on by default: all of them for a batch (eval, sweep), the latency-neutral ones else."""
+    return DEFAULT_PASSES if batch else tuple(p for p in DEFAULT_PASSES if p not in BATCH_ONLY)
 
 
 def run_passes(plan: Plan, *, enabled: Iterable[str] = DEFAULT_PASSES) -> Plan:
@@ -42,7 +54,9 @@ def run_passes(plan: Plan, *, enabled: Iterable[str] = DEFAULT_PASSES) -> Plan:
     return plan.replace(passes=tuple(notes))
 
 
-def _describe(before: Plan, after: Plan, changed: bool) -> str:
+def _describe(before: Plan, after: Plan, changed: bool | str) -> str:
+    if isinstance(changed, str):
+        return changed
     if not changed:
         return "no change"
     old, new = [n.id for n in before.nodes], {n.id for n in after.nodes}

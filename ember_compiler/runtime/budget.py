@@ -1,0 +1,159 @@
+"""Budgets: a run's (or a whole eval's) limit on cost, calls and tokens, checked before every call.
+
+Before a request is sent, the runtime *reserves* its worst case — the prompt estimated at 4
+characters a token (+ 4 per message), `max_tokens` (else 1,024) per sample, priced by the binding's
+price — and after it *settles* the reservation to the usage the provider reported. A request whose
+worst case does not fit next to what is spent and what the requests in flight have reserved waits
+for those to settle; when it cannot fit even then, the budget is *exceeded*: that request and every
+later one raise `BudgetExceeded`, while the requests already in flight finish and are counted (a
+request cancelled in flight — its row failed — is counted at its worst case).
+
+So the recorded spend never exceeds the limit, as long as a provider does not bill more input
+tokens than the estimate (the output side is a true bound: `max_tokens`). Cache hits cost nothing
+and reserve nothing. All state is a few floats on one event loop: O(1) per call, and a runtime
+without a budget never calls in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BudgetExceeded, UsageError
+from ..providers.base import Completion, Request
+from .limits import estimate_tokens
+from .prices import FREE, Price
+
+_LIMITS = ("max_cost_usd", "max_calls", "max_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_cost_usd: float | None = None
+    max_calls: int | None = None
+    max_tokens: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.max_cost_usd is None and self.max_calls is None and self.max_tokens is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _LIMITS if getattr(self, k) is not None}
+
+
+def limits_from(spec_budget: dict[str, Any] | None, *, max_cost: float | None = None,
+                max_calls: int | None = None, max_tokens: int | None = None) -> Limits | None:
+    """The spec's `budget:` with the command-line flags taking precedence field by field; None: no budget."""
+    given = dict(spec_budget or {})
+    for key, value in (("max_cost_usd", max_cost), ("max_calls", max_calls), ("max_tokens", max_tokens)):
+        if value is not None:
+            if value < 0:
+                raise UsageError(f"--{key.removesuffix('_usd').replace('_', '-')} must be ≥ 0, got {value}")
+            given[key] = value
+    limits = Limits(**{k: given.get(k) for k in _LIMITS})
+    return None if limits.empty else limits
+
+
+class Budget:
+    """Shared by every request of a runtime (all branches, all rows)."""
+
+    __slots__ = ("limits", "spent_cost", "spent_calls", "spent_tokens", "held_cost", "held_calls", "held_tokens",
+                 "in_flight", "exceeded", "reason", "_settled")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.spent_cost = 0.0
+        self.spent_calls = 0
+        self.spent_tokens = 0
+        self.held_cost = 0.0
+        self.held_calls = 0
+        self.held_tokens = 0
+        self.in_flight = 0
+        self.exceeded = False
+        self.reason = ""
+        self._settled: asyncio.Event | None = None
+
+    @staticmethod
+    def worst_case(request: Request, price: Price | None) -> tuple[float, int, int]:
+        """(cost, calls, tokens) a request can cost at most (the prompt side is an estimate)."""
+        tokens = estimate_tokens(request)
+        out = request.model.get("max_tokens")
+        out_tokens = max(1, request.n) * (out if isinstance(out, int) else 1024)
+        cost = 0.0
+        if price is not None and price is not FREE:
+            inp, outp = price.input, price.output
+            if price.tier_above_tokens is not None:  # the worst tier
+                inp = max(inp, price.tier_input or 0.0)
+                outp = max(outp, price.tier_output or 0.0)
+            cost = (tokens - out_tokens) * inp + out_tokens * outp
+        return cost, request.n, tokens
+
+    def _overflow(self, cost: float, calls: int, tokens: int, held: bool) -> str | None:
+        lim = self.limits
+        c, k, t = self.spent_cost + cost, self.spent_calls + calls, self.spent_tokens + tokens
+        if held:
+            c, k, t = c + self.held_cost, k + self.held_calls, t + self.held_tokens
+        if lim.max_cost_usd is not None and c > lim.max_cost_usd + 1e-12:
+            return f"max cost ${lim.max_cost_usd:g}"
+        if lim.max_calls is not None and k > lim.max_calls:
+            return f"max calls {lim.max_calls:,}"
+        if lim.max_tokens is not None and t > lim.max_tokens:
+            return f"max tokens {lim.max_tokens:,}"
+        return None
+
+    async def reserve(self, request: Request, price: Price | None) -> tuple[float, int, int]:
+        """Hold the request's worst case, waiting for calls in flight to settle if that makes it fit."""
+        need = self.worst_case(request, price)
+        while True:
+            if self.exceeded:
+                raise BudgetExceeded(self.message())
+            if self._overflow(*need, held=True) is None:
+                break
+            why = self._overflow(*need, held=False)
+            if why is not None or not self.in_flight:
+                self.exceeded = True
+                self.reason = why or self._overflow(*need, held=True) or ""
+                self._wake()
+                raise BudgetExceeded(self.message())
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+        self.held_cost += need[0]
+        self.held_calls += need[1]
+        self.held_tokens += need[2]
+        self.in_flight += 1
+        return need
+
+    def settle(self, held: tuple[float, int, int], completion: Completion | None, cost: float | None) -> None:
+        """Replace a reservation by what the call used (`completion` None: it failed and used nothing)."""
+        self.held_cost -= held[0]
+        self.held_calls -= held[1]
+        self.held_tokens -= held[2]
+        self.in_flight -= 1
+        if completion is not None:
+            self.spent_cost += cost or 0.0
+            self.spent_calls += len(completion.texts)
+            self.spent_tokens += completion.input_tokens + completion.output_tokens
+        self._wake()
+
+    def abandon(self, held: tuple[float, int, int]) -> None:
+        """A call cancelled while in flight (its row failed): it may have been billed, so its worst
+        case stays spent — the recorded spend stays an upper bound."""
+        self.settle(held, None, None)
+        self.spent_cost += held[0]
+        self.spent_calls += held[1]
+        self.spent_tokens += held[2]
+
+    def _wake(self) -> None:
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def message(self) -> str:
+        return (f"budget exceeded ({self.reason}): no further calls were started; spent "
+                f"${self.spent_cost:.6f}, {self.spent_calls:,} calls, {self.spent_tokens:,} tokens")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.limits.to_json(), "spent_cost_usd": round(self.spent_cost, 10),
+                "spent_calls": self.spent_calls, "spent_tokens": self.spent_tokens, "exceeded": self.exceeded}
