@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 PLAN_VERSION = 1
@@ -93,7 +94,7 @@ class Plan:
             **({"budget": self.budget} if self.budget else {}),
         }
 
-    @property
+    @cached_property  # a plan is immutable: hash it once (cached_property writes past the frozen guard)
     def hash(self) -> str:
         """Content hash of everything that affects execution (not source positions or pass notes)."""
         body = self.body()
