@@ -113,7 +113,7 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
             u = row.usage
             tracer.span(row.trace_id, row.root_span, None, f"invoke_workflow {executor.plan.name}", "INTERNAL",
                         start, time.time(), status, {
-                            "gen_ai.operation.name": "invoke_workflow", "ember.plan.hash": executor.plan_hash,
+                            "gen_ai.operation.name": "invoke_workflow", "ember.plan.hash": executor.plan.hash,
                             "ember.example.id": meta.get("example_id"), "gen_ai.usage.input_tokens": u.input_tokens,
                             "gen_ai.usage.output_tokens": u.output_tokens, "ember.calls": u.calls,
                         })
@@ -160,7 +160,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, r
         (run_dir / "result.json").write_text(json.dumps({
             **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
             "error": error, "spec": plan.source,
-            "plan": plan.name, "plan_hash": executor.plan_hash, "seed": seed, "inputs": values, "nodes": nodes,
+            "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
             "warnings": result.warnings,
         }, indent=2, default=str) + "\n")
     return result

@@ -14,7 +14,6 @@ not starved by wide fan-outs).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -92,12 +91,6 @@ class Executor:
                 c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
         self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
-
-    @functools.cached_property
-    def plan_hash(self) -> str:
-        """The plan's content hash, computed once: traces stamp it on every row (a plan with many
-        bindings takes milliseconds to hash)."""
-        return self.plan.hash
 
     async def execute(
         self,
