@@ -171,25 +171,10 @@ class LocalProvider:
 
     async def complete(self, request: Request) -> Completion:
         client = await self._ensure_started()
-        if request.n <= self.slots:
-            return await self._complete_chunk(client, request)
-        # llama.cpp serves at most one sample per slot in a request: split larger n across requests
-        offset = request.meta.get("sample_offset", 0)
-        chunks = []
-        for start in range(0, request.n, self.slots):
-            meta = {**request.meta, "sample_offset": offset + start}
-            chunks.append(replace(request, n=min(self.slots, request.n - start), meta=meta))
-        parts = await asyncio.gather(*(self._complete_chunk(client, c) for c in chunks))
-        return Completion(
-            texts=[t for p in parts for t in p.texts],
-            input_tokens=sum(p.input_tokens for p in parts),
-            output_tokens=sum(p.output_tokens for p in parts),
-            model=parts[0].model,
-            finish_reasons=[r for p in parts for r in p.finish_reasons],
-            response_id=parts[0].response_id,
-        )
-
-    async def _complete_chunk(self, client: OpenAIProvider, request: Request) -> Completion:
+        if request.n > self.slots:
+            # llama.cpp serves at most one sample per slot in a request (HTTP 400 beyond): send what
+            # fits; the runtime asks for the rest, through the same gate, retries and cache
+            request = replace(request, n=self.slots)
         out = await client.complete(request)
         if len(out.texts) > 1:
             out.output_tokens = max(out.output_tokens, await self._count_tokens(client, out))

@@ -249,16 +249,22 @@ class Operator:
         return f"{self.op_name}({', '.join(parts)})"
 
     # -- calling ------------------------------------------------------------------------------------
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _enter(self, args: tuple, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        """(True, result) when tracing or skipped; else (False, the validated input values)."""
         from ember_compiler.sdk import trace
 
         tracer = trace.TRACE.get()
         if tracer is not None:
-            return tracer.call(self, args, kwargs)
+            return True, tracer.call(self, args, kwargs)
         values = self.input_values(args, kwargs)
         if eager_skipped(self, values):
-            return self.skipped()
-        values = unskip(values)
+            return True, self.skipped()
+        return False, unskip(values)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        done, values = self._enter(args, kwargs)
+        if done:
+            return values
         with _ensure_session(values):
             if self.runs_on_loop():
                 session = engine.CURRENT.get()
@@ -267,15 +273,9 @@ class Operator:
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Call from async code (``await op.acall(...)``); calls in one ``asyncio.gather`` overlap."""
-        from ember_compiler.sdk import trace
-
-        tracer = trace.TRACE.get()
-        if tracer is not None:
-            return tracer.call(self, args, kwargs)
-        values = self.input_values(args, kwargs)
-        if eager_skipped(self, values):
-            return self.skipped()
-        values = unskip(values)
+        done, values = self._enter(args, kwargs)
+        if done:
+            return values
         return await engine.run_async(lambda: self.ainvoke(values))
 
     def runs_on_loop(self) -> bool:
