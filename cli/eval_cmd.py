@@ -33,6 +33,15 @@ MetricOpt = Annotated[list[str] | None, typer.Option(
     "--metric", help="exact (default), mc, numeric[:TOL], contains, or package.module:function; repeat for several.")]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")]
 SampleOpt = Annotated[int | None, typer.Option(min=1, help="A seeded random sample of N rows (after --limit).")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where rows run: local (this process) or ray (a Ray cluster; pip install 'ember-compiler[ray]').")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="With --executor ray: auto (the cluster this machine is in) or HOST:PORT. "
+                      "Default: RAY_ADDRESS, else a new local Ray instance.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="With --executor ray: shards run at once (default: the cluster's CPUs ÷ --worker-cpus).")]
+WorkerCpusOpt = Annotated[float, typer.Option(
+    "--worker-cpus", min=0.01, help="With --executor ray: CPUs each worker reserves (fractions allowed).")]
 
 
 def print_warnings(warnings: list[str]) -> None:
@@ -79,11 +88,16 @@ def eval_(
     no_cache: NoCacheOpt = False,
     cache_mode: CacheModeOpt = "read-write",
     no_pass: NoPassOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    worker_cpus: WorkerCpusOpt = 1.0,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
     from ember_compiler.errors import UsageError
     from ember_compiler.eval.dataset import load_rows, parse_map
     from ember_compiler.eval.metrics import parse_metrics
+    from ember_compiler.eval.ray_executor import RayOptions
     from ember_compiler.eval.rundir import check_same_study, file_sha256, find_run, read_study
     from ember_compiler.eval.runner import EvalJob
     from ember_compiler.runtime.run import RUNS_DIR
@@ -105,6 +119,10 @@ def eval_(
             sample = sample if sample is not None else recorded.get("sample")
         if spec is None or data is None:
             raise UsageError("ember eval needs SPEC and --data (or --resume RUN_ID)")
+        if executor not in ("local", "ray"):
+            raise UsageError(f"--executor must be local or ray, got '{executor}'")
+        if executor == "local" and (address is not None or workers is not None or worker_cpus != 1.0):
+            raise UsageError("--address, --workers and --worker-cpus need --executor ray")
         seed = seed or 0
         plan = compile_plan(spec, set, no_pass, batch=True)
         metrics = parse_metrics(metric)
@@ -119,7 +137,8 @@ def eval_(
         limits = budget_limits(plan, max_cost, max_calls, max_tokens)
         job = EvalJob(plan, rows, seed=seed, metrics=metrics, concurrency=concurrency, scheduler=scheduler,
                       run_id=resume, study=study, resume=resume is not None, budget=limits,
-                      cache=open_cache(plan, cache, no_cache, cache_mode))
+                      cache=open_cache(plan, cache, no_cache, cache_mode),
+                      executor=RayOptions(address, workers, worker_cpus) if executor == "ray" else "local")
         try:
             with RowProgress(len(rows), enabled=progress and not json_out) as bar:
                 result = asyncio.run(_run(job, bar))

@@ -26,6 +26,7 @@ from ..xcs.plan import Plan
 from ..xcs.scheduling import Scheduler
 from .dataset import Row
 from .metrics import Metric, parse_metrics
+from .ray_executor import RayOptions
 from .rundir import ROWS, load_records, write_study
 from .summary import RowStat, summarize, usage_of
 
@@ -83,7 +84,7 @@ class EvalJob:
                  study: dict[str, Any] | None = None, resume: bool = False, transport: Any = None,
                  scheduler: Scheduler | str | None = None, runtime: Runtime | None = None,
                  capture: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 budget: Limits | None = None, cache: Any = None) -> None:
+                 budget: Limits | None = None, cache: Any = None, executor: str | RayOptions = "local") -> None:
         self.plan, self.rows, self.seed = plan, rows, seed
         self.metrics = metrics or parse_metrics(None)
         self.names = [m.name for m in self.metrics]
@@ -91,7 +92,12 @@ class EvalJob:
         self.run_id = run_id or new_run_id()
         self.run_dir = runs_dir / self.run_id if runs_dir is not None else None
         self.study, self.resume, self.transport = study, resume, transport
+        self.scheduler = scheduler
         self.executor = Executor(plan, scheduler)
+        if isinstance(executor, str) and executor not in ("local", "ray"):
+            raise UsageError(f"unknown executor '{executor}' (local or ray)")
+        # where the rows run: this process (None) or a Ray cluster (eval/ray_executor.py)
+        self.ray = RayOptions() if executor == "ray" else executor if isinstance(executor, RayOptions) else None
         self.runtime = runtime
         self.capture = capture
         self.key = answer_output(plan)
@@ -102,6 +108,7 @@ class EvalJob:
         self.limits = budget if budget is not None else limits_from(plan.budget)
         self.cache = cache
         self.budget: Budget | None = None
+        self.cluster: Any = None  # on Ray: what the cluster reported (ray_executor.Outcome)
 
     @property
     def done(self) -> int:
@@ -113,6 +120,15 @@ class EvalJob:
             scores[m.name] = m.fn(prediction, truth, data)
         record["scores"] = scores
         record["correct"] = scores[self.names[0]] == 1.0
+
+    def failed_record(self, row: Row, error: str) -> dict[str, Any]:
+        """The record of a row that could not run at all (scored 0, like any failed row)."""
+        record = {"index": row.index, "id": row.id, "answer": (row.data or {}).get("answer"), "calls": 0,
+                  "requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "error": error,
+                  "scores": dict.fromkeys(self.names, 0.0), "correct": False, "latency_s": 0.0}
+        if row.data is None:
+            del record["answer"]
+        return record
 
     async def _run_one(self, row: Row, runtime: Runtime) -> dict[str, Any]:
         record: dict[str, Any] = {"index": row.index, "id": row.id}
@@ -163,8 +179,8 @@ class EvalJob:
             self.stats[r["index"]] = RowStat.from_record(r, self.names)
         todo = [row for row in self.rows if row.index not in self.stats]
         own_runtime = self.runtime is None
-        if own_runtime and self.limits is not None:
-            self.budget = Budget(self.limits)
+        if own_runtime and self.limits is not None and self.ray is None:
+            self.budget = Budget(self.limits)  # on Ray, the budget is the cluster's (runtime/cluster.py)
         runtime = self.runtime or Runtime(
             tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=self.transport,
             max_in_flight=self.executor.scheduler.max_in_flight(), budget=self.budget, cache=self.cache)
@@ -184,27 +200,38 @@ class EvalJob:
                 buffer.clear()
             last_flush = time.perf_counter()
 
+        def accept(record: dict[str, Any]) -> None:
+            if record["index"] in stats:
+                return  # already recorded (a row is never counted twice)
+            stats[record["index"]] = RowStat.from_record(record, names)
+            if out is not None:
+                buffer.append(json.dumps(record, default=str))
+                if len(buffer) >= _FLUSH_ROWS or time.perf_counter() - last_flush > _FLUSH_S:
+                    flush()
+            if on_row is not None:
+                on_row(record)
+
         async def worker() -> None:
             for row in cursor:
                 if budget is not None and budget.exceeded:
                     return  # no further row starts; the rows in flight finish their calls
                 try:
-                    record = await self._run_one(row, runtime)
+                    accept(await self._run_one(row, runtime))
                 except _Unfinished:
                     continue
-                stats[row.index] = RowStat.from_record(record, names)
-                if out is not None:
-                    buffer.append(json.dumps(record, default=str))
-                    if len(buffer) >= _FLUSH_ROWS or time.perf_counter() - last_flush > _FLUSH_S:
-                        flush()
-                if on_row is not None:
-                    on_row(record)
 
         status = "ok"
         try:
-            runtime.prepare(self.plan)
-            workers = max(1, min(self.concurrency, len(todo)))
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            runtime.prepare(self.plan)  # keys and extras are checked here, before any worker starts
+            if self.ray is not None:
+                from .ray_executor import run_on_ray
+
+                cluster = await run_on_ray(self, todo, accept, self.ray)
+                runtime.warnings.extend(w for w in cluster.warnings if w not in runtime.warnings)
+                budget = self.budget = cluster.budget
+            else:
+                workers = max(1, min(self.concurrency, len(todo)))
+                await asyncio.gather(*(worker() for _ in range(workers)))
             if budget is not None and budget.exceeded:
                 status = "budget_exceeded"
         except (asyncio.CancelledError, KeyboardInterrupt):

@@ -81,6 +81,7 @@ def _threads() -> int:
 class LocalProvider:
     name = "local"
     supports_n = True
+    per_process = True  # each process (each Ray worker) serves its own model: its gate is not the cluster's
 
     def __init__(self, model_path: str | None = None, *, slots: int = SLOTS, ctx_per_slot: int = CTX_PER_SLOT,
                  threads: int | None = None, timeout_s: float = 300, structured: bool = False,

@@ -47,6 +47,11 @@ def api_key_env(binding: dict[str, Any]) -> str | None:
     return key_env(binding, env, url)
 
 
+def secret_env(binding: dict[str, Any]) -> str | None:
+    """The variable a binding's key is read from, for any provider (plugins name theirs in `api_key_env`)."""
+    return binding.get("api_key_env") or (api_key_env(binding) if binding.get("provider") in _HTTP else None)
+
+
 def openai_key_env(binding: dict[str, Any]) -> str | None:
     return api_key_env({**binding, "provider": "openai"})
 

@@ -130,6 +130,7 @@ class SimProvider:
     name = "sim"
     supports_n = True
     timeout_s = None  # in process, nothing to time out: the runtime adds no timer around its calls
+    per_process = True  # each process (each Ray worker) has its own: its gate is not the cluster's
 
     def __init__(self) -> None:
         self._configs: dict[int, tuple[dict[str, Any], SimConfig]] = {}

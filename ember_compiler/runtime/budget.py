@@ -104,7 +104,9 @@ class Budget:
 
     async def reserve(self, request: Request, price: Price | None) -> tuple[float, int, int]:
         """Hold the request's worst case, waiting for calls in flight to settle if that makes it fit."""
-        need = self.worst_case(request, price)
+        return await self.reserve_amount(self.worst_case(request, price))
+
+    async def reserve_amount(self, need: tuple[float, int, int]) -> tuple[float, int, int]:
         while True:
             if self.exceeded:
                 raise BudgetExceeded(self.message())
@@ -127,14 +129,19 @@ class Budget:
 
     def settle(self, held: tuple[float, int, int], completion: Completion | None, cost: float | None) -> None:
         """Replace a reservation by what the call used (`completion` None: it failed and used nothing)."""
+        self.settle_amount(held, None if completion is None else (
+            cost or 0.0, len(completion.texts), completion.input_tokens + completion.output_tokens))
+
+    def settle_amount(self, held: tuple[float, int, int], used: tuple[float, int, int] | None) -> None:
+        """`settle` with the usage as (cost, calls, tokens)."""
         self.held_cost -= held[0]
         self.held_calls -= held[1]
         self.held_tokens -= held[2]
         self.in_flight -= 1
-        if completion is not None:
-            self.spent_cost += cost or 0.0
-            self.spent_calls += len(completion.texts)
-            self.spent_tokens += completion.input_tokens + completion.output_tokens
+        if used is not None:
+            self.spent_cost += used[0]
+            self.spent_calls += used[1]
+            self.spent_tokens += used[2]
         self._wake()
 
     def abandon(self, held: tuple[float, int, int]) -> None:

@@ -101,7 +101,8 @@ class Runtime:
     def __init__(self, *, tracer: Tracer | None = None, transport: Any = None,
                  max_in_flight: int | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 rand: Callable[[], float] = random.random, budget: Any = None, cache: Any = None) -> None:
+                 rand: Callable[[], float] = random.random, budget: Any = None, cache: Any = None,
+                 gates: Callable[..., Gate] | None = None) -> None:
         self.tracer = tracer or Tracer(None)
         self.budget = budget  # runtime/budget.py `Budget`: reserved before each call (None: no budget)
         self.cache = cache  # runtime/cache.py `ResponseCache` (None: no cache)
@@ -113,6 +114,9 @@ class Runtime:
         self.warnings: list[str] = []  # one line each, deduplicated; the CLI prints them
         self._providers: dict[tuple, Provider] = {}
         self._gates: dict[tuple, Gate] = {}
+        # makes a model's gate, given (key, provider, limit, rpm, tpm, local): `cluster.GateFactory` puts the
+        # gates of shared models in the cluster's actor; None: every gate is this process's own
+        self._gate_factory = gates
         self._targets: dict[int, _Target] = {}
         self._secrets: set[str] = set()
 
@@ -139,15 +143,18 @@ class Runtime:
             if gate is None:
                 limits = binding.get("limits") or {}
                 limit = limits.get("concurrency") or provider.default_concurrency(binding)
-                limiter = Limiter(limits.get("rpm"), limits.get("tpm"), clock=self._clock, sleep=self._sleep)
-                gate = self._gates[gate_key] = Gate(limit, limiter)
+                rpm, tpm = limits.get("rpm"), limits.get("tpm")
+
+                def local() -> Gate:
+                    return Gate(limit, Limiter(rpm, tpm, clock=self._clock, sleep=self._sleep))
+                gate = self._gates[gate_key] = local() if self._gate_factory is None else \
+                    self._gate_factory(gate_key, provider, limit, rpm, tpm, local)
             price, why = prices.price_for(binding)
             if price is None:
                 self.warn(f"no price for {binding['provider']} model '{binding.get('model') or '?'}'"
                           f"{f' (binding {name!r})' if name else ''}: {why}; its cost is reported as unknown "
                           "(null) — set `price:` on the binding to count it")
-            env = binding.get("api_key_env") or (registry.api_key_env(binding)
-                                                 if binding["provider"] in ("openai", "anthropic", "gemini") else None)
+            env = registry.secret_env(binding)
             if env and os.environ.get(env):
                 self._secrets.add(os.environ[env])
             # keyed by id(): the target holds the binding, so the id stays unique while cached

@@ -1,0 +1,240 @@
+"""One set of limits for a whole cluster: gates, rate buckets, cool-downs and the budget in one place.
+
+When an eval runs on several workers (`eval/ray_executor.py`), each worker has its own `Runtime`, but
+a provider's limits belong to the API key, not to a process. So the gates of shared models live in
+one `SharedLimits` object — a named Ray actor on the cluster — running Ember's own `Gate`, `Limiter`
+and `Budget` on its event loop; the workers' runtimes hold proxies with the same interface
+(`RemoteGate`, `RemoteLimiter`, `RemoteBudget`) that forward to it. Concurrency bounds, RPM/TPM
+buckets, header-learned limits, 429 cool-downs and the budget are therefore per cluster.
+
+Models served inside each worker process (`sim`, `local`: providers with `per_process = True`) keep
+ordinary local gates: their capacity is the worker's own.
+
+A slot is held under a lease id chosen by the caller, so that a worker that is cancelled while
+waiting, or that dies, never leaks a slot: a cancelled wait is released as soon as it is granted, and
+the driver `forget`s every lease of a dead worker. This module needs no Ray import: the proxies
+only call `handle.METHOD.remote(...)` and await the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import Any
+
+from ..errors import BudgetExceeded
+from ..providers.base import Completion, RateLimits, Request
+from .budget import Budget, Limits
+from .gates import Gate
+from .limits import Limiter
+from .prices import Price
+
+
+class SharedLimits:
+    """The state behind the cluster's gates (the body of the Ray actor; plain Python, testable alone)."""
+
+    def __init__(self, budget: Limits | None = None) -> None:
+        self._gates: dict[str, Gate] = {}
+        self._leases: dict[str, tuple[str, Gate]] = {}  # lease -> (worker, gate)
+        self._cancelled: set[str] = set()
+        self._budget = Budget(budget) if budget is not None else None
+        self.max_active: dict[str, int] = {}  # most slots held at once, per gate (for tests and reports)
+
+    def _gate(self, key: str, spec: tuple[int, float | None, float | None]) -> Gate:
+        gate = self._gates.get(key)
+        if gate is None:
+            limit, rpm, tpm = spec
+            gate = self._gates[key] = Gate(limit, Limiter(rpm, tpm))
+        return gate
+
+    async def enter(self, key: str, spec: tuple[int, float | None, float | None], priority: float, lease: str,
+                    worker: str) -> bool:
+        """Wait for a slot of `key`'s gate; False when the lease was cancelled meanwhile (slot passed on)."""
+        gate = self._gate(key, spec)
+        await gate.acquire(priority)
+        if lease in self._cancelled:
+            self._cancelled.discard(lease)
+            gate.release()
+            return False
+        self._leases[lease] = (worker, gate)
+        self.max_active[key] = max(self.max_active.get(key, 0), gate.active)
+        return True
+
+    def leave(self, lease: str) -> None:
+        held = self._leases.pop(lease, None)
+        if held is not None:
+            held[1].release()
+
+    def cancel(self, lease: str) -> None:
+        """The caller stopped waiting: release the slot if it was granted, else refuse it when it is."""
+        if lease in self._leases:
+            self.leave(lease)
+        else:
+            self._cancelled.add(lease)
+
+    def forget(self, worker: str) -> int:
+        """A worker died: release every slot it held. Returns how many."""
+        dead = [lease for lease, (w, _) in self._leases.items() if w == worker]
+        for lease in dead:
+            self.leave(lease)
+        return len(dead)
+
+    async def admit(self, key: str, tokens: float) -> float:
+        """Wait for the cool-down and the rate buckets; charge one request and `tokens`."""
+        return await self._gates[key].limiter.acquire(tokens)
+
+    def settle(self, key: str, charged: float, used: float) -> None:
+        self._gates[key].limiter.settle(charged, used)
+
+    def learn(self, key: str, limits: RateLimits) -> None:
+        self._gates[key].limiter.learn(limits)
+
+    def cool_down(self, key: str, seconds: float) -> None:
+        self._gates[key].limiter.cool_down(seconds)
+
+    def limited(self, key: str) -> bool:
+        """Whether calls of `key` must ask `admit` (a rate limit or a cool-down is in force)."""
+        lim = self._gates[key].limiter
+        return not lim.idle
+
+    async def reserve(self, need: tuple[float, int, int]) -> tuple[float, int, int]:
+        return await self._budget.reserve_amount(need)
+
+    def settle_budget(self, held: tuple[float, int, int], used: tuple[float, int, int] | None,
+                      abandoned: bool = False) -> None:
+        if abandoned:
+            self._budget.abandon(held)
+        else:
+            self._budget.settle_amount(held, used)
+
+    def budget(self) -> Budget | None:
+        """A copy of the budget's state (spent, exceeded, why), for the driver's summary."""
+        b = self._budget
+        if b is None:
+            return None
+        copy = Budget(b.limits)
+        copy.spent_cost, copy.spent_calls, copy.spent_tokens = b.spent_cost, b.spent_calls, b.spent_tokens
+        copy.exceeded, copy.reason = b.exceeded, b.reason
+        return copy
+
+    def stats(self) -> dict[str, Any]:
+        return {"max_active": dict(self.max_active), "held": len(self._leases)}
+
+
+async def _call(ref: Any) -> Any:
+    return await ref
+
+
+class RemoteLimiter:
+    """The worker-side face of one shared gate's limiter (the `Limiter` interface the runtime uses)."""
+
+    __slots__ = ("_actor", "_key", "rpm", "tpm", "cooldown_until")
+
+    def __init__(self, actor: Any, key: str, rpm: float | None, tpm: float | None) -> None:
+        self._actor, self._key = actor, key
+        # the runtime asks `acquire` when any of these is set; a shared gate always asks, since a
+        # cool-down started by another worker is not visible here
+        self.rpm, self.tpm, self.cooldown_until = rpm, tpm, 1.0
+
+    @property
+    def idle(self) -> bool:
+        return False
+
+    async def acquire(self, tokens: float) -> float:
+        return await self._actor.admit.remote(self._key, tokens)
+
+    def settle(self, charged: float, used: float) -> None:
+        if charged:
+            self._actor.settle.remote(self._key, charged, used)
+
+    def learn(self, limits: RateLimits) -> None:
+        self._actor.learn.remote(self._key, limits)
+
+    def cool_down(self, seconds: float) -> None:
+        self._actor.cool_down.remote(self._key, seconds)
+
+
+class RemoteGate:
+    """The worker-side face of one shared gate (the `Gate` interface the runtime uses)."""
+
+    __slots__ = ("_actor", "_key", "_spec", "_worker", "_leases", "_ids", "limiter", "limit")
+
+    def __init__(self, actor: Any, key: str, limit: int, rpm: float | None, tpm: float | None, worker: str) -> None:
+        self._actor, self._key, self._worker = actor, key, worker
+        self.limit = max(1, int(limit))
+        self._spec = (self.limit, rpm, tpm)
+        self._leases: list[str] = []  # granted, not yet released (released in grant order: any one will do)
+        self._ids = itertools.count()
+        self.limiter = RemoteLimiter(actor, key, rpm, tpm)
+
+    def try_acquire(self) -> bool:
+        return False  # the slot is the cluster's: always ask
+
+    async def acquire(self, priority: float = 0) -> None:
+        lease = f"{self._worker}:{self._key}:{next(self._ids)}"
+        ref = self._actor.enter.remote(self._key, self._spec, priority, lease, self._worker)
+        try:
+            granted = await ref
+        except asyncio.CancelledError:
+            self._actor.cancel.remote(lease)
+            raise
+        if not granted:  # cannot happen without a cancel, which raised above
+            raise asyncio.CancelledError
+        self._leases.append(lease)
+
+    def release(self) -> None:
+        self._actor.leave.remote(self._leases.pop())
+
+
+class RemoteBudget:
+    """The worker-side face of the cluster's budget (the `Budget` interface the runtime uses)."""
+
+    def __init__(self, actor: Any, limits: Limits) -> None:
+        self._actor = actor
+        self.limits = limits
+        self.exceeded = False  # learnt on this worker's next reservation after any worker exceeded it
+
+    async def reserve(self, request: Request, price: Price | None) -> tuple[float, int, int]:
+        try:
+            return await self._actor.reserve.remote(Budget.worst_case(request, price))
+        except Exception as exc:
+            if _is_budget_exceeded(exc):
+                self.exceeded = True
+                raise BudgetExceeded(str(_cause(exc))) from None
+            raise
+
+    def settle(self, held: tuple[float, int, int], completion: Completion | None, cost: float | None) -> None:
+        used = None if completion is None else (
+            cost or 0.0, len(completion.texts), completion.input_tokens + completion.output_tokens)
+        self._actor.settle_budget.remote(held, used)
+
+    def abandon(self, held: tuple[float, int, int]) -> None:
+        self._actor.settle_budget.remote(held, None, True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.limits.to_json(), "exceeded": self.exceeded}  # the cluster's totals are the driver's
+
+
+def _cause(exc: BaseException) -> BaseException:
+    # a Ray task error wraps the actor's exception; `as_instanceof_cause()` unwraps it when present
+    unwrap = getattr(exc, "as_instanceof_cause", None)
+    return unwrap() if unwrap is not None else exc
+
+
+def _is_budget_exceeded(exc: BaseException) -> bool:
+    return isinstance(exc, BudgetExceeded) or isinstance(_cause(exc), BudgetExceeded)
+
+
+class GateFactory:
+    """Used by a worker's `Runtime` to make its gates: shared ones through the actor, per-process ones local."""
+
+    def __init__(self, actor: Any, worker: str | None = None) -> None:
+        self.actor = actor
+        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+
+    def __call__(self, key: tuple, provider: Any, limit: int, rpm: float | None, tpm: float | None,
+                 local: Any) -> Any:
+        if getattr(provider, "per_process", False):
+            return local()
+        return RemoteGate(self.actor, "|".join(map(str, key)), limit, rpm, tpm, self.worker)
