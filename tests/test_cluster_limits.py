@@ -41,14 +41,14 @@ class LocalActor:
 def test_a_cancelled_wait_passes_its_slot_on():
     async def main():
         shared = SharedLimits()
-        assert await shared.enter("k", SPEC, 0, "a", "w1")
+        assert await shared.enter("k", SPEC, 0, "a", "w1") is False
         waiting = asyncio.ensure_future(shared.enter("k", SPEC, 0, "b", "w2"))
         third = asyncio.ensure_future(shared.enter("k", SPEC, 0, "c", "w3"))
         await asyncio.sleep(0)
         shared.cancel("b")  # w2 gave up before its turn: when the slot comes, it goes to w3
         shared.leave("a")
-        assert await waiting is False
-        assert await third is True and shared.stats() == {"max_active": {"k": 1}, "held": 1}
+        assert await waiting is None
+        assert await third is False and shared.stats() == {"max_active": {"k": 1}, "held": 1}
     asyncio.run(main())
 
 
@@ -56,12 +56,13 @@ def test_a_dead_workers_slots_are_released():
     async def main():
         shared = SharedLimits()
         spec = (2, None, None)
-        assert await shared.enter("k", spec, 0, "a", "dead") and await shared.enter("k", spec, 0, "b", "dead")
+        assert await shared.enter("k", spec, 0, "a", "dead") is False  # granted; no rate limit in force
+        assert await shared.enter("k", spec, 0, "b", "dead") is False
         other = asyncio.ensure_future(shared.enter("k", spec, 0, "c", "alive"))
         await asyncio.sleep(0)
         assert not other.done()
         assert shared.forget("dead") == 2
-        assert await other and shared.stats()["held"] == 1
+        assert await other is False and shared.stats()["held"] == 1
     asyncio.run(main())
 
 
@@ -151,3 +152,24 @@ def test_ray_options_need_the_ray_executor(tmp_path, monkeypatch):
         from ember_compiler.eval.runner import EvalJob
 
         EvalJob(compile_spec(specs / "sim" / "single.yaml"), [], executor="dask")
+
+
+def test_a_cool_down_from_one_worker_holds_the_others():
+    async def main():
+        actor = LocalActor(SharedLimits())
+        a, b = (RemoteGate(actor, "k", 4, None, None, w) for w in ("w1", "w2"))
+        await b.acquire()
+        assert b.limiter.cooldown_until == 0.0  # nothing in force: the call goes without asking `admit`
+        b.release()
+        await a.acquire()
+        a.limiter.cool_down(0.05)  # w1 got a 429
+        a.release()
+        await asyncio.sleep(0.01)
+        await b.acquire()
+        assert b.limiter.cooldown_until  # w2 must ask `admit`, which waits out w1's cool-down
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await b.limiter.acquire(0)
+        assert loop.time() - t0 >= 0.03
+        b.release()
+    asyncio.run(main())

@@ -49,17 +49,19 @@ class SharedLimits:
         return gate
 
     async def enter(self, key: str, spec: tuple[int, float | None, float | None], priority: float, lease: str,
-                    worker: str) -> bool:
-        """Wait for a slot of `key`'s gate; False when the lease was cancelled meanwhile (slot passed on)."""
+                    worker: str) -> bool | None:
+        """Wait for a slot of `key`'s gate. Returns whether the call must also pass `admit` (a rate limit
+        or a cool-down is in force: most calls of an unthrottled model then need one round trip), or None
+        when the lease was cancelled meanwhile (the slot is passed on)."""
         gate = self._gate(key, spec)
         await gate.acquire(priority)
         if lease in self._cancelled:
             self._cancelled.discard(lease)
             gate.release()
-            return False
+            return None
         self._leases[lease] = (worker, gate)
         self.max_active[key] = max(self.max_active.get(key, 0), gate.active)
-        return True
+        return not gate.limiter.idle
 
     def leave(self, lease: str) -> None:
         held = self._leases.pop(lease, None)
@@ -92,11 +94,6 @@ class SharedLimits:
 
     def cool_down(self, key: str, seconds: float) -> None:
         self._gates[key].limiter.cool_down(seconds)
-
-    def limited(self, key: str) -> bool:
-        """Whether calls of `key` must ask `admit` (a rate limit or a cool-down is in force)."""
-        lim = self._gates[key].limiter
-        return not lim.idle
 
     async def reserve(self, need: tuple[float, int, int]) -> tuple[float, int, int]:
         return await self._budget.reserve_amount(need)
@@ -133,13 +130,9 @@ class RemoteLimiter:
 
     def __init__(self, actor: Any, key: str, rpm: float | None, tpm: float | None) -> None:
         self._actor, self._key = actor, key
-        # the runtime asks `acquire` when any of these is set; a shared gate always asks, since a
-        # cool-down started by another worker is not visible here
-        self.rpm, self.tpm, self.cooldown_until = rpm, tpm, 1.0
-
-    @property
-    def idle(self) -> bool:
-        return False
+        # the runtime calls `acquire` when any of these is set; `cooldown_until` is set by the gate from
+        # the actor's answer when it grants a slot (the runtime reads it right after, with no await between)
+        self.rpm, self.tpm, self.cooldown_until = rpm, tpm, 0.0
 
     async def acquire(self, tokens: float) -> float:
         return await self._actor.admit.remote(self._key, tokens)
@@ -175,13 +168,14 @@ class RemoteGate:
         lease = f"{self._worker}:{self._key}:{next(self._ids)}"
         ref = self._actor.enter.remote(self._key, self._spec, priority, lease, self._worker)
         try:
-            granted = await ref
+            limited = await ref
         except asyncio.CancelledError:
             self._actor.cancel.remote(lease)
             raise
-        if not granted:  # cannot happen without a cancel, which raised above
+        if limited is None:  # cannot happen without a cancel, which raised above
             raise asyncio.CancelledError
         self._leases.append(lease)
+        self.limiter.cooldown_until = 1.0 if limited else 0.0  # another worker's cool-down counts here too
 
     def release(self) -> None:
         self._actor.leave.remote(self._leases.pop())
