@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ember_compiler.compiler import compile_spec
+from ember_compiler.errors import UsageError
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.ray_executor import RayOptions
 from ember_compiler.eval.rundir import load_records
@@ -162,3 +163,10 @@ def test_cli_eval_on_ray(tmp_path, monkeypatch):
     assert local.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
     a, b = json.loads(local.stdout), json.loads(on_ray.stdout)
     assert {k: a[k] for k in SAME} == {k: b[k] for k in SAME}
+
+
+def test_a_worker_bigger_than_any_node_is_refused(tmp_path):
+    plan = compile_spec(SPECS / "sim" / "single.yaml", batch=True)
+    job = EvalJob(plan, mixture(10), runs_dir=tmp_path, executor=RayOptions(worker_cpus=3))
+    with pytest.raises(UsageError, match="more than any node"):
+        asyncio.run(job.run())

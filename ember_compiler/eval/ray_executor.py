@@ -90,12 +90,16 @@ def split(rows: list[Row], shards: int) -> list[list[Row]]:
 async def run_on_ray(job: Any, todo: list[Row], accept: Callable[[dict[str, Any]], None],
                      options: RayOptions) -> Outcome:
     """Run `todo` (rows of `job`, an `EvalJob`) on the cluster; `accept` gets each finished row's record."""
-    ray = connect(options)
-    from ..runtime.cluster import SharedLimits
-
     outcome = job.cluster = Outcome()  # readable while the run goes on (worker pids, deaths)
     if not todo:
         return outcome
+    ray = connect(options)
+    from ..runtime.cluster import SharedLimits
+
+    widest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    if options.worker_cpus > widest:  # Ray would wait forever for a node that big
+        raise UsageError(f"--worker-cpus {options.worker_cpus:g} is more than any node of the cluster has "
+                         f"({widest:g} CPUs)")
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     workers = options.workers or max(1, int(cpus // options.worker_cpus))
     workers = max(1, min(workers, len(todo)))
