@@ -159,6 +159,10 @@ def eval_(
                         + f" · {summary['calls_per_row'] or 0:g} calls/row · latency p50 "
                         f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s"
                         + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))
+            if "ray" in summary:
+                deaths = summary["ray"]["worker_deaths"]
+                output.note(f"ray: {summary['ray']['shards']} shards" + (
+                    f", {deaths} worker{'s' if deaths != 1 else ''} died (their rows were run again)" if deaths else ""))
             if result.resumed_rows:
                 output.note(f"resumed: {result.resumed_rows:,} rows were already done")
             if result.run_dir is not None:

@@ -86,6 +86,7 @@ def test_killing_a_worker_mid_run_keeps_every_row_exactly_once(tmp_path):
 
     result = asyncio.run(job.run(on_row))
     assert killed and job.cluster.deaths == 1
+    assert result.summary["ray"] == {"shards": 5, "worker_deaths": 1}  # four, and one re-run of the dead one's rows
     assert result.rows == 1500 and result.errors == 0
     assert Counter(indices(job).values()) == {1: 1500}  # every row, none twice
     fast = compile_spec(SPECS / "sim" / "self-consistency.yaml", batch=True)  # same answers without the latency

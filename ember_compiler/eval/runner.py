@@ -249,6 +249,9 @@ class EvalJob:
             if out is not None:
                 out.close()
             result = self._result(time.perf_counter() - start, len(previous))
+            if self.cluster is not None:
+                result.summary["ray"] = {"shards": len(self.cluster.worker_pids),
+                                         "worker_deaths": self.cluster.deaths}
             if budget is not None:
                 result.summary["budget"] = budget.to_json()
                 if budget.exceeded:
