@@ -75,8 +75,11 @@ def test_concurrent_requests_overlap(local, loop):
     busy: list[int] = []
 
     async def eight():
-        jobs = asyncio.gather(*(local.complete(prompt(i)) for i in range(2, 10)))
         async with httpx2.AsyncClient(trust_env=False) as http:  # watch the server's slots meanwhile
+            # connected before the eight calls: llama.cpp serves each connection on a thread of a small
+            # pool (slots + 2), and a connection beyond it waits for one (as the last calls do here)
+            await http.get(local.base_url + "/slots")
+            jobs = asyncio.gather(*(local.complete(prompt(i)) for i in range(2, 10)))
             while not jobs.done():
                 slots = (await http.get(local.base_url + "/slots")).json()
                 busy.append(sum(bool(s.get("is_processing")) for s in slots))

@@ -1,5 +1,5 @@
-"""What the HTTP providers (openai, anthropic, gemini) share: an httpx2 client per endpoint, one
-attempt per request, failures turned into `ProviderError`s the runtime's retry loop can act on, the
+"""What the HTTP providers (openai, anthropic, gemini) share: an httpx2 client per endpoint (its socket
+I/O on asyncio itself: `http_io.py`), one attempt per request, failures turned into `ProviderError`s the runtime's retry loop can act on, the
 rate-limit headers read, and the API key scrubbed from every message.
 
 The key lives only in the client's default headers: never in URLs (which transports and loggers
@@ -8,6 +8,7 @@ print), never in an error, never in `repr`.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import json
@@ -22,6 +23,7 @@ from typing import Any
 import httpx2
 
 from ..errors import ProviderError
+from . import http_io
 from .base import RateLimits
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -47,6 +49,7 @@ class HTTPProvider:
         self.structured = structured  # may this endpoint be sent a JSON schema (Request.schema)?
         self._concurrency = concurrency
         self._secret = api_key or None
+        self._urls: dict[str, httpx2.URL] = {}
         self._client = httpx2.AsyncClient(
             headers=self.auth_headers(api_key) if api_key else {},
             timeout=httpx2.Timeout(self.timeout_s),
@@ -57,6 +60,8 @@ class HTTPProvider:
             trust_env=trust_env,
             verify=ssl_context(trust_env),
         )
+        if transport is None:
+            http_io.install(self._client)  # socket I/O on asyncio itself, not anyio (http_io.py)
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
@@ -69,6 +74,7 @@ class HTTPProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await asyncio.sleep(0)  # the closed connections' sockets are released on the loop's next turn
 
     def timeout_for(self, binding: dict[str, Any]) -> float:
         return float(binding.get("timeout_s") or self.timeout_s)
@@ -84,10 +90,13 @@ class HTTPProvider:
                    ) -> tuple[dict[str, Any], httpx2.Headers]:
         """POST once; the decoded JSON object and the response headers, or a `ProviderError`."""
         timeout = timeout_s or self.timeout_s
-        if url.startswith("/"):
-            url = self.base_url + url
+        target = self._urls.get(url)
+        if target is None:  # parsed once per path, not per request
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            target = self._urls[url] = httpx2.URL(self.base_url + url if url.startswith("/") else url)
         try:
-            resp = await self._client.post(url, json=body, timeout=timeout)
+            resp = await self._client.post(target, json=body, timeout=timeout)
         except httpx2.TimeoutException:
             raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
         except httpx2.TransportError as exc:
@@ -248,8 +257,14 @@ def _number(headers: httpx2.Headers, name: str) -> float | None:
         return None
 
 
+_LIMIT_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
+
+
 def rate_limits(headers: httpx2.Headers) -> RateLimits | None:
     """OpenAI's `x-ratelimit-*` or Anthropic's `anthropic-ratelimit-*` headers; None without either."""
+    raw = getattr(headers, "raw", None)
+    if raw is not None and not any(key.lower().startswith(_LIMIT_PREFIXES) for key, _ in raw):
+        return None  # a server that reports no limits: one pass over the names, no lookups
     if "x-ratelimit-limit-requests" in headers or "x-ratelimit-remaining-requests" in headers \
             or "x-ratelimit-remaining-tokens" in headers:
         p = "x-ratelimit-"
