@@ -13,7 +13,7 @@ from provider_kit import KEY, FakeClock, Server, complete, fixture, reply, reque
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
-from ember_compiler.runtime.retry import as_provider_error, backoff_s, next_delay
+from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
 from ember_compiler.runtime.run import run_plan
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
@@ -90,6 +90,76 @@ def test_transient_faults_are_retried(fault):
     server = Server(fault, ok())
     result, _ = run(server)
     assert result.texts and len(server.requests) == 2
+
+
+# -- 429s for requests already in flight when the window filled --------------------------------------
+
+class PatientClock(FakeClock):
+    """A fake clock whose sleep first lets the loop run what is already due (the answers of requests
+    in flight) before it moves time: what happens at once in real time happens before the wait ends."""
+
+    async def sleep(self, seconds: float) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await super().sleep(seconds)
+
+
+def spent_until(clock, opens, seen):
+    """A server whose window is spent until `opens` (a 429 with a 1 s hint before). It decides when a
+    request arrives and answers once every request sent with it has arrived, as requests in flight."""
+
+    async def handle(r):
+        now = clock.now
+        if now >= opens:
+            response = reply("openai_structured.json")
+        else:
+            response = httpx2.Response(429, headers={"retry-after-ms": "1000"},
+                                       json={"error": {"message": "rate limited"}})
+        seen.append((now, response.status_code))
+        await asyncio.sleep(0)
+        return response
+
+    return handle
+
+
+def test_a_429_for_a_request_in_flight_when_the_cool_down_began_is_waived(monkeypatch):
+    # 4 requests in flight meet a window spent for two cool-downs. Each time, only the 429 that starts
+    # the cool-down counts against max_retries (1); the ones answered during it are waived.
+    def go():
+        clock, seen = PatientClock(), []
+        opens = clock.now + 2
+        binding = {**OPENAI, "max_retries": 1, "limits": {"concurrency": 4}}
+        results = complete(runtime(Server(spent_until(clock, opens, seen)), clock),
+                           *(request(binding) for _ in range(4)))
+        failed = [r for r in results if isinstance(r, Exception)]
+        assert all(isinstance(r, ProviderError) and r.status == 429 for r in failed)
+        assert all(t >= opens for t, s in seen if s == 200)  # each waited for the cool-downs
+        return len(failed), [s for _, s in seen].count(429)
+
+    failed, rejected = go()
+    assert failed <= 1 and rejected <= 8  # at most the one that reported the window twice
+    monkeypatch.setattr("ember_compiler.runtime.runtime.MAX_WAIVED_RETRIES", 0)
+    assert go() == (4, 8)  # counting every 429, all four give up at their second
+
+
+def test_waived_429s_are_bounded():
+    # max_retries 0 means no retry at all, in flight or not; and a window that never opens ends in
+    # errors after at most max_retries + MAX_WAIVED_RETRIES retries per request, never a loop
+    clock, seen = PatientClock(), []
+    binding = {**OPENAI, "max_retries": 0, "limits": {"concurrency": 4}}
+    results = complete(runtime(Server(spent_until(clock, clock.now + 2, seen)), clock),
+                       *(request(binding) for _ in range(4)))
+    assert all(isinstance(r, ProviderError) and r.status == 429 for r in results) and len(seen) == 4
+
+    async def closed(r):
+        await asyncio.sleep(0)
+        return httpx2.Response(429, headers={"retry-after": "1"}, json={"error": {"message": "rate limited"}})
+
+    server = Server(closed)
+    binding = {**OPENAI, "max_retries": 2, "limits": {"concurrency": 4}}
+    results = complete(runtime(server, PatientClock()), *(request(binding) for _ in range(4)))
+    assert all(isinstance(r, ProviderError) and r.status == 429 for r in results)
+    assert len(server.requests) <= 4 * (1 + 2 + MAX_WAIVED_RETRIES)
 
 
 # -- final errors -----------------------------------------------------------------------------------
@@ -205,6 +275,9 @@ def test_policy():
     assert next_delay(err, 2, 0, 100, 2) is None  # out of retries
     assert next_delay(ProviderError("x", status=400, retryable=True), 0, 0, 100, 2) is None
     assert next_delay(ProviderError("x", status=429, retryable=True, retry_after_s=99), 0, 0, 60, 2) is None
+    limited = ProviderError("x", status=429, retryable=True, retry_after_s=1)
+    assert next_delay(limited, 2, 0, 100, 2, waived=True) == 1  # an in-flight 429: not counted
+    assert next_delay(limited, 2, 0, 0.5, 2, waived=True) is None  # the deadline still holds
 
 
 def test_foreign_exceptions_are_classified():

@@ -7,6 +7,12 @@ transport errors; never 400/401/403/404/422 or an exhausted quota. The wait is t
 (`retry-after-ms`, `Retry-After`, Gemini's `RetryInfo`) or capped exponential backoff with jitter
 (0.5 s doubling to 8 s, minus up to 25%, like the OpenAI and Anthropic SDKs); a call gives up after
 `max_retries` retries or when the wait would end past its deadline.
+
+A 429/529 that arrives while the model's cool-down is in force answers a request that was already in
+flight when another request's 429 (or the headers) reported the spent window — no request is sent
+during a cool-down. It says nothing new about this request, so it is *waived*: it does not count
+against `max_retries` (unless that is 0: no retries at all). Waived retries are bounded by the
+request's deadline and by `MAX_WAIVED_RETRIES`, so a request can never loop forever.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ INITIAL_DELAY_S = 0.5
 MAX_DELAY_S = 8.0
 COOL_DOWN_STATUSES = frozenset({429, 529})  # the model's window is spent: every caller waits
 NEVER_RETRIED = frozenset({400, 401, 403, 404, 422})
+MAX_WAIVED_RETRIES = 10  # in-flight 429s (see above) one request may get beyond its max_retries
 _TRANSIENT = (ConnectionError, TimeoutError, asyncio.TimeoutError)
 
 
@@ -33,9 +40,10 @@ def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
 
 
 def next_delay(err: ProviderError, attempt: int, now: float, deadline: float, max_retries: int,
-               rand: Callable[[], float] = random.random) -> float | None:
-    """Seconds to wait before retry number `attempt + 1`, or None to give up."""
-    if not err.retryable or err.status in NEVER_RETRIED or attempt >= max_retries:
+               rand: Callable[[], float] = random.random, waived: bool = False) -> float | None:
+    """Seconds to wait before retry number `attempt + 1`, or None to give up. A `waived` failure (an
+    in-flight 429, see above) is retried whatever `attempt` is, within the deadline."""
+    if not err.retryable or err.status in NEVER_RETRIED or (attempt >= max_retries and not waived):
         return None
     delay = err.retry_after_s if err.retry_after_s is not None else backoff_s(attempt, rand)
     if now + delay > deadline:

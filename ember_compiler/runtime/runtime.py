@@ -6,7 +6,9 @@ A model request goes: the global in-flight bound → its model's concurrency gat
 model's limiter (cool-down, RPM/TPM buckets; skipped when it has neither) → one provider attempt,
 bounded by `timeout_s` → release. A failed attempt is judged by `retry.next_delay`: a 429/529 starts
 the model's shared cool-down, other retryable failures sleep their own backoff, and either way the
-retry passes the gates again. A provider that returned fewer samples than asked is asked for the rest.
+retry passes the gates again; a 429 that arrives during the cool-down (its request was in flight
+before the cool-down began) does not count against `max_retries` (retry.py). A provider that
+returned fewer samples than asked is asked for the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..xcs.plan import Plan, PlanNode
 from . import prices
 from .gates import Gate
 from .limits import Limiter, estimate_tokens
-from .retry import COOL_DOWN_STATUSES, DEFAULT_MAX_RETRIES, as_provider_error, next_delay
+from .retry import COOL_DOWN_STATUSES, DEFAULT_MAX_RETRIES, MAX_WAIVED_RETRIES, as_provider_error, next_delay
 from .trace import Tracer
 
 FREE_PROVIDERS = prices.FREE_PROVIDERS
@@ -177,7 +179,8 @@ class Runtime:
                         self._span(row, request, target, time.time(), lookup.complete, None, 0.0, cached=True)
                     return lookup.complete
                 request = lookup.rest
-        completion = await self._send(target, request, priority, row)
+        completion = await (self._request(target, request, priority, row) if self.budget is None
+                            else self._send(target, request, priority, row))
         if len(completion.texts) < request.n:
             completion = await self._top_up(target, request, priority, row, completion)
         return completion if lookup is None else lookup.store(completion)
@@ -205,7 +208,10 @@ class Runtime:
     async def _request(self, target: _Target, request: Request, priority: float, row: RowContext | None) -> Completion:
         """One request: attempts through the gates until one succeeds or the policy gives up."""
         gate, bound, lim = target.gate, self._global, target.gate.limiter
-        attempt, began = 0, 0.0
+        provider, timeout_s = target.provider, target.timeout_s
+        # sends so far; failures counted against max_retries; in-flight 429s, not counted (retry.py)
+        tries = attempt = waived = 0
+        began = 0.0
         while True:
             if bound is not None:
                 await bound.acquire(priority)
@@ -218,13 +224,13 @@ class Runtime:
                         if lim.rpm is not None or lim.tpm is not None or lim.cooldown_until:
                             charged = await lim.acquire(estimate_tokens(request) if lim.tpm is not None else 0)
                             start = time.time()
-                        if not attempt and target.timeout_s is not None:
-                            began = self._clock()  # the deadline counts from the first send, not the queue
-                        if target.timeout_s is None:
-                            completion = await target.provider.complete(request)
+                        if timeout_s is None:
+                            completion = await provider.complete(request)
                         else:
-                            async with asyncio.timeout(target.timeout_s):
-                                completion = await target.provider.complete(request)
+                            if not tries:
+                                began = self._clock()  # the deadline counts from the first send, not the queue
+                            async with asyncio.timeout(timeout_s):
+                                completion = await provider.complete(request)
                     finally:
                         gate.release()
                 finally:
@@ -233,18 +239,28 @@ class Runtime:
             except Exception as exc:
                 if isinstance(exc, EmberError) and not isinstance(exc, ProviderError):
                     raise  # a configuration problem (e.g. the local server cannot start): not retried
-                err = as_provider_error(exc, target.timeout_s)
+                err = as_provider_error(exc, timeout_s)
+                now = self._clock()
+                # no request is sent during a cool-down: a 429 arriving in one was in flight before it
+                # began, answered for a window already reported — waived (retry.py), within bounds.
+                # (A local Limiter's clock time; a cluster's shared gate keeps no such time: not waived.)
+                waive = (err.status in COOL_DOWN_STATUSES and isinstance(lim, Limiter) and lim.cooldown_until > now
+                         and target.max_retries > 0 and waived < MAX_WAIVED_RETRIES)
                 if err.rate_limits is not None:
                     lim.learn(err.rate_limits)
                 if row is not None:
-                    self._span(row, request, target, start, None, err, attempt=attempt)
+                    self._span(row, request, target, start, None, err, attempt=tries)
                 # all attempts and waits of one request fit in (max_retries + 1) × timeout_s + 60 s
-                deadline = began + target.timeout_s * (target.max_retries + 1) + WAIT_ALLOWANCE_S \
-                    if target.timeout_s else float("inf")
-                delay = next_delay(err, attempt, self._clock(), deadline, target.max_retries, self._rand)
+                deadline = began + timeout_s * (target.max_retries + 1) + WAIT_ALLOWANCE_S \
+                    if timeout_s else float("inf")
+                delay = next_delay(err, attempt, now, deadline, target.max_retries, self._rand, waive)
                 if delay is None:
-                    raise self._final(target, request, err, attempt) from exc
-                attempt += 1
+                    raise self._final(target, request, err, tries) from exc
+                tries += 1
+                if waive:
+                    waived += 1
+                else:
+                    attempt += 1
                 if err.status in COOL_DOWN_STATUSES:
                     lim.cool_down(delay)  # everyone queued on this model waits, this retry included
                 else:
@@ -254,7 +270,7 @@ class Runtime:
                 lim.learn(completion.rate_limits)
             if charged:
                 lim.settle(charged, completion.input_tokens + completion.output_tokens)
-            self._account(row, request, target, start, completion, attempt)
+            self._account(row, request, target, start, completion, tries)
             return completion
 
     def _final(self, target: _Target, request: Request, err: ProviderError, attempt: int) -> ProviderError:
@@ -328,9 +344,11 @@ class Runtime:
             attrs["ember.attempt"] = attempt + 1
         if cached:
             attrs["ember.cache.hit"] = True
-        for key in ("temperature", "max_tokens", "top_p", "seed"):
-            if target.binding.get(key) is not None:
-                attrs[f"gen_ai.request.{key}"] = target.binding[key]
+        binding = target.binding
+        for key, name in _REQUEST_ATTRS:
+            value = binding.get(key)
+            if value is not None:
+                attrs[name] = value
         if completion is not None:
             attrs["gen_ai.usage.input_tokens"] = completion.input_tokens
             attrs["gen_ai.usage.output_tokens"] = completion.output_tokens
@@ -339,8 +357,8 @@ class Runtime:
             attrs["ember.cost.usd"] = cost
             if completion.model:
                 attrs["gen_ai.response.model"] = completion.model
-            if completion.finish_reasons:
-                attrs["gen_ai.response.finish_reasons"] = completion.finish_reasons
+            if completion.finish_reasons:  # a copy: the span is encoded later, and a top-up extends the list
+                attrs["gen_ai.response.finish_reasons"] = list(completion.finish_reasons)
         elif error is not None:
             attrs["error.type"] = str(error.status) if error.status else "ProviderError"
             if error.status:
@@ -372,6 +390,9 @@ class Runtime:
             await provider.aclose()
         self._providers.clear()
         self.tracer.close()
+
+
+_REQUEST_ATTRS = tuple((key, f"gen_ai.request.{key}") for key in ("temperature", "max_tokens", "top_p", "seed"))
 
 
 def _called_models(nodes: Any) -> set[str]:
