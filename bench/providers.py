@@ -6,7 +6,9 @@ this script kills it at exit, even on error). Every workload is an Ember spec (`
 `asyncio` + `httpx2` baseline measured in the same run against the same server:
 
 - rate limits: the server accepts at most 100 requests in any 1 s (6,000 rpm) and answers 429 with
-  `Retry-After`; 1,000 calls with `limits.rpm: 6000`, then with no limit declared;
+  `Retry-After`; 1,000 calls with `limits.rpm: 6000`, then with no limit declared, then with no limit
+  and an exact `retry-after-ms` hint (the moment one request fits again: many 429s for requests in
+  flight, which must not use up their retries — runtime/retry.py);
 - W1: 16 parallel calls then one judge call seeing all 16, 200 ms latency — wall ÷ 400 ms;
 - W2: 500 sequential calls at 0 ms latency — µs per call above the raw loop;
 - W3: 200 queries × (8 parallel calls + 1 judge), 100 ms latency, `limits.concurrency: 64` — wall ÷
@@ -60,8 +62,10 @@ class FakeServer:
         self.url = "http://" + line.split()[1]
         self.control = httpx2.Client(base_url=self.url, timeout=10, trust_env=False)
 
-    def reset(self, latency_ms: float = 0, rpm: float | None = None, window_s: float = 1.0) -> None:
-        self.control.post("/reset", json={"latency_ms": latency_ms, "rpm": rpm, "window_s": window_s}).raise_for_status()
+    def reset(self, latency_ms: float = 0, rpm: float | None = None, window_s: float = 1.0,
+              exact_hint: bool = False) -> None:
+        self.control.post("/reset", json={"latency_ms": latency_ms, "rpm": rpm, "window_s": window_s,
+                                          "exact_hint": exact_hint}).raise_for_status()
 
     def stats(self) -> dict[str, Any]:
         return self.control.get("/stats").json()
@@ -75,6 +79,7 @@ class FakeServer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.proc.stdout.close()
 
 
 # -- specs ----------------------------------------------------------------------------------------------
@@ -151,9 +156,11 @@ async def rate_limits(server: FakeServer, tmp: Path, calls: int = 1000) -> list[
     out = [f"rate limits: the server takes {RPM // 60} requests in any 1 s ({RPM:,} rpm), 429 + Retry-After "
            f"beyond; {calls:,} calls, 20 ms latency"]
     data = rows(calls)
-    for label, limits in [(f"Ember, limits.rpm: {RPM}", {"rpm": RPM}), ("Ember, no limit declared", None)]:
+    for label, limits, exact in [(f"Ember, limits.rpm: {RPM}", {"rpm": RPM}, False),
+                                 ("Ember, no limit declared", None, False),
+                                 ("Ember, no limit, retry-after-ms", None, True)]:
         plan = compile_spec(single_spec(tmp, "rl" if limits else "rl_none", server.url, limits))
-        server.reset(latency_ms=20, rpm=RPM)
+        server.reset(latency_ms=20, rpm=RPM, exact_hint=exact)
         result = await eval_plan_async(plan, data, runs_dir=None)  # 64 rows at a time, the default
         s = server.stats()
         done = result.rows - result.errors
