@@ -78,6 +78,9 @@ def _threads() -> int:
     return max(1, min(cpus, MAX_THREADS))
 
 
+HTTP_THREADS = 64  # the server's connection threads (see _start_server)
+
+
 class LocalProvider:
     name = "local"
     supports_n = True
@@ -149,6 +152,10 @@ class LocalProvider:
         p.cpuparams.n_threads = p.cpuparams_batch.n_threads = self.threads
         p.cpuparams.poll = p.cpuparams_batch.poll = CPU_POLL
         p.hostnames, p.port = ["127.0.0.1"], 0  # loopback only; the OS picks a free port
+        # llama.cpp serves each connection on a thread of its own (slots + 2 by default), and idle
+        # keep-alive connections keep theirs: with `/tokenize` recounts beside the completions, more
+        # connections than that would wait for a thread. Threads are cheap; connections waiting are not.
+        p.n_threads_http = HTTP_THREADS
         p.verbosity = int(os.environ.get("EMBER_LOCAL_VERBOSITY", "-1"))
         t0 = time.perf_counter()
         try:
