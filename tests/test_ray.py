@@ -171,3 +171,15 @@ def test_a_worker_bigger_than_any_node_is_refused(tmp_path):
     job = EvalJob(plan, mixture(10), runs_dir=tmp_path, executor=RayOptions(worker_cpus=3))
     with pytest.raises(UsageError, match="more than any node"):
         asyncio.run(job.run())
+
+
+def test_python_operators_run_on_the_workers(tmp_path):
+    plan = compile_spec(ROOT / "examples" / "custom_operator" / "router.yaml", batch=True)
+    rows = [Row(i, str(i), {"question": q, "answer": "A"})
+            for i, q in enumerate(["what is 2 + 2", "capital of France", "3 times 4", "sum of 1 and 2"] * 5)]
+    local = asyncio.run(EvalJob(plan, rows, runs_dir=None).run())
+    job = EvalJob(plan, rows, runs_dir=tmp_path, executor=RayOptions(workers=2, worker_cpus=0.5))
+    result = asyncio.run(job.run())
+    assert result.errors == 0 and result.summary["metrics"] == local.summary["metrics"]
+    routes = {json.loads(line)["outputs"]["route"] for line in (job.run_dir / "rows.jsonl").read_text().splitlines()}
+    assert routes == {"math", "general"}  # KeywordRoute ran in the workers

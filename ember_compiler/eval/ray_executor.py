@@ -102,7 +102,7 @@ async def run_on_ray(job: Any, todo: list[Row], accept: Callable[[dict[str, Any]
                          f"({widest:g} CPUs)")
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     workers = options.workers or max(1, int(cpus // options.worker_cpus))
-    workers = max(1, min(workers, len(todo)))
+    workers = max(1, min(workers, len(todo), job.concurrency))  # --concurrency bounds the whole cluster's rows
     actor = ray.remote(SharedLimits).options(
         name=f"ember-limits-{job.run_id}", namespace="ember", num_cpus=0, max_concurrency=10_000,
     ).remote(job.limits)
