@@ -105,7 +105,7 @@ def test_remote_gate_bounds_all_workers_together():
 def test_remote_budget_stops_every_worker():
     async def main():
         actor = LocalActor(SharedLimits(Limits(max_calls=3)))
-        budgets = [RemoteBudget(actor, Limits(max_calls=3)) for _ in range(2)]
+        budgets = [RemoteBudget(actor, Limits(max_calls=3), f"w{i}") for i in range(2)]
         from ember_compiler.providers.base import Completion, Request
 
         request = Request(binding="m", model={"provider": "sim", "max_tokens": 8}, messages=[{"content": "hi"}], n=1)
@@ -172,4 +172,26 @@ def test_a_cool_down_from_one_worker_holds_the_others():
         await b.limiter.acquire(0)
         assert loop.time() - t0 >= 0.03
         b.release()
+    asyncio.run(main())
+
+
+def test_a_dead_or_impatient_workers_reservations_do_not_block_the_budget():
+    async def main():
+        actor = LocalActor(SharedLimits(Limits(max_calls=4)))
+        from ember_compiler.providers.base import Request
+
+        request = Request(binding="m", model={"provider": "sim", "max_tokens": 8}, messages=[{"content": "hi"}], n=2)
+        dead, live = RemoteBudget(actor, Limits(max_calls=4), "dead"), RemoteBudget(actor, Limits(max_calls=4), "live")
+        await dead.reserve(request, None)  # two calls held by a worker that then dies
+        await live.reserve(request, None)
+        waiting = asyncio.ensure_future(live.reserve(request, None))  # no room until something settles
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        waiting.cancel()  # gave up (its row failed): nothing stays held for it
+        await asyncio.sleep(0.01)
+        actor.target.forget("dead")  # counted at its worst case: its calls may have been billed
+        await asyncio.sleep(0.01)
+        state = actor.target.budget()
+        assert state.spent_calls == 2 and not state.exceeded
+        assert actor.target._budget.in_flight == 1 and not actor.target._held.keys() - {"live:budget:0"}
     asyncio.run(main())

@@ -237,7 +237,7 @@ def _worker_job(payload: dict[str, Any], rows: list[Row], actor: Any, name: str)
     job.runtime = Runtime(
         tracer=Tracer(Path(trace) if trace else None),
         max_in_flight=job.executor.scheduler.max_in_flight(),
-        budget=RemoteBudget(actor, payload["budget"]) if payload["budget"] is not None else None,
+        budget=RemoteBudget(actor, payload["budget"], name) if payload["budget"] is not None else None,
         cache=None if cache is None else ResponseCache(cache[0], mode=cache[1], include_sim=cache[2]),
         gates=GateFactory(actor, name))
     return job, job.runtime

@@ -39,6 +39,7 @@ class SharedLimits:
         self._leases: dict[str, tuple[str, Gate]] = {}  # lease -> (worker, gate)
         self._cancelled: set[str] = set()
         self._budget = Budget(budget) if budget is not None else None
+        self._held: dict[str, tuple[str, tuple[float, int, int]]] = {}  # reservation -> (worker, amount)
         self.max_active: dict[str, int] = {}  # most slots held at once, per gate (for tests and reports)
 
     def _gate(self, key: str, spec: tuple[int, float | None, float | None]) -> Gate:
@@ -76,10 +77,13 @@ class SharedLimits:
             self._cancelled.add(lease)
 
     def forget(self, worker: str) -> int:
-        """A worker died: release every slot it held. Returns how many."""
+        """A worker died: release every slot it held, and count its budget reservations as spent at
+        their worst case (its calls may have been billed). Returns how many slots."""
         dead = [lease for lease, (w, _) in self._leases.items() if w == worker]
         for lease in dead:
             self.leave(lease)
+        for rid in [rid for rid, (w, _) in self._held.items() if w == worker]:
+            self.settle_budget(rid, None, abandoned=True)
         return len(dead)
 
     async def admit(self, key: str, tokens: float) -> float:
@@ -95,15 +99,31 @@ class SharedLimits:
     def cool_down(self, key: str, seconds: float) -> None:
         self._gates[key].limiter.cool_down(seconds)
 
-    async def reserve(self, need: tuple[float, int, int]) -> tuple[float, int, int]:
-        return await self._budget.reserve_amount(need)
+    async def reserve(self, need: tuple[float, int, int], rid: str, worker: str) -> bool:
+        """Hold `need` under reservation `rid`; False when the caller gave up waiting meanwhile."""
+        held = await self._budget.reserve_amount(need)
+        if rid in self._cancelled:
+            self._cancelled.discard(rid)
+            self._budget.settle_amount(held, None)  # never sent
+            return False
+        self._held[rid] = (worker, held)
+        return True
 
-    def settle_budget(self, held: tuple[float, int, int], used: tuple[float, int, int] | None,
-                      abandoned: bool = False) -> None:
+    def settle_budget(self, rid: str, used: tuple[float, int, int] | None, abandoned: bool = False) -> None:
+        entry = self._held.pop(rid, None)
+        if entry is None:
+            return
         if abandoned:
-            self._budget.abandon(held)
+            self._budget.abandon(entry[1])
         else:
-            self._budget.settle_amount(held, used)
+            self._budget.settle_amount(entry[1], used)
+
+    def cancel_reservation(self, rid: str) -> None:
+        """The caller stopped waiting before its call was sent: free the reservation, now or when granted."""
+        if rid in self._held:
+            self.settle_budget(rid, None)
+        else:
+            self._cancelled.add(rid)
 
     def budget(self) -> Budget | None:
         """A copy of the budget's state (spent, exceeded, why), for the driver's summary."""
@@ -182,28 +202,37 @@ class RemoteGate:
 
 
 class RemoteBudget:
-    """The worker-side face of the cluster's budget (the `Budget` interface the runtime uses)."""
+    """The worker-side face of the cluster's budget (the `Budget` interface the runtime uses). A
+    reservation is an id the actor holds the amount under, so a worker that dies or gives up never
+    leaves an amount held (which would make every later reservation wait for it)."""
 
-    def __init__(self, actor: Any, limits: Limits) -> None:
+    def __init__(self, actor: Any, limits: Limits, worker: str) -> None:
         self._actor = actor
         self.limits = limits
         self.exceeded = False  # learnt on this worker's next reservation after any worker exceeded it
+        self._worker = worker
+        self._ids = itertools.count()
 
-    async def reserve(self, request: Request, price: Price | None) -> tuple[float, int, int]:
+    async def reserve(self, request: Request, price: Price | None) -> str:
+        rid = f"{self._worker}:budget:{next(self._ids)}"
         try:
-            return await self._actor.reserve.remote(Budget.worst_case(request, price))
+            await self._actor.reserve.remote(Budget.worst_case(request, price), rid, self._worker)
+        except asyncio.CancelledError:
+            self._actor.cancel_reservation.remote(rid)
+            raise
         except Exception as exc:
             if _is_budget_exceeded(exc):
                 self.exceeded = True
                 raise BudgetExceeded(str(_cause(exc))) from None
             raise
+        return rid
 
-    def settle(self, held: tuple[float, int, int], completion: Completion | None, cost: float | None) -> None:
+    def settle(self, held: str, completion: Completion | None, cost: float | None) -> None:
         used = None if completion is None else (
             cost or 0.0, len(completion.texts), completion.input_tokens + completion.output_tokens)
         self._actor.settle_budget.remote(held, used)
 
-    def abandon(self, held: tuple[float, int, int]) -> None:
+    def abandon(self, held: str) -> None:
         self._actor.settle_budget.remote(held, None, True)
 
     def to_json(self) -> dict[str, Any]:
