@@ -22,6 +22,7 @@ Ray is imported only here, and only when this executor is used.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -110,7 +111,7 @@ async def run_on_ray(job: Any, todo: list[Row], accept: Callable[[dict[str, Any]
     payload = _payload(job, workers)
     system_errors = _system_errors(ray)
     generators: set[Any] = set()
-    seq = iter(range(1 << 30))
+    seq = itertools.count()
 
     async def run(rows: list[Row], deaths: int) -> None:
         name = f"w{next(seq)}"
