@@ -171,13 +171,12 @@ def _system_errors(ray: Any) -> tuple[type[BaseException], ...]:
 def _payload(job: Any, workers: int) -> dict[str, Any]:
     """What a task needs to run its rows like the driver would: plain data only."""
     cache = job.cache
-    scheduler = job.scheduler
     return {
         "plan": job.plan.to_json(),
         "seed": job.seed,
         "metrics": [m.name for m in job.metrics],
         "concurrency": max(1, -(-job.concurrency // workers)),  # --concurrency is for the whole cluster
-        "scheduler": scheduler,
+        "scheduler": job.scheduler,
         "cache": None if cache is None else (str(cache.path.resolve()), cache.mode, cache.include_sim),
         "budget": job.limits,
         "trace_dir": str(job.run_dir.resolve()) if job.run_dir is not None else None,

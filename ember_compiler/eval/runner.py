@@ -123,21 +123,27 @@ class EvalJob:
 
     def failed_record(self, row: Row, error: str) -> dict[str, Any]:
         """The record of a row that could not run at all (scored 0, like any failed row)."""
-        record = {"index": row.index, "id": row.id, "answer": (row.data or {}).get("answer"), "calls": 0,
-                  "requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "error": error,
-                  "scores": dict.fromkeys(self.names, 0.0), "correct": False, "latency_s": 0.0}
-        if row.data is None:
-            del record["answer"]
+        return self._finish(_start(row), Usage(), error, 0.0)
+
+    def _finish(self, record: dict[str, Any], u: Usage, error: str | None, latency_s: float) -> dict[str, Any]:
+        record.update(calls=u.calls, requests=u.requests, input_tokens=u.input_tokens,
+                      output_tokens=u.output_tokens, cost_usd=u.cost_usd)
+        if u.cache_hits:
+            record["cache_hits"] = u.cache_hits
+        if error is not None:
+            record["error"] = error
+            record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect
+            record["correct"] = False
+        record["latency_s"] = round(latency_s, 6)
         return record
 
     async def _run_one(self, row: Row, runtime: Runtime) -> dict[str, Any]:
-        record: dict[str, Any] = {"index": row.index, "id": row.id}
+        record = _start(row)
         t0 = time.perf_counter()
         data, error = row.data, row.error
         ctx = RowContext()
         if data is not None:
-            truth = data.get("answer")
-            record["answer"] = truth
+            truth = record["answer"]
             try:
                 plan = self.plan
                 values = resolve_inputs(plan, {k: v for k, v in data.items() if k in plan.inputs})
@@ -154,17 +160,7 @@ class EvalJob:
                 error = str(exc)
             except Exception as exc:  # a user metric or capture hook that raised: this row only
                 error = f"{type(exc).__name__}: {exc}"
-        u = ctx.usage
-        record.update(calls=u.calls, requests=u.requests, input_tokens=u.input_tokens,
-                      output_tokens=u.output_tokens, cost_usd=u.cost_usd)
-        if u.cache_hits:
-            record["cache_hits"] = u.cache_hits
-        if error is not None:
-            record["error"] = error
-            record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect
-            record["correct"] = False
-        record["latency_s"] = round(time.perf_counter() - t0, 6)
-        return record
+        return self._finish(record, ctx.usage, error, time.perf_counter() - t0)
 
     async def run(self, on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
         run_dir = self.run_dir
@@ -272,6 +268,14 @@ class EvalJob:
         correct = sum(s.scores[0] for s in ordered if s.scores is not None)
         return EvalResult(self.run_id, len(ordered), summary["scored"], correct, summary["errors"],
                           usage_of(ordered), wall_s, [s.latency_s for s in ordered], self.run_dir, summary, resumed)
+
+
+def _start(row: Row) -> dict[str, Any]:
+    """A record's first fields: the row's position, id and (when it parsed) its ground truth."""
+    record: dict[str, Any] = {"index": row.index, "id": row.id}
+    if row.data is not None:
+        record["answer"] = row.data.get("answer")
+    return record
 
 
 class _Unfinished(Exception):

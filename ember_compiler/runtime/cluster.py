@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from typing import Any
 
 from ..errors import BudgetExceeded
@@ -139,10 +138,6 @@ class SharedLimits:
         return {"max_active": dict(self.max_active), "held": len(self._leases)}
 
 
-async def _call(ref: Any) -> Any:
-    return await ref
-
-
 class RemoteLimiter:
     """The worker-side face of one shared gate's limiter (the `Limiter` interface the runtime uses)."""
 
@@ -153,6 +148,9 @@ class RemoteLimiter:
         # the runtime calls `acquire` when any of these is set; `cooldown_until` is set by the gate from
         # the actor's answer when it grants a slot (the runtime reads it right after, with no await between)
         self.rpm, self.tpm, self.cooldown_until = rpm, tpm, 0.0
+
+    def cooling_down(self, now: float) -> bool:
+        return False  # only the actor knows; an in-flight 429 here is counted as a retry, not waived
 
     async def acquire(self, tokens: float) -> float:
         return await self._actor.admit.remote(self._key, tokens)
@@ -252,9 +250,9 @@ def _is_budget_exceeded(exc: BaseException) -> bool:
 class GateFactory:
     """Used by a worker's `Runtime` to make its gates: shared ones through the actor, per-process ones local."""
 
-    def __init__(self, actor: Any, worker: str | None = None) -> None:
+    def __init__(self, actor: Any, worker: str) -> None:
         self.actor = actor
-        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+        self.worker = worker
 
     def __call__(self, key: tuple, provider: Any, limit: int, rpm: float | None, tpm: float | None,
                  local: Any) -> Any:

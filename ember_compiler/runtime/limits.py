@@ -134,6 +134,10 @@ class Limiter:
     def idle(self) -> bool:
         return self.rpm is None and self.tpm is None and not self.cooldown_until
 
+    def cooling_down(self, now: float) -> bool:
+        """Whether a cool-down is in force at clock time `now` (no call of this model starts)."""
+        return self.cooldown_until > now
+
     async def acquire(self, tokens: float) -> float:
         """Wait for the cool-down and the buckets; charge one request and `tokens`. Returns the charge."""
         if self._lock is None:

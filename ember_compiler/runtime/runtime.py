@@ -242,9 +242,8 @@ class Runtime:
                 err = as_provider_error(exc, timeout_s)
                 now = self._clock()
                 # no request is sent during a cool-down: a 429 arriving in one was in flight before it
-                # began, answered for a window already reported — waived (retry.py), within bounds.
-                # (A local Limiter's clock time; a cluster's shared gate keeps no such time: not waived.)
-                waive = (err.status in COOL_DOWN_STATUSES and isinstance(lim, Limiter) and lim.cooldown_until > now
+                # began, answered for a window already reported — waived (retry.py), within bounds
+                waive = (err.status in COOL_DOWN_STATUSES and lim.cooling_down(now)
                          and target.max_retries > 0 and waived < MAX_WAIVED_RETRIES)
                 if err.rate_limits is not None:
                     lim.learn(err.rate_limits)
