@@ -195,7 +195,7 @@ def graph(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format."""
-    from ember_compiler.spec.schema import schema_text
+    from ember_compiler.compiler.schema import schema_text
 
     output.print_text(schema_text())
 

@@ -23,7 +23,7 @@ def _line(e: Any) -> str:
 
 def estimate_spec(plan: Any, rows: list[Any] | None) -> dict[str, Any]:
     """The `ember plan --json` shape: `per_run` (the mean over rows with a dataset), `dataset`, `nodes`."""
-    from ember_compiler.compiler.analysis import analyze
+    from ember_compiler.xcs.analysis import analyze
     from ember_compiler.compiler.estimate import Estimate, estimate_run
     from ember_compiler.runtime.run import example_meta
 

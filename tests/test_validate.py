@@ -15,7 +15,7 @@ from ember_compiler.compiler.sets import apply_sets, parse_set
 from ember_compiler.errors import SpecInvalid, UsageError
 from ember_compiler.spec.diagnostics import Diagnostic, render_all
 from ember_compiler.spec.loader import load_document
-from ember_compiler.spec.model import Spec
+from ember_compiler.ops.registry import Spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INVALID = FIXTURES / "invalid"

@@ -6,7 +6,6 @@ validated pydantic objects; positions come from the `Document`. Codes are listed
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,15 +20,14 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from ember_compiler import templates
-from ember_compiler.compiler import check_ops
-from ember_compiler.compiler.refs import REF_RE, Reference, find_references, whole_reference
-from ember_compiler.ops.catalog import OPS, OpInfo
+from ember_compiler.ops import registry
+from ember_compiler.ops.registry import OPS
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
-from ember_compiler.spec.loader import Document, describe
-from ember_compiler.spec.model import InputDecl, ModelBinding, Node, Spec
+from ember_compiler.spec.loader import Document, describe, subspec_path
+from ember_compiler.spec.model import InputDecl, ModelBinding
+from ember_compiler.spec.refs import REF_RE, Reference, find_references, whole_reference
 
 BUILTIN_PROVIDERS = ("openai", "anthropic", "gemini", "local", "sim")
-_NODE_ADAPTER: TypeAdapter = TypeAdapter(Node)
 _REF_FORMS = "${inputs.NAME}, ${params.NAME} or ${NODE.PORT}"
 # model-binding fields that may be `${params.X}`: (kind, minimum, maximum)
 _BINDING_NUMBERS = {"temperature": ("number", 0, None), "max_tokens": ("integer", 1, None),
@@ -50,12 +48,6 @@ def known_providers() -> set[str]:
     return set(BUILTIN_PROVIDERS) | set(PROVIDERS) | plugins
 
 
-def subspec_path(doc: Document, spec_field: str) -> Path:
-    """Where a `network` node's `spec:` points: relative to the including file."""
-    target = Path(spec_field).expanduser()
-    return target if target.is_absolute() else Path(os.path.normpath(doc.path.parent / target))
-
-
 @dataclass
 class View:
     """The parts of a spec the checks read; None marks a declared but malformed entry."""
@@ -68,7 +60,7 @@ class View:
     outputs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: Spec) -> View:
+    def from_spec(cls, spec: Any) -> View:
         return cls(dict(spec.input_decls()), dict(spec.params), dict(spec.models), dict(spec.nodes),
                    {k: n.op for k, n in spec.nodes.items()}, dict(spec.outputs))
 
@@ -85,11 +77,22 @@ class View:
         for name, value in _section(data, "models"):
             view.models[name] = _try(lambda v=value: ModelBinding.model_validate(v))
         for name, value in _section(data, "nodes"):
-            view.nodes[name] = _try(lambda v=value: _NODE_ADAPTER.validate_python(v))
+            view.nodes[name] = _try(lambda v=value: _node_adapter().validate_python(v))
             op = value.get("op") if isinstance(value, dict) else None
             view.ops[name] = op if isinstance(op, str) and op in OPS else None
         view.outputs = {k: v for k, v in _section(data, "outputs") if isinstance(v, str)}
         return view
+
+
+def _node_adapter() -> TypeAdapter:
+    node = registry.Node
+    if _ADAPTERS.get("node") is not node:  # rebuilt when a plugin registers an op
+        _ADAPTERS.clear()
+        _ADAPTERS["node"], _ADAPTERS["adapter"] = node, TypeAdapter(node)
+    return _ADAPTERS["adapter"]
+
+
+_ADAPTERS: dict[str, Any] = {}
 
 
 def _section(data: dict, key: str) -> list[tuple[str, Any]]:
@@ -122,16 +125,16 @@ class Checker:
         self.roots: set[str] = set()
         self.subs: dict[str, Any] = {}
         self.py_ports: dict[str, tuple[str, ...]] = {}  # python node -> its operator's Output fields
+        self.memo: dict[str, Any] = {}  # what op checks keep per spec (imported operators)
 
     def run(self) -> list[Diagnostic]:
         for nid in self.view.nodes:
             if nid in ("inputs", "params"):
                 self.error(("nodes", nid), "E112", f"'{nid}' is reserved and cannot name a node", key=True)
         for nid, node in self.view.nodes.items():
-            if node is not None and node.op == "network":
-                self._network(nid, node)
-            elif node is not None and node.op in ("python", "map"):
-                check_ops.prepare(self, nid, node)  # ports of imported operators, map sub-specs
+            info = OPS.get(node.op) if node is not None else None
+            if info is not None and info.prepare is not None:
+                info.prepare(self, nid, node)  # sub-specs, ports of imported operators
         for nid, node in self.view.nodes.items():
             if node is not None:
                 self._node(nid, node)
@@ -146,13 +149,41 @@ class Checker:
     def error(self, loc: tuple, code: str, message: str, hint: str | None = None, key: bool = False) -> None:
         self.diags.append(self.doc.diag(loc, code, message, hint, key=key))
 
+    # -- what op checks use (``CheckCtx``) -------------------------------------------------------
+    @property
+    def imports_operators(self) -> bool:
+        return bool(getattr(self.session, "import_operators", False))
+
+    @property
+    def folder(self) -> Path:
+        return self.doc.path.resolve().parent
+
+    def declare_ports(self, nid: str, ports: tuple[str, ...]) -> None:
+        self.py_ports[nid] = ports
+
+    def subspec_inputs(self, nid: str) -> dict[str, Any] | None:
+        sub = self.subs.get(nid)
+        return sub.view.inputs if sub is not None and sub.view is not None else None
+
+    def check_inline(self, nid: str, inner: Any, base: tuple, item: str) -> None:
+        """A map's inline node, where the item is one more input."""
+        saved = self.view.inputs
+        self.view.inputs = {**saved, item: None}
+        try:
+            self._node(nid, inner, base=base)
+        finally:
+            self.view.inputs = saved
+
     def error_at(self, pos: tuple[int, int], code: str, message: str, hint: str | None = None) -> None:
         self.diags.append(self.doc.diag_at(pos, code, message, hint))
 
     # -- nodes -------------------------------------------------------------------------------------
     def _node(self, nid: str, node: Any, base: tuple | None = None) -> None:
-        info = OPS.get(node.op) or OpInfo(node.op, ())  # an op the catalogue lacks: references only
+        info = OPS.get(node.op)
         base = base or ("nodes", nid)
+        if info is None:  # a node model without a registered op: references only
+            self._scan(nid, base, node.model_dump(by_alias=True))
+            return
         local = tuple(node.with_) if info.template_fields else ()  # `with:` binds template variables
         for name, value in node.model_dump(by_alias=True).items():
             loc = (*base, name)
@@ -160,7 +191,7 @@ class Checker:
                 continue
             if name in info.model_fields:
                 self._model_names(nid, loc, value)
-            elif name in ("n", "max_rounds"):
+            elif name in info.static_fields:
                 if isinstance(value, str):
                     self._param_number(loc, value, "integer", 1, None, "E302")
             elif name == "extract":
@@ -170,10 +201,8 @@ class Checker:
                     self._template(nid, loc, value, local)
                 self._scan(nid, loc, value)
         self._when(nid, (*base, "when"), node.when)
-        if node.op == "ensemble":
-            self._ensemble(nid, node)
-        elif node.op in ("python", "map"):
-            check_ops.check(self, nid, node, base)
+        if info.check is not None:
+            info.check(self, nid, node, base)
 
     def _scan(self, nid: str, loc: tuple, value: Any) -> None:
         if isinstance(value, str):
@@ -235,7 +264,7 @@ class Checker:
         if op == "network":
             sub = self.subs.get(node_id)
             return tuple(sub.view.outputs) if sub is not None and sub.view is not None else None
-        return OPS[op].ports if op in OPS else None
+        return tuple(OPS[op].ports) if op in OPS else None
 
     def depends(self, nid: str | None, on: str, pos: tuple[int, int]) -> None:
         if nid is None:
@@ -316,15 +345,6 @@ class Checker:
         return self.doc.string_position(loc, m.start(), m.group()) if m else self.doc.position(loc)
 
     # -- op rules ----------------------------------------------------------------------------------
-    def _ensemble(self, nid: str, node: Any) -> None:
-        loc = ("nodes", nid)
-        if (node.model is None) == (node.models is None):
-            both = "both" if node.model is not None else "neither"
-            self.error(loc, "E301", f"ensemble node '{nid}' needs exactly one of 'model' or 'models' (it has {both})",
-                       "model: NAME samples one model n times; models: [A, B] samples each n times", key=True)
-        elif node.models is not None and not node.models:
-            self.error((*loc, "models"), "E301", f"ensemble node '{nid}': 'models' must list at least one model")
-
     def _param_number(self, loc: tuple, text: str, kind: str, lo: float | None, hi: float | None,
                       code: str) -> None:
         ref = whole_reference(text)
@@ -406,7 +426,7 @@ class Checker:
             self.reference(None, ref, self.doc.string_position(loc, ref.start, ref.text), "E209", "E209")
 
     # -- network -----------------------------------------------------------------------------------
-    def _network(self, nid: str, node: Any, bound: tuple[str, ...] = ()) -> None:
+    def subspec(self, nid: str, node: Any, bound: tuple[str, ...] = ()) -> None:
         """A sub-spec (`network`, or `map` with `spec:`); `bound` names inputs bound otherwise."""
         loc = ("nodes", nid, "spec")
         try:
