@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..answers import vote
 from ..xcs.plan import PlanNode
-from .text import vote
 
 
 def fn_vote(node: PlanNode, values: dict[str, Any]) -> dict[str, Any]:

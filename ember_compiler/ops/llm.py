@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
+from ..answers import before_answer, extract_answer, json_reply, normalize, parse_verdict, vote
 from ..errors import OutputError
 from ..providers.base import Completion, Request
 from ..xcs.plan import PlanNode
 from . import prompts
-from .text import before_answer, extract_answer, json_reply, normalize, parse_verdict, vote
 
 
 @dataclass(slots=True)
