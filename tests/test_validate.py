@@ -211,10 +211,12 @@ def test_unused_node_is_a_warning_only(tmp_path: Path) -> None:
 
 
 def test_provider_plugins_from_entry_points(monkeypatch, tmp_path: Path) -> None:
-    from ember_compiler.compiler import check_rules
+    from ember_compiler.providers import registry
 
-    monkeypatch.setattr(check_rules, "known_providers", lambda: {"sim", "myplug"})
     text = BASE.replace("{provider: sim}", "{provider: myplug}")
+    assert _codes(_check(tmp_path, text)) == ["E402"]
+    # validation asks the provider registry (the one known_providers()): a plugin's entry point counts
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"myplug": object()})
     assert _check(tmp_path, text) == []
 
 

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 from ember_compiler.compiler.check_rules import Checker, View
-from ember_compiler.compiler.check_rules import known_providers as known_providers
 from ember_compiler.compiler.check_rules import subspec_path as subspec_path
 from ember_compiler.compiler.sets import apply_sets
 from ember_compiler.errors import SpecInvalid
@@ -65,7 +64,7 @@ from ember_compiler.spec.loader import Document, load_document, to_plain
 from ember_compiler.spec.model import Spec
 from ember_compiler.spec.schema import validate_structure
 
-__all__ = ["check_spec", "known_providers", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
+__all__ = ["check_spec", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,11 +23,11 @@ from ember_compiler import templates
 from ember_compiler.compiler import check_ops
 from ember_compiler.compiler.refs import REF_RE, Reference, find_references, whole_reference
 from ember_compiler.ops.catalog import OPS, OpInfo
+from ember_compiler.providers.registry import known_providers
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
 from ember_compiler.spec.loader import Document, describe
 from ember_compiler.spec.model import InputDecl, ModelBinding, Node, Spec
 
-BUILTIN_PROVIDERS = ("openai", "anthropic", "gemini", "local", "sim")
 _NODE_ADAPTER: TypeAdapter = TypeAdapter(Node)
 _REF_FORMS = "${inputs.NAME}, ${params.NAME} or ${NODE.PORT}"
 # model-binding fields that may be `${params.X}`: (kind, minimum, maximum)
@@ -36,18 +35,6 @@ _BINDING_NUMBERS = {"temperature": ("number", 0, None), "max_tokens": ("integer"
                     "top_p": ("number", 0, 1), "accuracy": ("number", 0, 1), "latency_ms": ("number", 0, None)}
 _INPUT_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
                 "array": (list,), "object": (dict,)}
-
-
-def known_providers() -> set[str]:
-    """Built-in providers, plugins in the `ember.providers` entry-point group, and providers
-    registered in this process (`register_provider`) — the registry's own list."""
-    from ember_compiler.providers.registry import PROVIDERS
-
-    try:
-        plugins = {ep.name for ep in entry_points(group="ember.providers")}
-    except Exception:  # a broken installed distribution must not break validation
-        plugins = set()
-    return set(BUILTIN_PROVIDERS) | set(PROVIDERS) | plugins
 
 
 def subspec_path(doc: Document, spec_field: str) -> Path:
