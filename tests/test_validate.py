@@ -348,7 +348,7 @@ def test_render_text_json_github() -> None:
     assert render_all(diags) == (f"{path}:8:9: error: unknown op 'ensembel' in node 'a'; "
                                  "did you mean 'ensemble'? [E113]")
     (item,) = json.loads(render_all(diags, "json"))
-    assert item == {"file": path, "line": 8, "column": 9, "code": "E113", "severity": "error",
+    assert item == {"file": path, "line": 8, "column": 9, "code": "E113", "name": "unknown-op", "severity": "error",
                     "message": "unknown op 'ensembel' in node 'a'", "hint": "did you mean 'ensemble'?"}
     assert render_all(diags, "github") == (f"::error file={path},line=8,col=9,title=E113::unknown op "
                                            "'ensembel' in node 'a'; did you mean 'ensemble'?")

@@ -1,4 +1,4 @@
-"""Semantic rules of the `python` and `map` ops (codes in `check.py`), called by the `Checker`.
+"""Semantic rules of the `python` and `map` ops (codes in `spec/codes.py`), called by the `Checker`.
 
 A `python` node's operator is imported only when the session asks for it (`ember validate
 --import`): without it, `call:` is checked for its form, `init:` for being static, and references to

@@ -1,7 +1,7 @@
 """Semantic rules of a spec (DESIGN §2): references, templates, `when:`, op rules, models, networks.
 
 Structure is already checked (or salvaged, see `View.salvage`) when these run, so every rule reads
-validated pydantic objects; positions come from the `Document`. Codes are listed in `check.py`.
+validated pydantic objects; positions come from the `Document`. Codes are defined in `spec/codes.py`.
 """
 
 from __future__ import annotations
