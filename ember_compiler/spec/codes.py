@@ -129,14 +129,14 @@ _ALL = (
          "unknown input (`${inputs.x}`, `{{ inputs.x }}`)",
          "The reference reads a spec input that is not declared under `inputs:`, so no run could pass it.",
          "Declare the input, or fix the name.\n\n"
-         "  # before\n  inputs: {question: string}\n  ...\n  prompt: \"{{ inputs.qestion }}\"\n\n"
-         "  # after\n  inputs: {question: string}\n  ...\n  prompt: \"{{ inputs.question }}\""),
+         "  # before\n  inputs: {question: string}\n  # ...\n  prompt: \"{{ inputs.qestion }}\"\n\n"
+         "  # after\n  inputs: {question: string}\n  # ...\n  prompt: \"{{ inputs.question }}\""),
     Code("E204", "unknown-param",
          "unknown param (`${params.x}`)",
          "The reference reads a param that is not declared under `params:`, so it has no value to compile in.",
          "Declare the param (with its value), or fix the name.\n\n"
-         "  # before\n  params: {samples: 5}\n  ...\n  n: ${params.sample}\n\n"
-         "  # after\n  params: {samples: 5}\n  ...\n  n: ${params.samples}"),
+         "  # before\n  params: {samples: 5}\n  # ...\n  n: ${params.sample}\n\n"
+         "  # after\n  params: {samples: 5}\n  # ...\n  n: ${params.samples}"),
     Code("E205", "cycle",
          "cycle, named like `a -> b -> a`",
          "Nodes run after the nodes they read; when nodes read each other (through references, templates or "
@@ -186,8 +186,8 @@ _ALL = (
          "The number of calls must be known when compiling (it decides the plan's width and cost); a count "
          "from an input, or one below 1, is not.",
          "Use a literal integer >= 1 or a `${params.NAME}` holding one (change it with `--set`).\n\n"
-         "  # before\n  params: {n: 0}\n  ...\n  n: ${inputs.n}\n\n"
-         "  # after\n  params: {n: 5}\n  ...\n  n: ${params.n}"),
+         "  # before\n  params: {n: 0}\n  # ...\n  n: ${inputs.n}\n\n"
+         "  # after\n  params: {n: 5}\n  # ...\n  n: ${params.n}"),
     Code("E303", "bad-extract-regex",
          "`extract` is not a valid regex with exactly one group",
          "`extract:` pulls the answer out of a model's text: the answer is its one capture group, so the "
@@ -260,8 +260,8 @@ _ALL = (
          "undefined model name (in `model`, `models`, `prover`, `verifier`)",
          "Nodes name a model binding declared under `models:`; an undeclared name has no provider to call.",
          "Declare the model under `models:`, or use a declared name (see the suggestion).\n\n"
-         "  # before\n  models: {judge: {provider: sim}}\n  ...\n  model: jduge\n\n"
-         "  # after\n  models: {judge: {provider: sim}}\n  ...\n  model: judge"),
+         "  # before\n  models: {judge: {provider: sim}}\n  # ...\n  model: jduge\n\n"
+         "  # after\n  models: {judge: {provider: sim}}\n  # ...\n  model: judge"),
     Code("E402", "unknown-provider",
          "unknown provider",
          "`provider:` picks the client that makes the calls; Ember has no provider of that name (built-in, "
