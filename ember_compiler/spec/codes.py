@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from ember_compiler.errors import UsageError
 
-__all__ = ["CODES", "Code", "all_codes", "codes_markdown", "codes_table", "explain_text", "lookup"]
+__all__ = ["CODES", "Code", "all_codes", "codes_markdown", "explain_text", "lookup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,13 +370,6 @@ def _indent(text: str, width: int = 100) -> str:
         else:
             out.append(textwrap.fill(para, width, initial_indent="  ", subsequent_indent="  "))
     return "\n\n".join(out)
-
-
-def codes_table() -> str:
-    """One code a line, `E201  unknown-node  reference to an unknown node` (`ember explain --all`)."""
-    codes = all_codes()
-    width = max(len(c.name) for c in codes)
-    return "\n".join(f"{c.code}  {c.name:<{width}}  {c.summary}" for c in codes)
 
 
 def codes_markdown() -> str:
