@@ -3,7 +3,7 @@
 This registry is the only list of codes. `Diagnostic` refuses a code that is not here, `ember explain
 CODE` prints an entry (`explain_text`), `codes_markdown()` is the table of docs/diagnostics.md, and a
 test checks that every code has an invalid fixture under tests/fixtures/invalid/. Codes are stable:
-never reuse or renumber one; a retired code stays here, marked as such in its summary.
+never reuse or renumber one.
 
 To add a code: add one `Code(...)` below (in numeric order, errors `E`, warnings `W`), emit it, and add
 an invalid fixture whose `# expect:` header names it.
@@ -100,7 +100,7 @@ _ALL = (
     Code("E113", "unknown-op",
          "unknown op",
          "`op:` decides what a node does; an op Ember does not have cannot be compiled.",
-         "Use one of Ember's ops (docs/spec.md lists them), usually the suggested one.\n\n"
+         "Use one of Ember's ops, usually the one the hint suggests.\n\n"
          "  # before\n  a: {op: ensembel, model: m, n: 5, prompt: hi}\n\n"
          "  # after\n  a: {op: ensemble, model: m, n: 5, prompt: hi}"),
     Code("E114", "bad-input-default",
