@@ -15,10 +15,10 @@ from ember_compiler.compiler.lower import lower, toposort
 from ember_compiler.compiler.passes import run_passes
 from ember_compiler.compiler.passes.prune import prune
 from ember_compiler.errors import EmberError
-from ember_compiler.spec.loader import load_document
 from ember_compiler.ops.ensemble import EnsembleNode
 from ember_compiler.ops.refine import RefineNode
 from ember_compiler.ops.registry import Spec
+from ember_compiler.spec.loader import load_document
 from ember_compiler.spec.model import ModelBinding
 from ember_compiler.xcs.expr import Input
 from ember_compiler.xcs.plan import Plan, PlanNode

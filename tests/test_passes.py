@@ -10,11 +10,11 @@ import httpx2
 import pytest
 from provider_kit import KEY, Server
 
+from ember_compiler.answers import vote
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.ops.vote import still_needed
-from ember_compiler.ops.text import vote
 from ember_compiler.runtime.run import run_plan
 
 SC = """\

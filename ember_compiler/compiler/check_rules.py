@@ -1,7 +1,7 @@
 """Semantic rules of a spec (DESIGN §2): references, templates, `when:`, op rules, models, networks.
 
 Structure is already checked (or salvaged, see `View.salvage`) when these run, so every rule reads
-validated pydantic objects; positions come from the `Document`. Codes are listed in `check.py`.
+validated pydantic objects; positions come from the `Document`. Codes are defined in `spec/codes.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,12 +21,12 @@ from pydantic import ValidationError as PydanticError
 from ember_compiler import templates
 from ember_compiler.ops import registry
 from ember_compiler.ops.registry import OPS
+from ember_compiler.providers.registry import known_providers
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
 from ember_compiler.spec.loader import Document, describe, subspec_path
 from ember_compiler.spec.model import InputDecl, ModelBinding
 from ember_compiler.spec.refs import REF_RE, Reference, find_references, whole_reference
 
-BUILTIN_PROVIDERS = ("openai", "anthropic", "gemini", "local", "sim")
 _REF_FORMS = "${inputs.NAME}, ${params.NAME} or ${NODE.PORT}"
 # model-binding fields that may be `${params.X}`: (kind, minimum, maximum)
 _BINDING_NUMBERS = {"temperature": ("number", 0, None), "max_tokens": ("integer", 1, None),
@@ -36,16 +35,6 @@ _INPUT_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "bo
                 "array": (list,), "object": (dict,)}
 
 
-def known_providers() -> set[str]:
-    """Built-in providers, plugins in the `ember.providers` entry-point group, and providers
-    registered in this process (`register_provider`) — the registry's own list."""
-    from ember_compiler.providers.registry import PROVIDERS
-
-    try:
-        plugins = {ep.name for ep in entry_points(group="ember.providers")}
-    except Exception:  # a broken installed distribution must not break validation
-        plugins = set()
-    return set(BUILTIN_PROVIDERS) | set(PROVIDERS) | plugins
 
 
 @dataclass

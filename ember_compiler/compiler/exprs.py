@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ember_compiler.spec.refs import Reference, split_interpolated, whole_reference
 from ember_compiler.errors import EmberError
+from ember_compiler.spec.refs import Reference, split_interpolated, whole_reference
 from ember_compiler.templates import expression_variables
 from ember_compiler.xcs.expr import DictOf, Expr, Fmt, Guard, Input, ListOf, Lit, NodeRef, Ref, rebuild
 from ember_compiler.xcs.plan import PlanNode

@@ -23,9 +23,9 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 from pydantic import ValidationError as PydanticError
 
+from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
 from ember_compiler.spec.loader import Document, describe
-from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.model import NAME_PATTERN, REF_PATTERN
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "ember-spec.schema.json"

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..answers import normalize
 from ..compiler.sets import parse_value
 from ..errors import UsageError
-from ..ops.text import normalize
 from ..runtime.run import RUNS_DIR, new_run_id
 from ..runtime.runtime import Runtime
 from ..runtime.trace import Tracer

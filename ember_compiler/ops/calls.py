@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
+from ..answers import extract_answer, json_reply, parse_verdict
 from ..errors import OutputError
 from ..providers.base import Completion
-from .text import extract_answer, json_reply, parse_verdict
 
 
 def messages(user: str, system: str | None = None) -> list[dict[str, str]]:

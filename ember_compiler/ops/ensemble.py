@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..answers import extract_answer
 from ..spec.model import Name, NodeBase, Ref, with_vars
 from . import calls
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
 from .generate import distinct_answers
-from .text import extract_answer
 
 
 class EnsembleNode(NodeBase):

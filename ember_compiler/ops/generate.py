@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..answers import extract_answer
 from ..spec.model import Name, NodeBase, with_vars
 from . import calls
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
-from .text import extract_answer
 
 
 class GenerateNode(NodeBase):

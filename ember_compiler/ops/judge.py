@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..answers import before_answer, extract_answer
 from ..spec.model import Name, NodeBase, with_vars
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
-from .text import before_answer, extract_answer
 
 
 class JudgeNode(NodeBase):

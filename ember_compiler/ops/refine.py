@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..answers import extract_answer
 from ..spec.model import NodeBase, Ref
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
 from .generate import finish as finish_proof
-from .text import extract_answer
 
 
 class RefineNode(NodeBase):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..answers import extract_answer, normalize
 from ..spec.model import Name, NodeBase, with_vars
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
-from .text import extract_answer, normalize
 
 
 class SelectNode(NodeBase):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..answers import extract_answer, normalize, vote
 from ..spec.model import NodeBase
 from . import calls
 from .base import MODEL_CALL, CallContext, OpDef, PlanOp, SdkDef, Send, one_per_sample
 from .generate import distinct_answers
-from .text import extract_answer, normalize, vote
 
 
 class VoteNode(NodeBase):

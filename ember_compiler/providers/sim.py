@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import struct
 from bisect import bisect_right
 from typing import Any
 
+from ..answers import extract_answer
 from ..errors import ConfigError, ProviderError
 from ..spec.diagnostics import did_you_mean
 from .base import Completion, Request
@@ -25,7 +25,6 @@ _ROLES = ("generate", "judge", "select", "verify")
 _INV64 = 2.0**-64
 _unpack = struct.Struct("<QQ").unpack
 _blake2b = hashlib.blake2b
-_ANSWER_LINE = re.compile(r"^[ \t]*answer[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 _PREFIX = {
     "generate": "Reasoning (sim).\nAnswer: ",
@@ -118,12 +117,6 @@ def _check_override_keys(d: dict[str, Any]) -> None:
 def build_config(binding: dict[str, Any]) -> SimConfig:
     """Parse a binding's sim fields; raises ConfigError on bad values (used by check_binding)."""
     return SimConfig({k: binding[k] for k in FIELDS if binding.get(k) is not None})
-
-
-def extract_answer(text: str) -> str:
-    """DESIGN §2 default extraction: the text after the last `Answer:` line, else the stripped text."""
-    found = _ANSWER_LINE.findall(text)
-    return found[-1] if found else text.strip()
 
 
 class SimProvider:

@@ -20,12 +20,12 @@ from ember_compiler.compiler.check import load_spec
 from ember_compiler.compiler.lower import lower
 from ember_compiler.compiler.passes import default_passes, run_passes
 from ember_compiler.errors import EmberError
+from ember_compiler.ops.registry import Spec
 from ember_compiler.runtime.runtime import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.model import Model
 from ember_compiler.sdk.operator import Network, Operator, OperatorError, snake
 from ember_compiler.sdk.trace import TRACE, Proxy, Trace, returned_ports
-from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.model import NAME_PATTERN
 from ember_compiler.xcs.executor import Executor
 from ember_compiler.xcs.plan import Plan

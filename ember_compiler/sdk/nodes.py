@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ember_compiler.ops.operators import resolve_operator, spec_folder
 from ember_compiler.errors import EmberError
+from ember_compiler.ops.operators import resolve_operator, spec_folder
 from ember_compiler.sdk import engine
 from ember_compiler.xcs.expr import Ref, walk
 from ember_compiler.xcs.plan import PlanNode

@@ -25,6 +25,7 @@ from ember_compiler.sdk.model import as_model
 from ember_compiler.sdk.operator import EAGER, Operator, OperatorError, eager_node_id
 from ember_compiler.templates import variables
 
+
 class BuiltinOp(Operator):
     """Base of the built-in ops: eager calls run a one-node plan; traced calls emit the node."""
 

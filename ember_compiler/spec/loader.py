@@ -9,8 +9,8 @@ positioned diagnostics — a bad file never raises anything else.
 from __future__ import annotations
 
 import codecs
-import os
 import datetime
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

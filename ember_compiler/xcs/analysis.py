@@ -15,6 +15,8 @@ from typing import Any
 
 from ..ops.registry import plan_op
 from .expr import ListOf, Lit, Ref
+
+
 @dataclass(frozen=True)
 class PlanStats:
     """What one run of a plan costs, before it runs.

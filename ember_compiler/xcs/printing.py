@@ -21,8 +21,8 @@ import json
 import re
 from typing import Any
 
-from .analysis import analyze
 from ..ops.registry import plan_op
+from .analysis import analyze
 from .expr import DictOf, Expr, Fmt, Guard, Input, ListOf, Lit, NodeRef, Ref, from_json, walk
 
 TEMPLATE_PARAMS = frozenset({"prompt", "system"})
