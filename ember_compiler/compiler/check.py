@@ -19,10 +19,10 @@ from ember_compiler.compiler.check_rules import Checker, View
 from ember_compiler.compiler.schema import validate_structure
 from ember_compiler.compiler.sets import apply_sets
 from ember_compiler.errors import SpecInvalid
-from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.diagnostics import Diagnostic
 from ember_compiler.spec.loader import Document, load_document, to_plain
 from ember_compiler.spec.loader import subspec_path as subspec_path
+from ember_compiler.spec.model import SpecBase as Spec
 
 __all__ = ["check_spec", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
 

@@ -15,7 +15,7 @@ utilities: the compiler, the checker and the executor hand them *contexts* (``Lo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..providers.base import Completion, Request
@@ -98,7 +98,8 @@ class PlanOp:
     calls: Callable[[Any, Lengths], int | None] | None = None  # llm: model calls per run (None: unknown)
     per_call_requests: bool = False  # one request per call (verify: one per candidate), not one with n
     lengths: Callable[[Any, Lengths], dict[str, int | None]] | None = None  # list ports known statically
-    role: str | None = None  # the sim role its requests carry: generate, judge, select or verify
+    role: str | None = None  # the sim role its requests carry (the sim's behaviour for them)
+    sim: Callable[..., list[str]] | None = None  # the sampler of a new role (``providers.sim.Sampler``)
     dry_text: Callable[[int], str] | None = None  # ``ember plan``'s placeholder reply for sample j
     pp: Callable[[Any], dict[str, Any]] | None = None  # params shown when printed (default: all but templates)
 
@@ -164,4 +165,7 @@ class OpDef:
     prepare: Callable[[CheckCtx, str, Any], None] | None = None  # before references are checked
     ports_declared_by_node: bool = False  # network/python: the ports are the sub-spec's or operator's
     sdk: SdkDef | None = None
-    docs: dict[str, str] = field(default_factory=dict)  # field -> description, for docs/spec-format.md
+    sdk_note: str = ""  # without an SdkDef: what the SDK offers instead (docs and the registry test read it)
+    # a minimal node of this op, reading inputs `question` (string) and `choices` (array) and the sim
+    # binding `m`: the registry test compiles and runs it, the docs show it
+    example: dict[str, Any] | None = None

@@ -131,4 +131,5 @@ OP = OpDef(
                "``responses``, ``answers``, ``usage``.",
                {"model": None, "models": None, "n": 1, "prompt": REQUIRED, "system": None, "extract": None},
                validate=_validate),
+    example={"op": "ensemble", "model": "m", "n": 3, "prompt": "Question: {{ inputs.question }}"},
 )

@@ -31,4 +31,5 @@ OP = OpDef(
     lower=lower,
     plan_ops=(PlanOp("first", "fn", ("value",), run=run, null_tolerant=True),),
     sdk=SdkDef("First", "The first non-null candidate. Output: ``value``.", {}, value_fields=("candidates",)),
+    example={"op": "first", "candidates": [None, "${inputs.question}"]},
 )

@@ -57,4 +57,5 @@ OP = OpDef(
     template_fields=("prompt", "system"),
     sdk=SdkDef("Generate", "One model call. Output: ``text``, ``answer`` (extracted), ``usage``.",
                {"model": REQUIRED, "prompt": REQUIRED, "system": None, "extract": None}),
+    example={"op": "generate", "model": "m", "prompt": "Question: {{ inputs.question }}"},
 )

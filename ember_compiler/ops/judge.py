@@ -49,4 +49,5 @@ OP = OpDef(
     sdk=SdkDef("Judge", "A model reads the candidates and writes the answer. Output: ``answer``, "
                "``reasoning``, ``text``.", {"model": REQUIRED, "prompt": None},
                value_fields=("question", "candidates")),
+    example={"op": "judge", "model": "m", "question": "${inputs.question}", "candidates": ["Answer: A", "Answer: B"]},
 )

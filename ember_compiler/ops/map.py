@@ -78,4 +78,7 @@ OP = OpDef(
                      lengths=item_lengths),),
     check=check,
     prepare=prepare,
+    example={"op": "map", "over": "${inputs.choices}", "as": "choice",
+             "node": {"op": "generate", "model": "m", "prompt": "Is it {{ inputs.choice }}?"}},
+    sdk_note="ember_compiler.vmap maps an operator over a batch",
 )

@@ -47,4 +47,5 @@ OP = OpDef(
     plan_ops=(PlanOp("pack", "fn", None, run=pack, null_tolerant=True, lengths=pack_lengths),),
     prepare=prepare,
     ports_declared_by_node=True,
+    sdk_note="ember_compiler.load(PATH) gives a spec as an operator; a Network subclass nests networks in Python",
 )

@@ -148,4 +148,5 @@ OP = OpDef(
     check=check,
     prepare=prepare,
     ports_declared_by_node=True,
+    sdk_note="subclass ember_compiler.Operator: its instances are python nodes when traced",
 )

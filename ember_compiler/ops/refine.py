@@ -103,4 +103,5 @@ OP = OpDef(
     sdk=SdkDef("Refine", "Verifier-prover rounds. Output: ``answer``, ``rounds``, ``accepted``.",
                {"prover": REQUIRED, "verifier": REQUIRED, "max_rounds": 3}, value_fields=("question",),
                validate=_validate),
+    example={"op": "refine", "prover": "m", "verifier": "m", "question": "${inputs.question}", "max_rounds": 2},
 )

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from ..providers.sim import register_role
 from ..spec.model import Name, SpecBase
 from . import ensemble, first, generate, judge, map, network, python, refine, select, verify, vote
 from .base import OpDef, PlanOp
@@ -49,6 +50,14 @@ def register_op(op: OpDef) -> None:
     _rebuild()
 
 
+def unregister_op(name: str) -> None:
+    """Remove a registered op and its plan ops (a plugin's, or a test's) and rebuild ``Spec``."""
+    op = OPS.pop(name)
+    for p in op.plan_ops:
+        PLAN_OPS.pop(p.name, None)
+    _rebuild()
+
+
 def _add(op: OpDef) -> None:
     if op.name in OPS:
         raise OpConflict(f"op '{op.name}' is registered already")
@@ -58,6 +67,8 @@ def _add(op: OpDef) -> None:
     OPS[op.name] = op
     for p in op.plan_ops:
         PLAN_OPS[p.name] = p
+        if p.sim is not None:
+            register_role(p.role, p.sim)
 
 
 def get(name: str) -> OpDef | None:

@@ -60,4 +60,5 @@ OP = OpDef(
     template_fields=("prompt",),
     sdk=SdkDef("Select", "A model picks one candidate. Output: ``answer``, ``index``.",
                {"model": REQUIRED, "prompt": None}, value_fields=("question", "candidates")),
+    example={"op": "select", "model": "m", "question": "${inputs.question}", "candidates": ["Answer: A", "Answer: B"]},
 )

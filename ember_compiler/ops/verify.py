@@ -73,4 +73,5 @@ OP = OpDef(
     sdk=SdkDef("Verify", "One verifier call per candidate. Output: ``verdicts``, ``accepted``, ``answer``.",
                {"model": REQUIRED, "prompt": None, "then": None, "fallback": None},
                value_fields=("question", "candidates")),
+    example={"op": "verify", "model": "m", "question": "${inputs.question}", "candidates": ["Answer: A", "Answer: B"]},
 )

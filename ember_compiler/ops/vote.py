@@ -99,4 +99,5 @@ OP = OpDef(
     plan_ops=(VOTE, VOTE_CUTOFF),
     sdk=SdkDef("Vote", "Plurality vote. Output: ``answer``, ``counts``, ``confidence``.",
                {"normalize": None, "extract": None}, value_fields=("candidates",)),
+    example={"op": "vote", "candidates": ["A", "B", "A"]},
 )

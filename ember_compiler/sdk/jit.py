@@ -20,7 +20,7 @@ from ember_compiler.compiler.check import load_spec
 from ember_compiler.compiler.lower import lower
 from ember_compiler.compiler.passes import default_passes, run_passes
 from ember_compiler.errors import EmberError
-from ember_compiler.ops.registry import Spec
+from ember_compiler.ops import registry
 from ember_compiler.runtime.runtime import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.model import Model
@@ -98,7 +98,7 @@ def build(trace: Trace, name: str, inputs: dict[str, Any], outputs: dict[str, st
     spec["nodes"] = nodes
     spec["outputs"] = outputs
     try:
-        checked = Spec.model_validate(spec)
+        checked = registry.Spec.model_validate(spec)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise OperatorError(f"traced network '{name}' is not a valid spec at "
