@@ -261,10 +261,8 @@ def _verify(draws: Draws, cfg: SimConfig, meta: dict[str, Any], truth: str | Non
     if cand is None:
         raw = meta.get("candidate")
         cand = None if raw is None else extract_answer(str(raw))
-    if truth is None:
-        p = 0.5
-    else:
-        p = cfg.tpr if cand is not None and str(cand).strip() == truth else cfg.fpr
+    correct = cand is not None and str(cand).strip() == truth
+    p = 0.5 if truth is None else cfg.tpr if correct else cfg.fpr
     prefix = _PREFIX["verify"]
     return [prefix + ("yes" if u1 * _INV64 < p else "no") for u1, _ in draws.pairs()]
 
