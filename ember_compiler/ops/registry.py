@@ -97,7 +97,7 @@ def _load_plugins() -> None:
 def _build_spec() -> tuple[Any, type[SpecBase]]:
     models = tuple(op.node for op in OPS.values())
     union = Annotated[models[0] if len(models) == 1 else _union(models), Field(discriminator="op")]
-    # a map's inline node may be any node: its model names the union by a forward reference
+    # a map's inline node may be any node
     map.MapNode.model_fields["node"].annotation = union | None  # type: ignore[operator]
     map.MapNode.model_rebuild(force=True)
 
@@ -115,9 +115,17 @@ def _union(models: tuple[type, ...]) -> Any:
     return out
 
 
+_BUILT: dict[tuple[type, ...], tuple[Any, type[SpecBase]]] = {}  # the same ops give the same Spec class
+
+
 def _rebuild() -> None:
     global Node, Spec
-    Node, Spec = _build_spec()
+    key = tuple(op.node for op in OPS.values())
+    if key not in _BUILT:
+        _BUILT[key] = _build_spec()
+    Node, Spec = _BUILT[key]
+    map.MapNode.model_fields["node"].annotation = Node | None  # type: ignore[operator]
+    map.MapNode.model_rebuild(force=True)
 
 
 for _op in BUILTIN:
