@@ -10,11 +10,10 @@ Everything between them belongs to this script; edit the sources instead:
 
 - `ops` (docs/spec-format.md): `op_rows()`, today the op catalogue `ember_compiler.ops.catalog.OPS`
   (name, ports, summary) and the fields of each node model in `ember_compiler.spec.model.NODE_TYPES`.
-- `codes` (docs/diagnostics.md): `code_rows()`, today the code table in the docstring of
-  `ember_compiler/compiler/check.py`.
+- `codes` (docs/diagnostics.md): `code_rows()`: the code registry `ember_compiler.spec.codes` when it
+  is there, else the code table in the docstring of `ember_compiler/compiler/check.py`.
 
-When the op registry (`ember_compiler.ops.registry`) and the code registry
-(`ember_compiler.spec.codes`) land, only those two functions change.
+When the op registry (`ember_compiler.ops.registry`) lands, only `op_rows()` changes.
 
     python docs/generate.py           # rewrite the regions in place
     python docs/generate.py --check   # exit 1 (and name the files) when a region is stale
@@ -59,22 +58,33 @@ def op_rows() -> list[dict[str, object]]:
     return rows
 
 
-def code_rows() -> list[tuple[str, str]]:
-    """(code, summary) for every diagnostic code, in the order of the table."""
+def code_rows() -> list[dict[str, str]]:
+    """Every diagnostic code, in the order of the table: code, name ("" when codes have none), summary.
+
+    From the code registry `ember_compiler.spec.codes` when it exists, else from the code table in the
+    docstring of `ember_compiler/compiler/check.py` (where the codes were listed before the registry).
+    """
+    try:
+        from ember_compiler.spec.codes import all_codes
+    except ImportError:
+        return _codes_from_check_docstring()
+    return [{"code": c.code, "name": c.name, "summary": c.summary} for c in all_codes()]
+
+
+def _codes_from_check_docstring() -> list[dict[str, str]]:
     from ember_compiler.compiler import check
 
     doc = check.__doc__ or ""
     table = re.search(r"^=+\s+=+\n.*?\n=+\s+=+\n(.*?)\n=+\s+=+", doc, re.S | re.M)
     if table is None:
         raise SystemExit("docs/generate.py: no code table found in ember_compiler/compiler/check.py")
-    rows: list[tuple[str, str]] = []
+    rows: list[dict[str, str]] = []
     for line in table.group(1).splitlines():
-        code = line[:4].strip()
-        text = line[4:].strip()
+        code, text = line[:4].strip(), line[4:].strip()
         if code:
-            rows.append((code, text))
+            rows.append({"code": code, "name": "", "summary": text})
         elif rows and text:  # a continuation line
-            rows[-1] = (rows[-1][0], f"{rows[-1][1]} {text}")
+            rows[-1]["summary"] += f" {text}"
     return rows
 
 
@@ -105,10 +115,14 @@ def render_ops() -> str:
 
 
 def render_codes() -> str:
-    lines = [NOTE.format(source="the code table of ember_compiler/compiler/check.py"), "",
-             "| code | problem |", "|---|---|"]
-    for code, text in code_rows():
-        lines.append(f"| <a id=\"{code.lower()}\"></a>`{code}` | {_cell(text)} |")
+    rows = code_rows()
+    named = any(r["name"] for r in rows)
+    lines = [NOTE.format(source="the diagnostic codes (see code_rows)"), "",
+             "| code | name | problem |" if named else "| code | problem |",
+             "|---|---|---|" if named else "|---|---|"]
+    for r in rows:
+        name = f" `{r['name']}` |" if named else ""
+        lines.append(f"| <a id=\"{r['code'].lower()}\"></a>`{r['code']}` |{name} {_cell(r['summary'])} |")
     return "\n".join(lines)
 
 
