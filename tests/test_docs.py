@@ -57,6 +57,7 @@ class Block:
     check_output: bool = False
     run: bool = False
     same_as: str | None = None  # the block shows this file (relative to the repository), verbatim
+    directives: list[str] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -111,13 +112,16 @@ def parse_blocks(path: Path) -> list[Block]:
         while end < len(lines) and lines[end].strip() != "```":
             end += 1
         body = [line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1:end]]
-        block = Block(path, i + 1, lang, "\n".join(body) + "\n")
+        block = Block(path, i + 1, lang, "\n".join(body) + "\n", directives=directives)
         for directive in directives:
             _apply(block, directive)
         if any(not d.startswith("same-as") for d in directives) and block.lang not in (*SHELLS, "python"):
             raise ValueError(f"{block.where}: a docs-check directive on a ```{lang} block, which never runs")
         blocks.append(block)
         i = end + 1
+    attached = sum(len(b.directives) for b in blocks)
+    if attached != sum(1 for line in _unfenced("\n".join(lines)) if DIRECTIVE.match(line)):
+        raise ValueError(f"{path}: a docs-check comment that is not on the line(s) just above a fenced block")
     return blocks
 
 
@@ -254,6 +258,9 @@ def test_directives_parse(tmp_path: Path) -> None:
     assert not yaml.runnable
     doc.write_text("<!-- docs-check: skip -->\n```sh\ntrue\n```\n")  # a skip without a reason
     with pytest.raises(ValueError, match="unknown docs-check directive"):
+        parse_blocks(doc)
+    doc.write_text("<!-- docs-check: skip (x) -->\n\n```sh\ntrue\n```\n")  # not next to its block
+    with pytest.raises(ValueError, match="not on the line"):
         parse_blocks(doc)
 
 
