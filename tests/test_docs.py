@@ -93,6 +93,19 @@ def _apply(block: Block, directive: str) -> None:
                          "(skip (REASON), e2e, exit N, output, run, same-as PATH)")
 
 
+def _unfenced(text: str) -> list[str]:
+    """The lines outside fenced blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if fenced:
+            fenced = line.strip() != "```"
+        elif line.lstrip().startswith("```"):
+            fenced = True
+        else:
+            out.append(line)
+    return out
+
+
 def parse_blocks(path: Path) -> list[Block]:
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks: list[Block] = []
@@ -306,19 +319,6 @@ def test_generated_tables_cover_every_op_and_code() -> None:
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
-
-
-def _unfenced(text: str) -> list[str]:
-    """The lines outside fenced blocks."""
-    out, fenced = [], False
-    for line in text.splitlines():
-        if fenced:
-            fenced = line.strip() != "```"
-        elif line.lstrip().startswith("```"):
-            fenced = True
-        else:
-            out.append(line)
-    return out
 
 
 def _prose(text: str) -> str:
