@@ -14,11 +14,7 @@ from ember_compiler.answers import vote
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
-<<<<<<< Updated upstream
 from ember_compiler.ops.vote import still_needed
-=======
-from ember_compiler.ops.llm import still_needed
->>>>>>> Stashed changes
 from ember_compiler.runtime.run import run_plan
 
 SC = """\

@@ -15,12 +15,8 @@ from ember_compiler.answers import json_reply, parse_verdict
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import OutputError
 from ember_compiler.ops import prompts
-<<<<<<< Updated upstream
 from ember_compiler.ops.base import CallContext
 from ember_compiler.ops.registry import PLAN_OPS as LLM_RULES
-=======
-from ember_compiler.ops.llm import LLM_RULES, CallContext
->>>>>>> Stashed changes
 from ember_compiler.providers.base import Completion, Request
 from ember_compiler.providers.local import default_model_path, have_xllamacpp
 from ember_compiler.runtime.run import run_plan
