@@ -14,6 +14,17 @@ from .. import templates
 from ..answers import extract_answer, json_reply, parse_verdict
 from ..errors import OutputError
 from ..providers.base import Completion
+from ..spec.model import NodeBase
+
+
+class ChoiceNode(NodeBase):
+    """The fields of the ops that show a model the candidates (judge, select, verify)."""
+
+    op: str
+    model: str
+    question: Any
+    candidates: Any
+    prompt: str | None = None
 
 
 def messages(user: str, system: str | None = None) -> list[dict[str, str]]:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..answers import before_answer, extract_answer
-from ..spec.model import Name, NodeBase, with_vars
+from ..spec.model import Name, with_vars
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
 
 
-class JudgeNode(NodeBase):
+class JudgeNode(calls.ChoiceNode):
     op: Literal["judge"]
-    model: str
-    question: Any
-    candidates: Any
-    prompt: str | None = None
     with_: dict[Name, Any] = with_vars()
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..answers import extract_answer, vote
-from ..spec.model import Name, NodeBase, with_vars
+from ..spec.model import Name, with_vars
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef
 
 
-class VerifyNode(NodeBase):
+class VerifyNode(calls.ChoiceNode):
     op: Literal["verify"]
-    model: str
-    question: Any
-    candidates: Any
-    prompt: str | None = None
     then: Literal["first", "vote"] = "first"
     fallback: Literal["first", "vote", "none"] = "first"
     with_: dict[Name, Any] = with_vars()
