@@ -39,7 +39,7 @@ import httpx2
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob, eval_plan_async
-from ember_compiler.runtime.run import run_plan_async
+from ember_compiler.runs import run_plan_async
 from ember_compiler.runtime.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent

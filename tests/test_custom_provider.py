@@ -19,7 +19,7 @@ from ember_compiler.compiler import check_rules, compile_spec
 from ember_compiler.errors import ConfigError
 from ember_compiler.providers import registry
 from ember_compiler.providers.base import Completion
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_provider"
 

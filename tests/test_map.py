@@ -8,7 +8,7 @@ from pathlib import Path
 from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.analysis import analyze
 from ember_compiler.compiler.check import validate_paths
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 from ember_compiler.xcs.printing import to_text
 
 FIX = Path(__file__).parent / "fixtures" / "map"

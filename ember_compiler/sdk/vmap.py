@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ember_compiler.runtime.runtime import Usage
+from ember_compiler.runtime.usage import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.jit import Jitted, jit
 from ember_compiler.sdk.operator import Operator, OperatorError
