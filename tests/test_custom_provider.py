@@ -136,7 +136,7 @@ def test_register_provider_with_a_foreign_client_library():
     finally:
         registry.PROVIDERS.pop("wrapped", None)
     assert len(c.texts) == 5 and made.calls == 4  # 1 failure, then 2 + 2 + 1 samples
-    assert rt._clock.sleeps == [2.0]  # the hint from the foreign exception's response
+    assert rt.clock.sleeps == [2.0]  # the hint from the foreign exception's response
     # a plugin's model name found in the table is priced like the vendor's (gpt-4o-mini here)
     assert rt.usage.cost_usd == pytest.approx(3 * (10 * 0.15 + 4 * 0.6) / 1e6) and rt.warnings == []
 
