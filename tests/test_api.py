@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from ember_cli.main import app
 from typer.testing import CliRunner
 
 import ember_compiler
@@ -18,7 +19,6 @@ from ember_compiler.runs import RunDir, RunOptions, make_runtime, new_run_id
 from ember_compiler.runtime.budget import Budget, limits_from
 from ember_compiler.runtime.usage import Usage
 from ember_compiler.xcs.plan import Plan
-from ember_cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ROOT / "specs" / "sim"
