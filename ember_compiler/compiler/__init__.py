@@ -24,7 +24,7 @@ def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimi
         sets: ``--set`` overrides (dotted path -> value), applied by the checker.
         optimize: run the default passes (``prune``, ``dedupe``, and for a batch ``vote_cutoff``);
             False returns the plan as lowered.
-        disable: default passes not to run (``--no-pass NAME``).
+        disable: default passes not to run (``--no-pass NAME``; ``vote-cutoff`` or ``vote_cutoff``).
         batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls.
 
     Raises:
@@ -39,7 +39,7 @@ def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimi
     from ember_compiler.compiler.passes import DEFAULT_PASSES, PASSES, default_passes
     from ember_compiler.errors import UsageError
 
-    off = set(disable)
+    off = {p.strip().replace("-", "_") for p in disable}  # kebab-case (`vote-cutoff`) or snake_case
     if unknown := sorted(off - PASSES.keys()):
         raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(DEFAULT_PASSES)})")
     return run_passes(plan, enabled=[p for p in default_passes(batch=batch) if p not in off])
