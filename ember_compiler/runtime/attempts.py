@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import EmberError, ProviderError
 from ..providers.base import Completion, Request
@@ -76,8 +76,6 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
     gate: Gate = target.gate
     bound, lim = rt.bound, gate.limiter
     provider, timeout_s = target.provider, target.timeout_s
-    clock: Callable[[], float] = rt.clock
-    sleep: Callable[[float], Awaitable[Any]] = rt.sleep
     state: RetryState | None = None
     began = 0.0
     while True:
@@ -96,7 +94,7 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
                         completion = await provider.complete(request)
                     else:
                         if state is None:
-                            began = clock()  # the deadline counts from the first send, not the queue
+                            began = rt.clock()  # the deadline counts from the first send, not the queue
                         async with asyncio.timeout(timeout_s):
                             completion = await provider.complete(request)
                 finally:
@@ -108,7 +106,7 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
             if isinstance(exc, EmberError) and not isinstance(exc, ProviderError):
                 raise  # a configuration problem (e.g. the local server cannot start): not retried
             err = as_provider_error(exc, timeout_s)
-            now = clock()
+            now = rt.clock()
             if state is None:
                 state = RetryState(began)
             waive = state.waivable(err, target, lim, now)
@@ -123,7 +121,7 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
             if err.status in COOL_DOWN_STATUSES:
                 lim.cool_down(delay)  # everyone queued on this model waits, this retry included
             else:
-                await sleep(delay)
+                await rt.sleep(delay)
             continue
         if completion.rate_limits is not None:
             lim.learn(completion.rate_limits)

@@ -123,12 +123,7 @@ class Runtime:
             more = [replace(request, n=min(per, missing - i), meta={**request.meta, "sample_offset": offset + got + i})
                     for i in range(0, missing, per)]
             for c in await asyncio.gather(*(self._send(target, r, priority, row) for r in more)):
-                out.texts += c.texts
-                out.finish_reasons += c.finish_reasons
-                out.input_tokens += c.input_tokens
-                out.output_tokens += c.output_tokens
-                out.cached_tokens += c.cached_tokens
-                out.cache_write_tokens += c.cache_write_tokens
+                out.extend(c)
         del out.texts[request.n:], out.finish_reasons[request.n:]
         return out
 
