@@ -25,6 +25,7 @@ from .errors import BudgetExceeded, ConfigError, EmberError, ProviderError, Spec
 from .runs.options import PASS_NAMES, RunOptions, compiler_pass, pass_name
 from .runs.rundir import RUNS_DIR, RunDir, new_run_id
 from .runtime.budget import Budget
+from .runtime.usage import Usage
 
 if TYPE_CHECKING:
     from .eval.dataset import Row
@@ -40,7 +41,7 @@ __all__ = [
     "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
     "plan_text", "plot_sweep", "render_diagnostics", "require_plot", "run", "run_eval", "schema_text",
-    "sim_data", "spec_files", "sweep", "sweep_size", "validate",
+    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate",
 ]
 
 
