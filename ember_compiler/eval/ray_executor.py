@@ -220,7 +220,8 @@ def _shard(payload: dict[str, Any], rows: list[Row], actor: Any, name: str) -> I
 
 
 def _worker_job(payload: dict[str, Any], rows: list[Row], actor: Any, name: str) -> tuple[Any, Any]:
-    from ..runs import RunOptions, make_runtime
+    from ..runs import RunDir, RunOptions, make_runtime
+    from ..runs.rundir import worker_trace
     from ..runtime.cache import ResponseCache
     from ..runtime.cluster import GateFactory, RemoteBudget
     from ..xcs.plan import Plan
@@ -230,12 +231,12 @@ def _worker_job(payload: dict[str, Any], rows: list[Row], actor: Any, name: str)
     plan = Plan.from_json(payload["plan"])
     job = EvalJob(plan, rows, seed=payload["seed"], metrics=parse_metrics(payload["metrics"]),
                   concurrency=payload["concurrency"], runs_dir=None, scheduler=payload["scheduler"])
-    trace_dir = payload["trace_dir"]
-    trace = os.path.join(trace_dir, f"trace.{name}.jsonl") if trace_dir and os.path.isdir(trace_dir) else None
+    trace_dir = payload["trace_dir"]  # the driver's run folder, when this worker's host can reach it
+    run = RunDir.at(Path(trace_dir)) if trace_dir and os.path.isdir(trace_dir) else RunDir.new(None)
     cache = payload["cache"]
     job.runtime = make_runtime(
         RunOptions(scheduler=payload["scheduler"]), plan,
-        trace=Path(trace) if trace else None,
+        trace=run.file(worker_trace(name)),
         budget=RemoteBudget(actor, payload["budget"], name) if payload["budget"] is not None else None,
         cache=None if cache is None else ResponseCache(cache[0], mode=cache[1], include_sim=cache[2]),
         gates=GateFactory(actor, name))

@@ -1,6 +1,7 @@
 """`RunDir`: a run's folder `.ember/runs/<run-id>/` and the files in it.
 
-- `trace.jsonl`: spans (runtime/trace.py), written while the run goes;
+- `trace.jsonl`: spans (runtime/trace.py), written while the run goes (on Ray, each worker's in
+  `trace.<worker>.jsonl` when the folder is reachable from its host);
 - `result.json`: the summary, written when the run ends (also when it failed or was interrupted);
 - `rows.jsonl` (eval): one record per finished row, streamed;
 - `study.json` (eval): what was asked (spec, plan hash, data and its hash, sets, seed, metrics,
@@ -25,6 +26,11 @@ RUNS_DIR = Path(".ember") / "runs"
 TRACE, RESULT, ROWS, STUDY = "trace.jsonl", "result.json", "rows.jsonl", "study.json"
 # what must match for a resume to continue the same study (the rest is informational)
 IDENTITY = ("plan_hash", "data_sha256", "seed", "sets", "map", "limit", "sample", "metrics")
+
+
+def worker_trace(worker: str) -> str:
+    """The trace file of one Ray worker in the driver's run folder (`trace.<worker>.jsonl`)."""
+    return f"trace.{worker}.jsonl"
 
 
 def new_run_id() -> str:
