@@ -39,8 +39,7 @@ import httpx2
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob, eval_plan_async
-from ember_compiler.runtime.run import run_plan_async
-from ember_compiler.runtime.runtime import Runtime
+from ember_compiler.runs import make_runtime, run_plan_async
 
 HERE = Path(__file__).resolve().parent
 KEY_ENV = "EMBER_BENCH_FAKE_KEY"
@@ -197,7 +196,7 @@ async def w1(server: FakeServer, tmp: Path, repeats: int = 7) -> tuple[list[str]
     question = {"question": QUESTION}
     cold, warm, raw_cold, raw_warm = [], [], [], []
     await run_plan_async(plan, question, runs_dir=tmp / "runs")  # warm-up (imports, templates)
-    runtime = Runtime()
+    runtime = make_runtime()
     async with raw_client() as kept:
         await raw_query(kept, server.url, 16)
         await EvalJob(plan, rows(1), runtime=runtime, runs_dir=None).run()

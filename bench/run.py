@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ember_compiler.compiler import compile_spec
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

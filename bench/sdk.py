@@ -90,7 +90,7 @@ def main() -> None:
     print(f"    the same, jit(scheduler='sequential')  {t_seq:.3f} s   ratio {t_seq / t1:.3f}")
 
     rows = [{"question": f"q{i}", "answer": "ABCD"[i % 4]} for i in range(2000)]
-    batched = vmap(EnsembleVote(Model(provider="sim", accuracy=0.6), n=11), max_concurrency=64)
+    batched = vmap(EnsembleVote(Model(provider="sim", accuracy=0.6), n=11), row_concurrency=64)
     batched(rows[:10])  # trace once
     out = batched.run(rows)
     correct = sum(o.answer == r["answer"] for o, r in zip(out.outputs, rows, strict=True))

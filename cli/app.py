@@ -1,4 +1,5 @@
-"""The `ember` Typer app and what every command shares: error mapping, --set, compiling a spec."""
+"""The `ember` Typer app and what every command shares: error mapping, the shared options, and turning
+flags into the library's `RunOptions` (the CLI imports only `ember_compiler.api`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ember_compiler.errors import EmberError, SpecInvalid
+from ember_compiler import api
 
 from . import output
 
@@ -38,12 +39,10 @@ def errors() -> Iterator[None]:
     """Map library errors to one clear line and the exit codes of DESIGN §7."""
     try:
         yield
-    except SpecInvalid as exc:
-        from ember_compiler.spec.diagnostics import render_all
-
-        sys.stderr.write(render_all(exc.diagnostics) + "\n")
+    except api.SpecInvalid as exc:
+        sys.stderr.write(api.render_diagnostics(exc.diagnostics) + "\n")
         raise typer.Exit(1) from None
-    except EmberError as exc:
+    except api.EmberError as exc:
         if _state["debug"]:
             traceback.print_exc()
         output.error(str(exc))
@@ -60,54 +59,51 @@ def errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def sets(items: list[str] | None) -> dict[str, Any]:
-    from ember_compiler.compiler.sets import parse_set
-
-    return dict(parse_set(s) for s in items or [])
+def renamed(new: Any, old: Any, old_flag: str, new_flag: str) -> Any:
+    """The value of a renamed flag: the new one, else the deprecated spelling (with a one-line warning)."""
+    if old is None:
+        return new
+    output.warning(f"{old_flag} is deprecated: use {new_flag}")
+    if new is not None and new != old:
+        raise api.UsageError(f"{old_flag} and {new_flag} are the same option: give one")
+    return old
 
 
 NoPassOpt = Annotated[list[str] | None, typer.Option(
-    "--no-pass", help="Turn off a plan pass: prune, dedupe or vote_cutoff (repeat for several).")]
-
-
-def compile_plan(spec: Path, set_items: list[str] | None, no_pass: list[str] | None = None, *,
-                 batch: bool = False):
-    from ember_compiler.compiler import compile_spec
-
-    return compile_spec(spec, sets(set_items), disable=no_pass or (), batch=batch)
-
-
-MaxCostOpt = Annotated[float | None, typer.Option("--max-cost", help="Budget: stop before the spend could exceed "
-                                                  "this many USD (exit code 3; overrides the spec's budget:).")]
+    "--no-pass", help="Turn off a plan pass: prune, dedupe or vote-cutoff (repeat for several).")]
+MaxCostOpt = Annotated[float | None, typer.Option(
+    "--max-cost-usd", "--max-cost", help="Budget: stop before the spend could exceed this many USD (exit code 3; "
+                                         "overrides the spec's budget:).")]
 MaxCallsOpt = Annotated[int | None, typer.Option("--max-calls", help="Budget: at most this many model calls.")]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Budget: at most this many tokens "
-                                                  "(input + output).")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-total-tokens", help="Budget: at most this many tokens "
+                                                  "over all calls (input + output).")]
+OldMaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", hidden=True,
+                                                     help="Deprecated: --max-total-tokens.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Response cache file (also caches the sim). "
                                                "Default: $XDG_CACHE_HOME/ember/responses.sqlite3 "
                                                "(~/.cache/ember), for every provider but the sim.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the response cache.")]
 CacheModeOpt = Annotated[str, typer.Option("--cache-mode", help="read-write (default), read-only, or replay "
                                            "(a request not in the cache is an error).")]
+RowConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--row-concurrency", min=1, help="Rows in flight at once (default 64; per-model calls in flight are the "
+                                     "binding's limits.concurrency).")]
+OldConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", min=1, hidden=True,
+                                                       help="Deprecated: --row-concurrency.")]
 
 
-def budget_limits(plan: Any, max_cost: float | None, max_calls: int | None, max_tokens: int | None) -> Any:
-    from ember_compiler.runtime.budget import limits_from
-
-    return limits_from(plan.budget, max_cost=max_cost, max_calls=max_calls, max_tokens=max_tokens)
-
-
-def open_cache(plan: Any, path: Path | None, no_cache: bool, mode: str) -> Any:
-    """The response cache a command uses, or None (--no-cache, or the default cache and only sim calls)."""
-    from ember_compiler.errors import UsageError
-    from ember_compiler.runtime.cache import MODES, ResponseCache
-    from ember_compiler.runtime.runtime import _called_models
-
-    if mode not in MODES:
-        raise UsageError(f"--cache-mode must be one of {', '.join(MODES)}, got '{mode}'")
-    if no_cache:
-        if path is not None or mode != "read-write":
-            raise UsageError("--no-cache cannot be combined with --cache or --cache-mode")
-        return None
-    if path is None and all(plan.models[m]["provider"] == "sim" for m in _called_models(plan.nodes)):
-        return None  # a sim call is cheaper than a lookup: the sim is cached only with an explicit --cache
-    return ResponseCache(path, mode=mode, include_sim=path is not None)
+def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[str] | None = None,
+                no_pass: list[str] | None = None, max_cost: float | None = None, max_calls: int | None = None,
+                max_tokens: int | None = None, old_max_tokens: int | None = None, cache: Path | None = None,
+                no_cache: bool = False, cache_mode: str = "read-write", row_concurrency: int | None = None,
+                old_concurrency: int | None = None) -> api.RunOptions:
+    """The flags shared by run, eval, sweep and plan as the library's `RunOptions`."""
+    max_tokens = renamed(max_tokens, old_max_tokens, "--max-tokens", "--max-total-tokens")
+    rows = renamed(row_concurrency, old_concurrency, "--concurrency", "--row-concurrency")
+    if no_cache and (cache is not None or cache_mode != "read-write"):
+        raise api.UsageError("--no-cache cannot be combined with --cache or --cache-mode")
+    budget = api.Budget(max_cost_usd=max_cost, max_calls=max_calls, max_total_tokens=max_tokens)
+    return api.RunOptions(seed=seed, scheduler=scheduler, sets=api.parse_sets(set_items),
+                          disable_passes=tuple(no_pass or ()), budget=None if budget.empty else budget,
+                          cache=cache, cache_mode="off" if no_cache else cache_mode,
+                          row_concurrency=rows if rows is not None else 64)

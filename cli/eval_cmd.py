@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from ember_compiler import api
 
 from . import output
 from .app import (
@@ -18,13 +19,14 @@ from .app import (
     MaxTokensOpt,
     NoCacheOpt,
     NoPassOpt,
+    OldConcurrencyOpt,
+    OldMaxTokensOpt,
+    RowConcurrencyOpt,
     SchedulerOpt,
     SetOpt,
     app,
-    budget_limits,
-    compile_plan,
     errors,
-    open_cache,
+    run_options,
 )
 
 MapOpt = Annotated[list[str] | None, typer.Option(
@@ -73,7 +75,8 @@ def eval_(
     map: MapOpt = None,
     metric: MetricOpt = None,
     seed: Annotated[int | None, typer.Option(help="Run seed (also seeds --sample). Default 0.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Rows in flight at once.")] = 64,
+    row_concurrency: RowConcurrencyOpt = None,
+    old_concurrency: OldConcurrencyOpt = None,
     limit: LimitOpt = None,
     sample: SampleOpt = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Finish the interrupted eval RUN_ID "
@@ -84,6 +87,7 @@ def eval_(
     max_cost: MaxCostOpt = None,
     max_calls: MaxCallsOpt = None,
     max_tokens: MaxTokensOpt = None,
+    old_max_tokens: OldMaxTokensOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     cache_mode: CacheModeOpt = "read-write",
@@ -94,95 +98,57 @@ def eval_(
     worker_cpus: WorkerCpusOpt = 1.0,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
-    from ember_compiler.errors import UsageError
-    from ember_compiler.eval.dataset import load_rows, parse_map
-    from ember_compiler.eval.metrics import parse_metrics
-    from ember_compiler.eval.ray_executor import RayOptions
-    from ember_compiler.eval.rundir import check_same_study, file_sha256, find_run, read_study
-    from ember_compiler.eval.runner import EvalJob
-    from ember_compiler.runtime.run import RUNS_DIR
-
     from .progress import RowProgress
 
     with errors():
-        recorded: dict[str, Any] | None = None
-        if resume is not None:
-            recorded = read_study(find_run(resume, RUNS_DIR))
-            spec = spec or Path(recorded["spec"])
-            data = data or Path(recorded["data"])
-            set = set if set is not None else recorded.get("sets") or None
-            map = map if map is not None else ([",".join(f"{k}={v}" for k, v in recorded["map"].items())]
-                                               if recorded.get("map") else None)
-            metric = metric if metric is not None else recorded.get("metrics")
-            seed = seed if seed is not None else recorded.get("seed", 0)
-            limit = limit if limit is not None else recorded.get("limit")
-            sample = sample if sample is not None else recorded.get("sample")
-        if spec is None or data is None:
-            raise UsageError("ember eval needs SPEC and --data (or --resume RUN_ID)")
-        if executor not in ("local", "ray"):
-            raise UsageError(f"--executor must be local or ray, got '{executor}'")
-        if executor == "local" and (address is not None or workers is not None or worker_cpus != 1.0):
-            raise UsageError("--address, --workers and --worker-cpus need --executor ray")
-        seed = seed or 0
-        plan = compile_plan(spec, set, no_pass, batch=True)
-        metrics = parse_metrics(metric)
-        mapping = parse_map(map)
-        rows = load_rows(data, limit, mapping=mapping, sample=sample, seed=seed)
-        study = {"kind": "eval", "spec": str(spec), "plan_hash": plan.hash, "data": str(data),
-                 "data_sha256": file_sha256(data), "map": mapping, "limit": limit, "sample": sample,
-                 "seed": seed, "sets": list(set or []), "metrics": [m.name for m in metrics],
-                 "rows": len(rows), "created": datetime.now(UTC).isoformat(timespec="seconds")}
-        if recorded is not None:
-            check_same_study(recorded, study, resume)
-        limits = budget_limits(plan, max_cost, max_calls, max_tokens)
-        job = EvalJob(plan, rows, seed=seed, metrics=metrics, concurrency=concurrency, scheduler=scheduler,
-                      run_id=resume, study=study, resume=resume is not None, budget=limits,
-                      cache=open_cache(plan, cache, no_cache, cache_mode),
-                      executor=RayOptions(address, workers, worker_cpus) if executor == "ray" else "local")
+        options = run_options(scheduler=scheduler, no_pass=no_pass, max_cost=max_cost, max_calls=max_calls,
+                              max_tokens=max_tokens, old_max_tokens=old_max_tokens, cache=cache, no_cache=no_cache,
+                              cache_mode=cache_mode, row_concurrency=row_concurrency, old_concurrency=old_concurrency)
+        ray = {k: v for k, v in (("address", address), ("workers", workers)) if v is not None}
+        ray.update({"worker_cpus": worker_cpus} if worker_cpus != 1.0 else {})
+        setup = api.eval_job(spec, data, options, metrics=metric, map=map, limit=limit, sample=sample, seed=seed,
+                             sets=set, resume=resume, executor=executor, ray=ray)
+        job, n_rows = setup.job, len(setup.rows)
         try:
-            with RowProgress(len(rows), enabled=progress and not json_out) as bar:
-                result = asyncio.run(_run(job, bar))
+            with RowProgress(n_rows, enabled=progress and not json_out) as bar:
+                bar.start_from(setup.resumed)
+                result = asyncio.run(api.run_eval(setup, bar.update))
         except KeyboardInterrupt:
             print_warnings(job.warnings)
-            where = job.run_dir / "rows.jsonl" if job.run_dir else "memory"
-            output.error(f"interrupted: {job.done:,} of {len(rows):,} rows finished and kept in {where}; "
+            output.error(f"interrupted: {job.done:,} of {n_rows:,} rows finished and kept in {_rows_file(job)}; "
                          f"resume with: ember eval --resume {job.run_id}")
             raise typer.Exit(130) from None
-        summary = result.to_json()
-        if json_out:
-            output.print_json(summary)
-        else:
-            for line in summary_lines(summary):
-                output.print_text(line)
-            u = result.usage
-            output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
-                        + f" · {summary['calls_per_row'] or 0:g} calls/row · latency p50 "
-                        f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s"
-                        + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))
-            if "ray" in summary:
-                deaths = summary["ray"]["worker_deaths"]
-                output.note(f"ray: {summary['ray']['shards']} shards" + (
-                    f", {deaths} worker{'s' if deaths != 1 else ''} died (their rows were run again)" if deaths else ""))
-            if result.resumed_rows:
-                output.note(f"resumed: {result.resumed_rows:,} rows were already done")
-            if result.run_dir is not None:
-                output.note(f"rows: {result.run_dir / 'rows.jsonl'}")
+        print_eval(result, json_out)
         print_warnings(job.warnings)
         if result.budget_exceeded and job.budget is not None:
-            where = job.run_dir / "rows.jsonl" if job.run_dir else "memory"
-            output.error(f"{job.budget.message()}. {job.done:,} of {len(rows):,} rows finished and kept in "
-                         f"{where}; {summary.get('unfinished_rows', 0):,} not finished (not recorded); "
-                         f"finish them with: ember eval --resume {job.run_id} (and a new budget)")
+            output.error(f"{job.budget.message()}. {job.done:,} of {n_rows:,} rows finished and kept in "
+                         f"{_rows_file(job)}; {result.summary.get('unfinished_rows', 0):,} not finished (not "
+                         f"recorded); finish them with: ember eval --resume {job.run_id} (and a new budget)")
             raise typer.Exit(3)
 
 
-async def _run(job: Any, bar: Any) -> Any:
-    # the bar starts from what a resumed run already finished
-    if job.resume and job.run_dir is not None:
-        from ember_compiler.eval.rundir import load_records
+def _rows_file(job: Any) -> Any:
+    return job.run_dir / "rows.jsonl" if job.run_dir else "memory"
 
-        done = load_records(job.run_dir)
-        bar.done = len(done)
-        bar.scored = sum("scores" in r for r in done)
-        bar.correct = sum(bool(r.get("correct")) for r in done)
-    return await job.run(bar.update)
+
+def print_eval(result: Any, json_out: bool) -> None:
+    """An eval's summary: JSON, or the metric lines then usage, Ray, resume and rows notes."""
+    summary = result.to_json()
+    if json_out:
+        output.print_json(summary)
+        return
+    for line in summary_lines(summary):
+        output.print_text(line)
+    u = result.usage
+    output.note(output.usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
+                + f" · {summary['calls_per_row'] or 0:g} calls/row · latency p50 "
+                f"{summary['latency_p50_s'] or 0:.3f}s p95 {summary['latency_p95_s'] or 0:.3f}s"
+                + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))
+    if "ray" in summary:
+        deaths = summary["ray"]["worker_deaths"]
+        output.note(f"ray: {summary['ray']['shards']} shards" + (
+            f", {deaths} worker{'s' if deaths != 1 else ''} died (their rows were run again)" if deaths else ""))
+    if result.resumed_rows:
+        output.note(f"resumed: {result.resumed_rows:,} rows were already done")
+    if result.run_dir is not None:
+        output.note(f"rows: {result.run_dir / 'rows.jsonl'}")

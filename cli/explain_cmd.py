@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ember_compiler.spec.codes import all_codes, explain_text
+from ember_compiler import api
 
 from . import output
 from .app import app, errors
@@ -21,11 +21,11 @@ def explain(
     if (code is None) == (not all_):
         raise typer.BadParameter("give one code such as E201, or --all to list them all", param_hint="CODE")
     with errors():
-        output.print_text(_listing() if all_ else explain_text(code or ""))
+        output.print_text(_listing() if all_ else api.explain(code or ""))
 
 
 def _listing() -> str:
     """One code a line: `E201  unknown-node  reference to an unknown node`."""
-    codes = all_codes()
+    codes = api.diagnostic_codes()
     width = max(len(c.name) for c in codes)
     return "\n".join(f"{c.code}  {c.name:<{width}}  {c.summary}" for c in codes)

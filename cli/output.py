@@ -40,3 +40,12 @@ def usage_line(calls: int, input_tokens: int, output_tokens: int, cost: float | 
     cost_text = "cost unknown" if cost is None else f"${cost:.4f}"
     return (f"{calls} call{'s' if calls != 1 else ''} · {input_tokens:,} tokens in / {output_tokens:,} out · "
             f"{cost_text} · {wall_s:.2f}s")
+
+
+def print_outputs(result: Any) -> None:
+    """A run's outputs (one per line, named when there are several), then its usage line on stderr."""
+    for name, value in result.outputs.items():
+        print_text(f"{name}: {value_text(value)}" if len(result.outputs) > 1 else value_text(value))
+    u = result.usage
+    note(usage_line(u.calls, u.input_tokens, u.output_tokens, u.cost_usd, result.wall_s)
+         + (f" · {u.cache_hits:,} cached" if u.cache_hits else ""))

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from ember_compiler import api
+
 from . import output
-from .app import NoPassOpt, SetOpt, SpecArg, app, compile_plan, errors
+from .app import NoPassOpt, SetOpt, SpecArg, app, errors
 from .eval_cmd import LimitOpt, MapOpt
 
 
 def _cost(value: float | None) -> str:
     return "cost unknown" if value is None else f"${value:.4f}"
-
-
-def estimate_spec(plan: Any, rows: list[Any] | None) -> dict[str, Any]:
-    """The `ember plan --json` shape: `per_run` (the mean over rows with a dataset), `dataset`, `nodes`."""
-    from ember_compiler.compiler.estimate import Estimate, estimate_run
-    from ember_compiler.runtime.run import example_meta
-    from ember_compiler.xcs.analysis import analyze
-
-    stats = analyze(plan)
-    if not rows:
-        run, nodes, notes = estimate_run(plan, stats=stats)
-        return {"plan": plan.name, "per_run": run.to_json(), "depth": stats.depth, "width": stats.width,
-                "nodes": {k: v.to_json() for k, v in nodes.items()}, "notes": notes,
-                "unpriced": sorted(run.unpriced)}
-    total = Estimate()
-    by_node: dict[str, Estimate] = {}
-    notes: list[str] = []
-    for row in rows:
-        data = row.data or {}
-        values = {k: v for k, v in data.items() if k in plan.inputs}
-        run, nodes, row_notes = estimate_run(plan, values, example_meta(0, row.id, values, data), stats)
-        total.add(run)
-        for k, v in nodes.items():
-            by_node.setdefault(k, Estimate()).add(v)
-        notes += [n for n in row_notes if n not in notes]
-    n = len(rows)
-    per_run = {k: (round(v / n, 4) if isinstance(v, int | float) else v) for k, v in total.to_json().items()}
-    return {"plan": plan.name, "rows": n, "per_run": per_run, "dataset": total.to_json(), "depth": stats.depth,
-            "width": stats.width, "nodes": {k: v.to_json() for k, v in by_node.items()}, "notes": notes,
-            "unpriced": sorted(total.unpriced)}
 
 
 @app.command(name="plan")
@@ -57,16 +29,13 @@ def plan_(
     no_pass: NoPassOpt = None,
 ) -> None:
     """Estimate calls, tokens and cost per run (and for a dataset), depth and width — without running."""
-    from ember_compiler.eval.dataset import load_rows, parse_map
-
     with errors():
-        plan = compile_plan(spec, set, no_pass, batch=data is not None)
-        rows = load_rows(data, limit, mapping=parse_map(map)) if data is not None else None
-        est = estimate_spec(plan, rows)
+        options = api.RunOptions(sets=api.parse_sets(set), disable_passes=tuple(no_pass or ()))
+        est = api.estimate(spec, data, options, map=map, limit=limit)
         if json_out:
             output.print_json(est)
             return
-        run = est["per_run"]
+        run, rows = est["per_run"], est.get("rows")
         per = "per row (mean)" if rows else "per run"
         output.print_text(f"{est['plan']}: depth {est['depth']} calls in sequence · width {est['width']} calls at once")
         output.print_text(f"{per}: {run['calls']:,g} calls ({run['requests']:,g} requests) · ~{run['input_tokens']:,g} "

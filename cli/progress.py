@@ -61,6 +61,13 @@ class RowProgress:
         cost = "cost ?" if self.cost is None else f"${self.cost:.4f}"
         return f"{acc} · {cost}"
 
+    def start_from(self, records: list[dict[str, Any]]) -> None:
+        """Count the rows a resumed run already finished."""
+        if records:
+            self.done = len(records)
+            self.scored = sum("scores" in r for r in records)
+            self.correct = sum(bool(r.get("correct")) for r in records)
+
     def update(self, record: dict[str, Any]) -> None:
         self.done += 1
         scores = record.get("scores")

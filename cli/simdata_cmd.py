@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ember_compiler import api
+
 from . import output
 from .app import app, errors
 
@@ -34,13 +36,10 @@ def sim_data(
     seed: Annotated[int, typer.Option(help="Seed for answers and which rows are easy.")] = 0,
 ) -> None:
     """Write a sim dataset mixing easy and hard queries through per-row `sim` overrides."""
-    from ember_compiler.eval.simdata import sim_rows, write_jsonl
-
     with errors():
-        data = sim_rows(rows=rows, alpha=alpha, p_easy=p_easy, p_hard=p_hard,
-                        choices=[c.strip() for c in choices.split(",") if c.strip()],
-                        wrong_weights=_floats(wrong_weights, "--wrong-weights"), seed=seed)
-        write_jsonl(out, data)
+        data = api.sim_data(out, rows=rows, alpha=alpha, p_easy=p_easy, p_hard=p_hard,
+                            choices=[c.strip() for c in choices.split(",") if c.strip()],
+                            wrong_weights=_floats(wrong_weights, "--wrong-weights"), seed=seed)
         if str(out) != "-":
             easy = sum(r["kind"] == "easy" for r in data)
             output.note(f"wrote {out}: {len(data):,} rows ({easy:,} easy at p={p_easy:g}, "

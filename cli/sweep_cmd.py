@@ -3,14 +3,25 @@ fitted scaling law that predicts the best number of calls."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ember_compiler import api
+
 from . import output
-from .app import SchedulerOpt, SpecArg, app, errors
+from .app import (
+    NoPassOpt,
+    OldConcurrencyOpt,
+    RowConcurrencyOpt,
+    SchedulerOpt,
+    SpecArg,
+    app,
+    errors,
+    renamed,
+    run_options,
+)
 from .eval_cmd import LimitOpt, MapOpt, MetricOpt, SampleOpt, print_warnings
 
 
@@ -41,7 +52,8 @@ def sweep(
     map: MapOpt = None,
     metric: MetricOpt = None,
     seed: Annotated[int, typer.Option(help="Run seed, the same at every point.")] = 0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Rows in flight at once.")] = 64,
+    row_concurrency: RowConcurrencyOpt = None,
+    old_concurrency: OldConcurrencyOpt = None,
     limit: LimitOpt = None,
     sample: SampleOpt = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a plot (.png, .svg, .pdf).")] = None,
@@ -50,63 +62,65 @@ def sweep(
     fit_upto: Annotated[float | None, typer.Option(
         "--fit-upto", help="Fit only the points with at most this many calls per row (the others are then "
                            "a check of the prediction).")] = None,
-    max_calls: Annotated[int, typer.Option(min=1, help="Largest number of calls the fit considers.")] = 1000,
+    fit_horizon: Annotated[int | None, typer.Option(
+        "--fit-horizon", min=1, help="Largest number of calls per row the fit considers (default 1000).")] = None,
+    old_max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, hidden=True,
+                                                      help="Deprecated: --fit-horizon.")] = None,
     scheduler: SchedulerOpt = "parallel",
+    no_pass: NoPassOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Run SPEC over a dataset at every point of a --set grid; table, plot and scaling-law fit."""
-    from ember_compiler.eval.dataset import load_rows, parse_map
-    from ember_compiler.eval.metrics import parse_metrics
-    from ember_compiler.eval.sweep import grid, parse_axes, sweep_async
-
     from .progress import RowProgress
 
     with errors():
+        horizon = renamed(fit_horizon, old_max_calls, "sweep --max-calls", "--fit-horizon") or 1000
+        options = run_options(seed=seed, scheduler=scheduler, no_pass=no_pass, row_concurrency=row_concurrency,
+                              old_concurrency=old_concurrency, no_cache=True)
         if plot is not None:
-            from ember_compiler.eval.plot import _pyplot
-
-            _pyplot()  # a missing extra is reported before the sweep runs, not after
-        metrics = parse_metrics(metric)
-        rows = load_rows(data, limit, mapping=parse_map(map), sample=sample, seed=seed)
-        n_points = len(grid(parse_axes(set)[1]))
-        with RowProgress(len(rows) * n_points, enabled=progress and not json_out, label="sweep") as bar:
+            api.require_plot()  # a missing extra is reported before the sweep runs, not after
+        rows = api.load_rows(data, limit=limit, map=map, sample=sample, seed=seed)
+        n_rows = len(rows)
+        n_points = api.sweep_size(set)
+        with RowProgress(n_rows * n_points, enabled=progress and not json_out, label="sweep") as bar:
             def on_point(point: Any) -> None:
                 if not json_out and not bar.live:
                     s = point.summary
                     output.note(f"point {point.index + 1}/{n_points} {point.values}: "
                                 f"accuracy {s['metrics']['accuracy']:.4f} ({s['wall_s']:.2f}s)")
             try:
-                result = asyncio.run(sweep_async(spec, rows, set, seed=seed, metrics=metrics,
-                                                 concurrency=concurrency, scheduler=scheduler,
-                                                 on_point=on_point, on_row=bar.update,
-                                                 for_fit=fit or fit_upto is not None))
+                result = api.sweep(spec, rows, set, options, metrics=metric,
+                                   fit=fit or fit_upto is not None, on_point=on_point, on_row=bar.update)
             except KeyboardInterrupt:
                 output.error("interrupted: the finished points are in .ember/runs/ (a sweep is not resumable; "
                              "rerun it, or use ember eval --set for one point)")
                 raise typer.Exit(130) from None
-        law = result.fit(k_max=max_calls, upto=fit_upto) if fit or fit_upto is not None else None
+        law = result.fit(k_max=horizon, upto=fit_upto) if fit or fit_upto is not None else None
         if plot is not None:
-            from ember_compiler.eval.plot import plot_sweep
-
-            plot_sweep(result, plot, title=f"{Path(spec).name} on {Path(data).name} ({len(rows):,} rows)", fit=law)
-        if json_out:
-            summary = result.to_json()
-            if law is not None:
-                summary["fit"] = law.to_json()
-            if plot is not None:
-                summary["plot"] = str(plot)
-            output.print_json(summary)
-        else:
-            output.print_text(table(result))
-            if law is not None:
-                output.print_text(
-                    f"fit (Chen et al. 2024, on {len(law.ks)} points up to {max(law.ks):g} calls/row): best at {law.best_k} calls/row, "
-                    f"predicted accuracy {law.best_accuracy:.4f}; "
-                    f"{law.alpha:.1%} of queries are helped by more calls")
-                if law.best_k == max_calls:
-                    output.note(f"the fitted curve still rises at --max-calls {max_calls}: more calls keep helping")
-            output.note(f"{len(result.points)} points · {result.wall_s:.2f}s · runs: {result.run_dir}")
-            if plot is not None:
-                output.note(f"plot: {plot}")
+            api.plot_sweep(result, plot, title=f"{Path(spec).name} on {Path(data).name} ({n_rows:,} rows)", fit=law)
+        print_sweep(result, law, plot, horizon, json_out)
         print_warnings(result.warnings)
+
+
+def print_sweep(result: Any, law: Any, plot: Path | None, horizon: int, json_out: bool) -> None:
+    """The sweep's table and fit (or its JSON summary)."""
+    if json_out:
+        summary = result.to_json()
+        if law is not None:
+            summary["fit"] = law.to_json()
+        if plot is not None:
+            summary["plot"] = str(plot)
+        output.print_json(summary)
+        return
+    output.print_text(table(result))
+    if law is not None:
+        output.print_text(
+            f"fit (Chen et al. 2024, on {len(law.ks)} points up to {max(law.ks):g} calls/row): best at {law.best_k} "
+            f"calls/row, predicted accuracy {law.best_accuracy:.4f}; "
+            f"{law.alpha:.1%} of queries are helped by more calls")
+        if law.best_k == horizon:
+            output.note(f"the fitted curve still rises at --fit-horizon {horizon}: more calls keep helping")
+    output.note(f"{len(result.points)} points · {result.wall_s:.2f}s · runs: {result.run_dir}")
+    if plot is not None:
+        output.note(f"plot: {plot}")

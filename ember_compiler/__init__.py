@@ -1,8 +1,9 @@
 """Ember: design, compile and run Networks of Networks (compound LLM systems).
 
-The Python SDK's public names are importable from here: ``from ember_compiler import Operator, ops,
-jit, vmap, load``. They are loaded on first access, so ``import ember_compiler`` (and the ``ember``
-command, which never needs them to validate a spec) stays light.
+The library API (``ember_compiler.api``: ``validate``, ``compile``, ``run``/``arun``,
+``evaluate``/``aevaluate``, ``estimate``, ``sweep``, ``RunOptions``, ``Budget``) and the Python SDK's
+names (``Operator``, ``ops``, ``jit``, ``vmap``, ``load``) are importable from here. They are loaded
+on first access, so ``import ember_compiler`` stays light.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ _SDK = (
     "vmap", "when",
 )
 
-__all__ = list(_SDK)
+_API = (
+    "Budget", "BudgetExceeded", "EmberError", "RunOptions", "RunResult", "SpecInvalid", "Usage", "UsageError", "aevaluate",
+    "arun", "compile", "estimate", "evaluate", "run", "sweep", "validate",
+)
+
+__all__ = [*_API, *_SDK]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,6 +30,13 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("ember_compiler.ops")
+    if name in _API:
+        import importlib
+
+        api = importlib.import_module("ember_compiler.api")
+        value = getattr(api, name) if name != "RunResult" else importlib.import_module("ember_compiler.runs.run").RunResult
+        globals()[name] = value
+        return value
     if name in _SDK:
         from ember_compiler import sdk
 
@@ -34,4 +47,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SDK])
+    return sorted([*globals(), *_API, *_SDK])

@@ -15,7 +15,7 @@ from ember_compiler.errors import BudgetExceeded
 from ember_compiler.eval.dataset import load_rows
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.providers.base import Completion, Request
-from ember_compiler.runtime.budget import Budget, Limits, limits_from
+from ember_compiler.runtime.budget import Budget, Spending, limits_from
 from ember_compiler.runtime.prices import Price
 
 SPEC = """\
@@ -45,7 +45,7 @@ def write(tmp_path: Path, latency: int = 0, budget: str = "") -> Path:
     return spec
 
 
-def eval_job(tmp_path: Path, limits: Limits | None, latency: int = 5) -> tuple[EvalJob, object]:
+def eval_job(tmp_path: Path, limits: Budget | None, latency: int = 5) -> tuple[EvalJob, object]:
     spec = write(tmp_path, latency)
     job = EvalJob(compile_spec(spec), load_rows(tmp_path / "rows.jsonl"), concurrency=64,
                   runs_dir=tmp_path / "runs", budget=limits)
@@ -56,7 +56,7 @@ def test_max_cost_is_never_exceeded_across_64_parallel_rows(tmp_path):
     full_job, full = eval_job(tmp_path, None)
     assert full.rows == 64 and full.usage.cost_usd > 0
     budget = round(full.usage.cost_usd / 3, 6)
-    job, result = eval_job(tmp_path, Limits(max_cost_usd=budget))
+    job, result = eval_job(tmp_path, Budget(max_cost_usd=budget))
     assert result.budget_exceeded
     assert job.budget.spent_cost <= budget  # everything spent, counted rows and stopped rows alike
     assert 0 < result.rows < 64
@@ -71,10 +71,10 @@ def test_max_cost_is_never_exceeded_across_64_parallel_rows(tmp_path):
 
 @pytest.mark.parametrize("limit", [1, 5, 12, 63])
 def test_max_calls_is_exact_and_tokens_bounded(tmp_path, limit):
-    job, result = eval_job(tmp_path, Limits(max_calls=limit), latency=0)
+    job, result = eval_job(tmp_path, Budget(max_calls=limit), latency=0)
     assert job.budget.spent_calls <= limit
     assert result.usage.calls == 5 * result.rows <= limit
-    job, result = eval_job(tmp_path, Limits(max_tokens=limit * 20), latency=0)
+    job, result = eval_job(tmp_path, Budget(max_total_tokens=limit * 20), latency=0)
     assert job.budget.spent_tokens <= limit * 20
 
 
@@ -99,7 +99,7 @@ def test_spec_budget_is_lowered_and_flags_override(tmp_path, monkeypatch):
     spec = write(tmp_path, budget="budget: {max_calls: 10, max_cost_usd: 100}\n")
     plan = compile_spec(spec)
     assert plan.budget == {"max_calls": 10, "max_cost_usd": 100}
-    assert limits_from(plan.budget, max_calls=20) == Limits(max_cost_usd=100, max_calls=20)
+    assert limits_from(plan.budget, Budget(max_calls=20)) == Budget(max_cost_usd=100, max_calls=20)
     assert limits_from(None) is None
     job = EvalJob(plan, load_rows(tmp_path / "rows.jsonl"), runs_dir=None)
     result = asyncio.run(job.run())
@@ -108,7 +108,7 @@ def test_spec_budget_is_lowered_and_flags_override(tmp_path, monkeypatch):
 
 def test_a_reservation_waits_for_calls_in_flight_then_fails_cleanly():
     async def main() -> None:
-        budget = Budget(Limits(max_calls=3))
+        budget = Spending(Budget(max_calls=3))
         req = Request("m", {"provider": "sim", "max_tokens": 4}, [{"role": "user", "content": "hi"}], 2)
         held = await budget.reserve(req, Price(0.0, 0.0))
         waiter = asyncio.ensure_future(budget.reserve(req, None))
@@ -127,7 +127,7 @@ def test_a_reservation_waits_for_calls_in_flight_then_fails_cleanly():
 
 def test_a_call_cancelled_in_flight_stays_counted_at_its_worst_case():
     async def main() -> None:
-        budget = Budget(Limits(max_cost_usd=1.0))
+        budget = Spending(Budget(max_cost_usd=1.0))
         req = Request("m", {"provider": "openai", "max_tokens": 100}, [{"role": "user", "content": "x" * 400}], 1)
         price = Price(1e-3, 2e-3)
         held = await budget.reserve(req, price)
@@ -142,7 +142,7 @@ def test_an_unpriced_model_is_warned_about_under_max_cost(tmp_path, monkeypatch)
     import httpx2
     from provider_kit import KEY, Server
 
-    from ember_compiler.runtime.run import run_plan
+    from ember_compiler.runs import run_plan
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     spec = tmp_path / "u.yaml"
@@ -153,6 +153,6 @@ def test_an_unpriced_model_is_warned_about_under_max_cost(tmp_path, monkeypatch)
         "id": "x", "model": "my-model", "object": "chat.completion", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Answer: 1"}}]}))
     result = run_plan(compile_spec(spec), {"question": "q"}, runs_dir=None, transport=server.transport,
-                      budget=Limits(max_cost_usd=1.0))
+                      budget=Budget(max_cost_usd=1.0))
     assert result.outputs == {"answer": "1"}
-    assert any("--max-cost cannot bound model 'm'" in w for w in result.warnings)
+    assert any("--max-cost-usd cannot bound model 'm'" in w for w in result.warnings)

@@ -15,7 +15,7 @@ from provider_kit import KEY, Server, complete, request, runtime
 from typer.testing import CliRunner
 
 from ember_compiler.providers.base import Completion
-from ember_compiler.runtime.budget import Budget, Limits
+from ember_compiler.runtime.budget import Budget, Spending
 from ember_compiler.runtime.cache import CacheMiss, ResponseCache, default_path, sample_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def test_hits_reserve_no_budget(tmp_path, key):
     path = tmp_path / "c.sqlite3"
     server = Server(chat)
     complete(runtime(server, cache=ResponseCache(path)), request(BINDING, n=3))
-    rt = runtime(server, cache=ResponseCache(path), budget=Budget(Limits(max_calls=0)))
+    rt = runtime(server, cache=ResponseCache(path), budget=Spending(Budget(max_calls=0)))
     [hit] = complete(rt, request(BINDING, n=3))
     assert isinstance(hit, Completion) and rt.budget.spent_calls == 0
 

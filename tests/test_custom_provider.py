@@ -19,7 +19,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ConfigError
 from ember_compiler.providers import registry
 from ember_compiler.providers.base import Completion
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_provider"
 
@@ -135,7 +135,7 @@ def test_register_provider_with_a_foreign_client_library():
     finally:
         registry.PROVIDERS.pop("wrapped", None)
     assert len(c.texts) == 5 and made.calls == 4  # 1 failure, then 2 + 2 + 1 samples
-    assert rt._clock.sleeps == [2.0]  # the hint from the foreign exception's response
+    assert rt.clock.sleeps == [2.0]  # the hint from the foreign exception's response
     # a plugin's model name found in the table is priced like the vendor's (gpt-4o-mini here)
     assert rt.usage.cost_usd == pytest.approx(3 * (10 * 0.15 + 4 * 0.6) / 1e6) and rt.warnings == []
 

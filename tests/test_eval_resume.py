@@ -16,9 +16,9 @@ import pytest
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import UsageError
 from ember_compiler.eval.dataset import Row
-from ember_compiler.eval.rundir import check_same_study, load_records
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
+from ember_compiler.runs import RunDir, check_same_study
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ROOT = SPECS.parent
@@ -50,7 +50,7 @@ def test_interrupted_eval_resumes_to_the_same_result(tmp_path):
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(interrupted())
-    kept = load_records(job.run_dir)
+    kept = RunDir.at(job.run_dir).load_records()
     assert 1700 <= len(kept) < 5000 and job.interrupted
     assert json.loads((job.run_dir / "result.json").read_text())["status"] == "interrupted"
 

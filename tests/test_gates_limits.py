@@ -123,7 +123,7 @@ def test_limits_are_learned_from_headers_and_a_spent_window_cools_down():
 
     async def go():
         await rt.complete(request(OPENAI), 0, None)
-        (gate,) = rt._gates.values()
+        (gate,) = rt.pool.gates.values()
         lim = gate.limiter
         assert lim.rpm.per_minute == 60 and lim.tpm.per_minute == 120000  # adopted: none were declared
         assert lim.cooldown_until == clock.now + 2
@@ -183,10 +183,10 @@ def test_concurrency_bound_counts_requests_in_flight():
 
 def test_gates_are_per_provider_endpoint_and_model():
     rt = runtime(Server(reply("openai_structured.json")))
-    a = rt._target({**OPENAI, "limits": {"rpm": 10}})
-    b = rt._target({**OPENAI, "temperature": 1})  # another binding, same model: same gate
-    c = rt._target({**OPENAI, "model": "gpt-4o"})
-    d = rt._target({**OPENAI, "base_url": "http://127.0.0.1:9/v1"})
+    a = rt.pool.target({**OPENAI, "limits": {"rpm": 10}})
+    b = rt.pool.target({**OPENAI, "temperature": 1})  # another binding, same model: same gate
+    c = rt.pool.target({**OPENAI, "model": "gpt-4o"})
+    d = rt.pool.target({**OPENAI, "base_url": "http://127.0.0.1:9/v1"})
     assert a.gate is b.gate and a.gate is not c.gate and a.gate is not d.gate
     asyncio.run(rt.aclose())
 
@@ -199,4 +199,4 @@ def test_the_sim_pays_nothing_for_buckets(monkeypatch):
     rt = runtime()
     results = complete(rt, *(request({"provider": "sim"}, n=3) for _ in range(50)))
     assert all(len(r.texts) == 3 for r in results)
-    assert all(g.limiter.idle for g in rt._gates.values())
+    assert all(g.limiter.idle for g in rt.pool.gates.values())

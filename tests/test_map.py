@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 from ember_compiler.xcs.analysis import analyze
 from ember_compiler.xcs.expr import Input, NodeRef
 from ember_compiler.xcs.printing import to_text

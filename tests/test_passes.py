@@ -15,7 +15,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.ops.vote import still_needed
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 
 SC = """\
 ember: 1

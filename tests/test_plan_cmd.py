@@ -6,9 +6,9 @@ import asyncio
 import json
 
 from ember_cli.main import app
-from ember_cli.plan_cmd import estimate_spec
 from typer.testing import CliRunner
 
+from ember_compiler.api import estimate
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import load_rows
 from ember_compiler.eval.runner import EvalJob
@@ -44,7 +44,7 @@ def test_estimate_matches_the_sim_run_and_bounds_its_cost(tmp_path):
     spec, data = files(tmp_path)
     plan = compile_spec(spec)
     rows = load_rows(data)
-    est = estimate_spec(plan, rows)
+    est = estimate(plan, rows)
     result = asyncio.run(EvalJob(plan, rows, runs_dir=None).run())
     assert est["dataset"]["calls"] == result.usage.calls == 140
     assert est["dataset"]["requests"] == result.usage.requests == 20
@@ -62,7 +62,7 @@ outputs:
   confidence: ${majority.confidence}  # read: the vote keeps all its samples (no cut-off)""", """  final: {op: judge, model: judge, question: "${inputs.question}", candidates: "${samples.responses}"}
 outputs:
   answer: ${final.answer}"""))
-    est = estimate_spec(compile_spec(spec), None)
+    est = estimate(compile_spec(spec))
     assert est["nodes"]["final"]["output_tokens"] == 100 and est["nodes"]["final"]["calls"] == 1
     assert est["depth"] == 2 and est["per_run"]["calls"] == 8
     prompt_floor = 7 * len("Reasoning (sim).\nAnswer: A") // 4  # the judge reads the seven candidates
@@ -78,7 +78,7 @@ def test_cli_plan_and_validate_max_cost(tmp_path, monkeypatch):
     text = runner.invoke(app, ["plan", str(spec)], catch_exceptions=False)
     assert "per run: 7 calls (1 requests)" in text.output and "depth 1" in text.output
     assert not (tmp_path / ".ember").exists()  # nothing ran
-    per_run = estimate_spec(compile_spec(spec), None)["per_run"]["cost_usd"]
+    per_run = estimate(compile_spec(spec))["per_run"]["cost_usd"]
     low = runner.invoke(app, ["validate", str(spec), "--max-cost", str(per_run / 2)], catch_exceptions=False)
     assert low.exit_code == 1 and "exceeds --max-cost" in low.output
     high = runner.invoke(app, ["validate", str(spec), "--max-cost", str(per_run * 2)], catch_exceptions=False)

@@ -16,7 +16,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.errors import EmberError
 from ember_compiler.ops import operators as operators_mod
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 
 FIX = Path(__file__).parent / "fixtures" / "pyops"
 EMBER = str(Path(sys.executable).parent / "ember")

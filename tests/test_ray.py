@@ -21,9 +21,9 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import UsageError
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.ray_executor import RayOptions
-from ember_compiler.eval.rundir import load_records
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
+from ember_compiler.runs import RunDir
 from ember_compiler.runtime.budget import Limits
 
 pytestmark = pytest.mark.ray
@@ -148,7 +148,7 @@ def test_resume_on_ray_finishes_only_the_missing_rows(tmp_path):
     job = EvalJob(plan, rows, seed=4, runs_dir=tmp_path, run_id=first.run_id, resume=True, executor=FOUR)
     resumed = asyncio.run(job.run(lambda r: redone.append(r["index"])))
     assert len(redone) == 3000 - 1234 and resumed.resumed_rows == 1234
-    assert len(load_records(first.run_dir)) == 3000 and set(indices(job).values()) == {1}
+    assert len(RunDir.at(first.run_dir).load_records()) == 3000 and set(indices(job).values()) == {1}
     assert resumed.summary["metrics"] == full.summary["metrics"]
 
 

@@ -20,7 +20,7 @@ from ember_compiler.compiler.check import validate_paths
 from ember_compiler.ops import registry
 from ember_compiler.ops.base import MODEL_CALL, OpDef, PlanOp, SdkDef
 from ember_compiler.providers.sim import ROLES
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 from ember_compiler.spec.model import NodeBase
 from ember_compiler.xcs.plan import NodeKind
 from ember_compiler.xcs.runners import runner_for

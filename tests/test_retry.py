@@ -13,8 +13,8 @@ from provider_kit import KEY, FakeClock, Server, complete, fixture, reply, reque
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
+from ember_compiler.runs import run_plan
 from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
-from ember_compiler.runtime.run import run_plan
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
 ANTHROPIC = {"provider": "anthropic", "model": "claude-haiku-4-5", "max_tokens": 16}
@@ -138,7 +138,7 @@ def test_a_429_for_a_request_in_flight_when_the_cool_down_began_is_waived(monkey
 
     failed, rejected = go()
     assert failed <= 1 and rejected <= 8  # at most the one that reported the window twice
-    monkeypatch.setattr("ember_compiler.runtime.runtime.MAX_WAIVED_RETRIES", 0)
+    monkeypatch.setattr("ember_compiler.runtime.attempts.MAX_WAIVED_RETRIES", 0)
     assert go() == (4, 8)  # counting every 429, all four give up at their second
 
 
@@ -237,7 +237,7 @@ def test_cancelling_a_run_cancels_the_request_in_flight():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        (gate,) = rt._gates.values()
+        (gate,) = rt.pool.gates.values()
         assert gate.active == 0  # the slot came back
         await rt.aclose()
 

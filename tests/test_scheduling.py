@@ -9,7 +9,7 @@ import pytest
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import UsageError
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 from ember_compiler.xcs.scheduling import CheapestFirst, NodeInfo, Sequential, get_scheduler, node_infos
 
 WIDE = """ember: 1

@@ -19,7 +19,7 @@ from ember_compiler.ops.base import CallContext
 from ember_compiler.ops.registry import PLAN_OPS as LLM_RULES
 from ember_compiler.providers.base import Completion, Request
 from ember_compiler.providers.local import default_model_path, have_xllamacpp
-from ember_compiler.runtime.run import run_plan
+from ember_compiler.runs import run_plan
 from ember_compiler.xcs.plan import PlanNode
 
 CANDS = ["7*6 is 42\nAnswer: 42", "Answer: 48", "I think 42.\nAnswer: 42"]

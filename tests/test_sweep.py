@@ -113,11 +113,11 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
     import sys
 
     from ember_compiler.errors import ConfigError
-    from ember_compiler.eval.plot import _pyplot
+    from ember_compiler.eval.plot import pyplot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `plot` extra were not installed
     with pytest.raises(ConfigError, match=r"pip install 'ember-compiler\[plot\]'"):
-        _pyplot()
+        pyplot()
 
 
 def test_fit_without_a_vote_is_a_clear_error(tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ class Slow(Operator):
 
 def test_results_keep_input_order_and_rows_in_flight_are_bounded():
     Slow.peak = 0
-    out = vmap(Slow(), max_concurrency=3)([{"i": i} for i in range(10)])
+    out = vmap(Slow(), row_concurrency=3)([{"i": i} for i in range(10)])
     assert [o.i for o in out] == list(range(10))
     assert Slow.peak == 3
     Slow.peak = 0

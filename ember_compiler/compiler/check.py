@@ -73,7 +73,7 @@ def validate_paths(paths: Iterable[str | Path], *, import_operators: bool = Fals
         if not exists:
             out.append(Diagnostic(str(raw), 1, 1, "E104", "no such file or directory"))
             continue
-        for file in [path] if explicit else _spec_files(path):
+        for file in [path] if explicit else spec_files(path):
             try:
                 out += session.load(file, only_specs=not explicit).diags
             except Exception as e:  # noqa: BLE001 - report, keep validating the other files
@@ -86,7 +86,7 @@ def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 
 # -- folders ---------------------------------------------------------------------------------------
-def _spec_files(folder: Path) -> list[Path]:
+def spec_files(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
@@ -97,7 +97,7 @@ def _spec_files(folder: Path) -> list[Path]:
 _MARKER = re.compile(r"""(?m)^\s*["']?ember["']?\s*:|["']ember["']\s*:""")
 
 
-def _marked_as_spec(path: Path) -> bool:
+def marked_as_spec(path: Path) -> bool:
     try:
         return bool(_MARKER.search(path.read_bytes().decode("utf-8", errors="replace")))
     except OSError:
@@ -125,7 +125,7 @@ class _Session:
         key = path.resolve()
         if not sets and key in self.cache:
             return self.cache[key]
-        if only_specs and not _marked_as_spec(path):
+        if only_specs and not marked_as_spec(path):
             return _Loaded(None, None, None, [])
         try:
             doc = load_document(path)

@@ -9,7 +9,12 @@ from typing import Any
 from ..errors import ConfigError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend.
+
+    Raises:
+        ConfigError: matplotlib is not installed (the `plot` extra).
+    """
     try:
         import matplotlib
     except ImportError:
@@ -31,7 +36,7 @@ def _series(sweep: Any) -> dict[str, list[Any]]:
 
 
 def plot_sweep(sweep: Any, path: str | Path, *, title: str = "", fit: Any = None) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     fig, (ax_calls, ax_cost) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     cost_known = all(p.summary.get("cost_per_row_usd") for p in sweep.points)

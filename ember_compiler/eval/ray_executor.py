@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import EmberError, UsageError
 from ..providers import registry
-from ..runtime.budget import Budget
+from ..runtime.budget import Spending
 from .dataset import Row
 
 MAX_DEATHS = 3  # a shard whose worker died this many times: its remaining rows are recorded as failed
@@ -56,7 +56,7 @@ class Outcome:
     """What the cluster reports besides the rows."""
 
     warnings: list[str] = field(default_factory=list)
-    budget: Budget | None = None
+    budget: Spending | None = None
     deaths: int = 0
     worker_pids: dict[str, int] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
@@ -220,10 +220,10 @@ def _shard(payload: dict[str, Any], rows: list[Row], actor: Any, name: str) -> I
 
 
 def _worker_job(payload: dict[str, Any], rows: list[Row], actor: Any, name: str) -> tuple[Any, Any]:
+    from ..runs import RunDir, RunOptions, make_runtime
+    from ..runs.rundir import worker_trace
     from ..runtime.cache import ResponseCache
     from ..runtime.cluster import GateFactory, RemoteBudget
-    from ..runtime.runtime import Runtime
-    from ..runtime.trace import Tracer
     from ..xcs.plan import Plan
     from .metrics import parse_metrics
     from .runner import EvalJob
@@ -231,12 +231,12 @@ def _worker_job(payload: dict[str, Any], rows: list[Row], actor: Any, name: str)
     plan = Plan.from_json(payload["plan"])
     job = EvalJob(plan, rows, seed=payload["seed"], metrics=parse_metrics(payload["metrics"]),
                   concurrency=payload["concurrency"], runs_dir=None, scheduler=payload["scheduler"])
-    trace_dir = payload["trace_dir"]
-    trace = os.path.join(trace_dir, f"trace.{name}.jsonl") if trace_dir and os.path.isdir(trace_dir) else None
+    trace_dir = payload["trace_dir"]  # the driver's run folder, when this worker's host can reach it
+    run = RunDir.at(Path(trace_dir)) if trace_dir and os.path.isdir(trace_dir) else RunDir.new(None)
     cache = payload["cache"]
-    job.runtime = Runtime(
-        tracer=Tracer(Path(trace) if trace else None),
-        max_in_flight=job.executor.scheduler.max_in_flight(),
+    job.runtime = make_runtime(
+        RunOptions(scheduler=payload["scheduler"]), plan,
+        trace=run.file(worker_trace(name)),
         budget=RemoteBudget(actor, payload["budget"], name) if payload["budget"] is not None else None,
         cache=None if cache is None else ResponseCache(cache[0], mode=cache[1], include_sim=cache[2]),
         gates=GateFactory(actor, name))

@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded, EmberError, UsageError
-from ..runtime.budget import Budget, Limits, limits_from
-from ..runtime.run import RUNS_DIR, example_meta, execute_row, new_run_id, resolve_inputs
-from ..runtime.runtime import RowContext, Runtime, Usage
-from ..runtime.trace import Tracer
+from ..runs import RUNS_DIR, RunDir, RunOptions, example_meta, execute_row, make_runtime, resolve_inputs
+from ..runtime.budget import Budget, Spending, limits_from
+from ..runtime.runtime import Runtime
+from ..runtime.usage import RowContext, Usage
 from ..xcs.executor import Executor
 from ..xcs.plan import Plan
 from ..xcs.scheduling import Scheduler
 from .dataset import Row
 from .metrics import Metric, parse_metrics
 from .ray_executor import RayOptions
-from .rundir import ROWS, load_records, write_study
 from .summary import RowStat, summarize, usage_of
 
 _FLUSH_ROWS, _FLUSH_S = 512, 1.0  # rows reach rows.jsonl within a second (tail -f works) without a write per row
@@ -78,13 +77,19 @@ class EvalJob:
                  study: dict[str, Any] | None = None, resume: bool = False, transport: Any = None,
                  scheduler: Scheduler | str | None = None, runtime: Runtime | None = None,
                  capture: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 budget: Limits | None = None, cache: Any = None, executor: str | RayOptions = "local") -> None:
+                 budget: Budget | None = None, cache: Any = None, executor: str | RayOptions = "local",
+                 options: RunOptions | None = None) -> None:
+        if options is not None:  # the options win over the old keywords they cover
+            seed, concurrency, runs_dir = options.seed, options.row_concurrency, options.runs_dir
+            transport, scheduler = options.transport, options.scheduler
+        self.options = options or RunOptions(seed=seed, scheduler=scheduler, runs_dir=runs_dir,
+                                             row_concurrency=concurrency, transport=transport, cache_mode="off")
         self.plan, self.rows, self.seed = plan, rows, seed
         self.metrics = metrics or parse_metrics(None)
         self.names = [m.name for m in self.metrics]
         self.concurrency = concurrency
-        self.run_id = run_id or new_run_id()
-        self.run_dir = runs_dir / self.run_id if runs_dir is not None else None
+        self.rundir = RunDir.new(runs_dir, run_id)
+        self.run_id, self.run_dir = self.rundir.run_id, self.rundir.path
         self.study, self.resume, self.transport = study, resume, transport
         self.scheduler = scheduler
         self.executor = Executor(plan, scheduler)
@@ -101,7 +106,7 @@ class EvalJob:
         # a budget for this eval (default: the plan's `budget:`); ignored with a shared `runtime`
         self.limits = budget if budget is not None else limits_from(plan.budget)
         self.cache = cache
-        self.budget: Budget | None = None
+        self.budget: Spending | None = None
         self.cluster: Any = None  # on Ray: what the cluster reported (ray_executor.Outcome)
 
     @property
@@ -157,25 +162,23 @@ class EvalJob:
         return self._finish(record, ctx.usage, error, time.perf_counter() - t0)
 
     async def run(self, on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
-        run_dir = self.run_dir
+        run = self.rundir
         previous: list[dict[str, Any]] = []
-        if run_dir is not None:
-            if self.resume:
-                previous = load_records(run_dir)
-            elif self.study is not None:
-                write_study(run_dir, self.study)
-            run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            previous = run.load_records()
+        elif self.study is not None:
+            run.write_study(self.study)
+        run.mkdir()
         for r in previous:
             self.stats[r["index"]] = RowStat.from_record(r, self.names)
         todo = [row for row in self.rows if row.index not in self.stats]
         own_runtime = self.runtime is None
         if own_runtime and self.limits is not None and self.ray is None:
-            self.budget = Budget(self.limits)  # on Ray, the budget is the cluster's (runtime/cluster.py)
-        runtime = self.runtime or Runtime(
-            tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=self.transport,
-            max_in_flight=self.executor.scheduler.max_in_flight(), budget=self.budget, cache=self.cache)
+            self.budget = Spending(self.limits)  # on Ray, the budget is the cluster's (runtime/cluster.py)
+        runtime = self.runtime or make_runtime(self.options, self.plan, run_dir=run, budget=self.budget,
+                                               cache=self.cache)
         budget = runtime.budget
-        out = (run_dir / ROWS).open("a" if self.resume else "w", encoding="utf-8") if run_dir else None
+        out = run.open_rows(append=self.resume)
         buffer: list[str] = []
         last_flush = time.perf_counter()
         start = last_flush
@@ -247,11 +250,10 @@ class EvalJob:
                 if budget.exceeded:
                     result.budget_exceeded = True
                     result.summary["unfinished_rows"] = len(self.rows) - len(self.stats)
-            if run_dir is not None:
-                (run_dir / "result.json").write_text(json.dumps({
-                    **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
-                    "seed": self.seed, "total_rows": len(self.rows),
-                }, indent=2, default=str) + "\n")
+            run.write_result({
+                **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
+                "seed": self.seed, "total_rows": len(self.rows),
+            })
         return result
 
     def _result(self, wall_s: float, resumed: int) -> EvalResult:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.runtime import Usage
+from ..runtime.usage import Usage
 from .metrics import interval
 
 
@@ -25,6 +25,12 @@ class RowStat:
     error: bool
     cache_hits: int = 0
 
+    def usage(self) -> Usage:
+        """This row's usage (its cost unknown when `cost_usd` is None)."""
+        unknown = self.cost_usd is None
+        return Usage(self.calls, self.requests, self.input_tokens, self.output_tokens,
+                     0.0 if unknown else self.cost_usd, int(unknown), 0, self.cache_hits)
+
     @classmethod
     def from_record(cls, record: dict[str, Any], metric_names: list[str]) -> RowStat:
         scores = record.get("scores")
@@ -40,15 +46,7 @@ class RowStat:
 def usage_of(stats: list[RowStat]) -> Usage:
     u = Usage()
     for s in stats:
-        u.calls += s.calls
-        u.requests += s.requests
-        u.input_tokens += s.input_tokens
-        u.output_tokens += s.output_tokens
-        u.cache_hits += s.cache_hits
-        if s.cost_usd is None:
-            u.unpriced += 1
-        else:
-            u.cost_known += s.cost_usd
+        u += s.usage()
     return u
 
 

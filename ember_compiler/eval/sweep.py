@@ -12,7 +12,6 @@ Each point's rows land in `.ember/runs/<sweep-id>/point-<i>/rows.jsonl`; the swe
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +21,7 @@ from typing import Any
 from ..answers import normalize
 from ..compiler.sets import parse_value
 from ..errors import UsageError
-from ..runtime.run import RUNS_DIR, new_run_id
-from ..runtime.runtime import Runtime
-from ..runtime.trace import Tracer
+from ..runs import RUNS_DIR, RunDir, RunOptions, make_runtime
 from ..xcs.expr import Ref
 from ..xcs.plan import Plan
 from ..xcs.scheduling import get_scheduler
@@ -160,12 +157,26 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
                       runs_dir: Path | None = RUNS_DIR, scheduler: Any = None, transport: Any = None,
                       on_point: Callable[[SweepPoint], None] | None = None,
                       on_row: Callable[[dict[str, Any]], None] | None = None,
-                      for_fit: bool = False) -> SweepResult:
+                      for_fit: bool = False, options: RunOptions | None = None) -> SweepResult:
+    """One eval per point of the `--set` grid, every point through one shared runtime.
+
+    `options` (when given) replaces `seed`, `concurrency`, `runs_dir`, `scheduler` and `transport`;
+    its `sets` are fixed overrides under the grid's, its `disable_passes` apply to every point.
+
+    Raises:
+        UsageError: a malformed `--set`, or `for_fit` with fewer than 3 points or no vote.
+        SpecInvalid: the spec is invalid at some point of the grid.
+    """
     from ..compiler import compile_spec
 
+    if options is None:
+        options = RunOptions(seed=seed, scheduler=scheduler or "parallel", runs_dir=runs_dir,
+                             row_concurrency=concurrency, transport=transport, cache_mode="off")
     fixed, axes = parse_axes(set_items)
+    fixed = {**options.sets, **fixed}
     points = grid(axes)
-    plans = [compile_spec(spec, {**fixed, **values}, batch=True) for values in points]  # every point checked up front
+    plans = [compile_spec(spec, {**fixed, **values}, batch=True, disable=options.disable_passes)
+             for values in points]  # every point checked up front
     if for_fit:  # say so before running anything
         if len(points) < 3:
             raise UsageError("--fit needs at least 3 sweep points (e.g. --set samples.n=1,3,5,9)")
@@ -173,13 +184,11 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
             raise UsageError("--fit needs a spec whose answer comes from a vote over samples (op: vote), "
                              "whose counts say how often each query's right answer was drawn")
     metrics = metrics or parse_metrics(None)
-    run_id = new_run_id()
-    run_dir = runs_dir / run_id if runs_dir is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    policy = get_scheduler(scheduler)
-    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
-                      max_in_flight=policy.max_in_flight())
+    run = RunDir.new(options.runs_dir)
+    run.mkdir()
+    policy = get_scheduler(options.scheduler)
+    options = options.replace(scheduler=policy)
+    runtime = make_runtime(options, run_dir=run, budget=None, cache=None)
     truths = {r.index: r.data.get("answer") for r in rows if r.data is not None}
     done: list[SweepPoint] = []
     first = metrics[0].name
@@ -187,9 +196,9 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
     try:
         for i, (values, plan) in enumerate(zip(points, plans, strict=True)):
             voter = vote_node(plan)
-            job = EvalJob(plan, rows, seed=seed, metrics=metrics, concurrency=concurrency,
-                          runs_dir=run_dir, run_id=f"point-{i}", scheduler=policy, runtime=runtime,
-                          capture=vote_capture(voter) if voter else None)
+            job = EvalJob(plan, rows, metrics=metrics, run_id=f"point-{i}", runtime=runtime,
+                          capture=vote_capture(voter) if voter else None,
+                          options=options.replace(runs_dir=run.path))
             point = SweepPoint(i, values, None)  # type: ignore[arg-type]
 
             def keep(record: dict[str, Any], point: SweepPoint = point) -> None:
@@ -208,9 +217,6 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
     finally:
         warnings = list(getattr(runtime, "warnings", None) or [])
         await runtime.aclose()
-    result = SweepResult(run_id, run_dir, axes, done, time.perf_counter() - start, warnings, truths)
-    if run_dir is not None:
-        (run_dir / "result.json").write_text(json.dumps(
-            {**result.to_json(), "spec": str(spec), "sets": set_items or [], "seed": seed}, indent=2, default=str)
-            + "\n")
+    result = SweepResult(run.run_id, run.path, axes, done, time.perf_counter() - start, warnings, truths)
+    run.write_result({**result.to_json(), "spec": str(spec), "sets": set_items or [], "seed": options.seed})
     return result

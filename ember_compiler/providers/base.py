@@ -64,6 +64,15 @@ class Completion:
     cache_write_tokens: int = 0  # of input_tokens, written to the prompt cache (Anthropic)
     rate_limits: RateLimits | None = None
 
+    def extend(self, other: Completion) -> None:
+        """Append `other`'s samples and add its token counts (a request answered in parts)."""
+        self.texts += other.texts
+        self.finish_reasons += other.finish_reasons
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+
 
 @runtime_checkable
 class Provider(Protocol):

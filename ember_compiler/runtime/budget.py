@@ -25,43 +25,64 @@ from ..providers.base import Completion, Request
 from .limits import estimate_tokens
 from .prices import FREE, Price
 
-_LIMITS = ("max_cost_usd", "max_calls", "max_tokens")
+_LIMITS = ("max_cost_usd", "max_calls", "max_total_tokens")
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class Budget:
+    """Spending limits for one run (or a whole eval); None: no limit on that count.
+
+    Args:
+        max_cost_usd: stop before the recorded spend could exceed this many USD.
+        max_calls: at most this many model calls (samples).
+        max_total_tokens: at most this many tokens, input + output, over all calls (not the
+            per-call `max_tokens` of a model binding).
+    """
+
     max_cost_usd: float | None = None
     max_calls: int | None = None
-    max_tokens: int | None = None
+    max_total_tokens: int | None = None
 
     @property
     def empty(self) -> bool:
-        return self.max_cost_usd is None and self.max_calls is None and self.max_tokens is None
+        return self.max_cost_usd is None and self.max_calls is None and self.max_total_tokens is None
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _LIMITS if getattr(self, k) is not None}
 
 
-def limits_from(spec_budget: dict[str, Any] | None, *, max_cost: float | None = None,
-                max_calls: int | None = None, max_tokens: int | None = None) -> Limits | None:
-    """The spec's `budget:` with the command-line flags taking precedence field by field; None: no budget."""
+Limits = Budget  # the old name
+
+
+def limits_from(spec_budget: dict[str, Any] | None, override: Budget | None = None) -> Budget | None:
+    """The spec's `budget:` with `override`'s fields (the command-line flags) taking precedence field by
+    field; None: no budget. The spec's deprecated `max_tokens` reads as `max_total_tokens`.
+
+    Raises:
+        UsageError: a negative limit.
+    """
     given = dict(spec_budget or {})
-    for key, value in (("max_cost_usd", max_cost), ("max_calls", max_calls), ("max_tokens", max_tokens)):
-        if value is not None:
-            if value < 0:
-                raise UsageError(f"--{key.removesuffix('_usd').replace('_', '-')} must be ≥ 0, got {value}")
-            given[key] = value
-    limits = Limits(**{k: given.get(k) for k in _LIMITS})
+    if "max_tokens" in given:
+        legacy = given.pop("max_tokens")
+        given.setdefault("max_total_tokens", legacy)
+    if override is not None:
+        for key in _LIMITS:
+            value = getattr(override, key)
+            if value is not None:
+                if value < 0:
+                    raise UsageError(f"--{key.replace('_', '-')} must be ≥ 0, got {value}")
+                given[key] = value
+    limits = Budget(**{k: given.get(k) for k in _LIMITS})
     return None if limits.empty else limits
 
 
-class Budget:
-    """Shared by every request of a runtime (all branches, all rows)."""
+class Spending:
+    """A `Budget` being spent: shared by every request of a runtime (all branches, all rows)."""
 
     __slots__ = ("limits", "spent_cost", "spent_calls", "spent_tokens", "held_cost", "held_calls", "held_tokens",
                  "in_flight", "exceeded", "reason", "_settled")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Budget) -> None:
         self.limits = limits
         self.spent_cost = 0.0
         self.spent_calls = 0
@@ -98,8 +119,8 @@ class Budget:
             return f"max cost ${lim.max_cost_usd:g}"
         if lim.max_calls is not None and k > lim.max_calls:
             return f"max calls {lim.max_calls:,}"
-        if lim.max_tokens is not None and t > lim.max_tokens:
-            return f"max tokens {lim.max_tokens:,}"
+        if lim.max_total_tokens is not None and t > lim.max_total_tokens:
+            return f"max total tokens {lim.max_total_tokens:,}"
         return None
 
     async def reserve(self, request: Request, price: Price | None) -> tuple[float, int, int]:

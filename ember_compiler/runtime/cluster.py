@@ -3,7 +3,7 @@
 When an eval runs on several workers (`eval/ray_executor.py`), each worker has its own `Runtime`, but
 a provider's limits belong to the API key, not to a process. So the gates of shared models live in
 one `SharedLimits` object — a named Ray actor on the cluster — running Ember's own `Gate`, `Limiter`
-and `Budget` on its event loop; the workers' runtimes hold proxies with the same interface
+and `Spending` on its event loop; the workers' runtimes hold proxies with the same interface
 (`RemoteGate`, `RemoteLimiter`, `RemoteBudget`) that forward to it. Concurrency bounds, RPM/TPM
 buckets, header-learned limits, 429 cool-downs and the budget are therefore per cluster.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import BudgetExceeded
 from ..providers.base import Completion, RateLimits, Request
-from .budget import Budget, Limits
+from .budget import Budget, Spending
 from .gates import Gate
 from .limits import Limiter
 from .prices import Price
@@ -33,11 +33,11 @@ from .prices import Price
 class SharedLimits:
     """The state behind the cluster's gates (the body of the Ray actor; plain Python, testable alone)."""
 
-    def __init__(self, budget: Limits | None = None) -> None:
+    def __init__(self, budget: Budget | None = None) -> None:
         self._gates: dict[str, Gate] = {}
         self._leases: dict[str, tuple[str, Gate]] = {}  # lease -> (worker, gate)
         self._cancelled: set[str] = set()
-        self._budget = Budget(budget) if budget is not None else None
+        self._budget = Spending(budget) if budget is not None else None
         self._held: dict[str, tuple[str, tuple[float, int, int]]] = {}  # reservation -> (worker, amount)
         self.max_active: dict[str, int] = {}  # most slots held at once, per gate (for tests and reports)
 
@@ -124,12 +124,12 @@ class SharedLimits:
         else:
             self._cancelled.add(rid)
 
-    def budget(self) -> Budget | None:
+    def budget(self) -> Spending | None:
         """A copy of the budget's state (spent, exceeded, why), for the driver's summary."""
         b = self._budget
         if b is None:
             return None
-        copy = Budget(b.limits)
+        copy = Spending(b.limits)
         copy.spent_cost, copy.spent_calls, copy.spent_tokens = b.spent_cost, b.spent_calls, b.spent_tokens
         copy.exceeded, copy.reason = b.exceeded, b.reason
         return copy
@@ -200,11 +200,11 @@ class RemoteGate:
 
 
 class RemoteBudget:
-    """The worker-side face of the cluster's budget (the `Budget` interface the runtime uses). A
+    """The worker-side face of the cluster's budget (the `Spending` interface the runtime uses). A
     reservation is an id the actor holds the amount under, so a worker that dies or gives up never
     leaves an amount held (which would make every later reservation wait for it)."""
 
-    def __init__(self, actor: Any, limits: Limits, worker: str) -> None:
+    def __init__(self, actor: Any, limits: Budget, worker: str) -> None:
         self._actor = actor
         self.limits = limits
         self.exceeded = False  # learnt on this worker's next reservation after any worker exceeded it
@@ -214,7 +214,7 @@ class RemoteBudget:
     async def reserve(self, request: Request, price: Price | None) -> str:
         rid = f"{self._worker}:budget:{next(self._ids)}"
         try:
-            await self._actor.reserve.remote(Budget.worst_case(request, price), rid, self._worker)
+            await self._actor.reserve.remote(Spending.worst_case(request, price), rid, self._worker)
         except asyncio.CancelledError:
             self._actor.cancel_reservation.remote(rid)
             raise

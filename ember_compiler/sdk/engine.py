@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ember_compiler.errors import EmberError
-from ember_compiler.runtime.run import example_meta
-from ember_compiler.runtime.runtime import RowContext, Runtime, Usage
+from ember_compiler.runs import RunOptions, example_meta, make_runtime
+from ember_compiler.runtime.usage import RowContext, Usage
 from ember_compiler.xcs.scheduling import Scheduler, get_scheduler
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class Session:
 
     loop: asyncio.AbstractEventLoop
     sink: Any  # the Runtime (or any CallSink)
-    meta: dict[str, Any]  # seed, example_id, truth, choices, sim (see runtime.run.example_meta)
+    meta: dict[str, Any]  # seed, example_id, truth, choices, sim (see runs.example_meta)
     row: Any = field(default_factory=RowContext)  # where usage lands
     scheduler: Scheduler = field(default_factory=lambda: get_scheduler(None))
     prefix: str = ""  # node-id prefix of eager calls (inside a python node: its id + "/")
@@ -100,7 +100,7 @@ def new_session(loop: asyncio.AbstractEventLoop, *, seed: int = 0, example: dict
     policy = get_scheduler(scheduler)
     owned = sink is None
     if sink is None:
-        sink = Runtime(max_in_flight=policy.max_in_flight())
+        sink = make_runtime(RunOptions(scheduler=policy))
     meta = example_meta(seed, example_id, inputs or {}, example)
     return Session(loop=loop, sink=sink, meta=meta, scheduler=policy, owned=owned)
 

@@ -21,7 +21,7 @@ from ember_compiler.compiler.lower import lower
 from ember_compiler.compiler.passes import default_passes, run_passes
 from ember_compiler.errors import EmberError
 from ember_compiler.ops import registry
-from ember_compiler.runtime.runtime import Usage
+from ember_compiler.runtime.usage import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.model import Model
 from ember_compiler.sdk.operator import Network, Operator, OperatorError, snake
@@ -325,15 +325,10 @@ class Jitted:
 
     async def _timed(self, values: dict[str, Any]) -> RunOutput:
         session = engine.CURRENT.get()
-        before = Usage()
-        before.add(session.usage)
+        before = session.usage.copy()
         start = time.perf_counter()
         output = await self.aexecute(values, session)
-        used = Usage()
-        used.add(session.usage)
-        for key in ("calls", "requests", "input_tokens", "output_tokens", "cost_known", "unpriced"):
-            setattr(used, key, getattr(used, key) - getattr(before, key))
-        return RunOutput(output, used, time.perf_counter() - start)
+        return RunOutput(output, session.usage - before, time.perf_counter() - start)
 
     def to_spec(self, path: str | Path | None = None) -> str:
         """The traced network as YAML; with ``path``, also written there (sub-spec paths made relative).

@@ -1,7 +1,7 @@
 """``vmap``: one operator over a batch of inputs through one shared runtime, results in input order.
 
 The operator is traced once (``jit``) and every row runs the same plan: one set of gates for all rows,
-at most ``max_concurrency`` rows in flight, plus the scheduling policy's bound on model calls. A
+at most ``row_concurrency`` rows in flight, plus the scheduling policy's bound on model calls. A
 network that cannot be traced (it branches on model outputs) runs eagerly per row instead, in the
 same session and with the same bounds.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from ember_compiler.runtime.runtime import Usage
+from ember_compiler.runtime.usage import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.jit import Jitted, jit
 from ember_compiler.sdk.operator import Operator, OperatorError
@@ -37,13 +38,14 @@ class Batched:
     """``vmap(op)``: call with a list of rows (dicts, ``Input`` instances, or bare values for a
     one-input operator) or with columns as keyword lists (``question=[...]``)."""
 
-    def __init__(self, op: Operator | Jitted, *, max_concurrency: int = 64, scheduler: Scheduler | str | None = None,
-                 seed: int = 0) -> None:
-        if max_concurrency < 1:
-            raise OperatorError("vmap: max_concurrency must be >= 1")
+    def __init__(self, op: Operator | Jitted, *, row_concurrency: int = 64, scheduler: Scheduler | str | None = None,
+                 seed: int = 0, max_concurrency: int | None = None) -> None:
+        row_concurrency = _row_concurrency(row_concurrency, max_concurrency)
+        if row_concurrency < 1:
+            raise OperatorError("vmap: row_concurrency must be >= 1")
         self.jitted = op if isinstance(op, Jitted) else jit(op, scheduler=scheduler)
         self.op = self.jitted.op
-        self.max_concurrency = max_concurrency
+        self.row_concurrency = row_concurrency
         self.scheduler = get_scheduler(scheduler if scheduler is not None else self.jitted.scheduler)
         self.seed = seed
 
@@ -117,7 +119,7 @@ class Batched:
                 except Exception as exc:
                     raise OperatorError(f"vmap row {i}: {exc}") from exc
 
-        workers = 1 if not traced else max(1, min(self.max_concurrency, len(batch)))
+        workers = 1 if not traced else max(1, min(self.row_concurrency, len(batch)))
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
@@ -127,14 +129,27 @@ class Batched:
         return BatchOutput(outputs, session.usage, time.perf_counter() - start, traced)
 
 
-def vmap(op: Operator | Jitted, *, max_concurrency: int = 64, scheduler: Scheduler | str | None = None,
-         seed: int = 0) -> Batched:
+def vmap(op: Operator | Jitted, *, row_concurrency: int = 64, scheduler: Scheduler | str | None = None,
+         seed: int = 0, max_concurrency: int | None = None) -> Batched:
     """Map ``op`` over a batch: ``vmap(net)([{"question": q1}, {"question": q2}])`` or
     ``vmap(net)(question=[q1, q2])``. Rows may carry ``answer``/``sim``/``id`` like eval datasets.
 
     Args:
-        max_concurrency: rows in flight at once.
+        row_concurrency: rows in flight at once (a model's calls in flight are its binding's
+            ``limits.concurrency``).
         scheduler: scheduling policy (its ``max_in_flight`` bounds model calls across all rows).
         seed: run seed (the sim reproduces exactly).
+        max_concurrency: deprecated name of ``row_concurrency`` (warns).
+
+    Raises:
+        OperatorError: ``row_concurrency`` below 1.
     """
-    return Batched(op, max_concurrency=max_concurrency, scheduler=scheduler, seed=seed)
+    return Batched(op, row_concurrency=_row_concurrency(row_concurrency, max_concurrency), scheduler=scheduler,
+                   seed=seed)
+
+
+def _row_concurrency(row_concurrency: int, max_concurrency: int | None) -> int:
+    if max_concurrency is None:
+        return row_concurrency
+    warnings.warn("vmap(max_concurrency=) is deprecated: use row_concurrency=", DeprecationWarning, stacklevel=3)
+    return max_concurrency

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$"
 REF_PATTERN = r"^\$\{\s*[^{}\s]+\s*\}$"
@@ -51,7 +51,19 @@ class Budget(_Strict):
 
     max_cost_usd: float | None = Field(None, ge=0, description="Stop before the recorded spend could exceed this (USD).")
     max_calls: int | None = Field(None, ge=0, description="Stop before more than this many model calls (samples).")
-    max_tokens: int | None = Field(None, ge=0, description="Stop before more than this many tokens (input + output).")
+    max_total_tokens: int | None = Field(
+        None, ge=0, description="Stop before more than this many tokens (input + output, over all calls).")
+    max_tokens: int | None = Field(None, ge=0, description="Deprecated alias of max_total_tokens.",
+                                   json_schema_extra={"deprecated": True})
+
+    @model_validator(mode="after")
+    def _legacy_max_tokens(self) -> Budget:
+        # `max_tokens` (deprecated: it reads like a model's per-call max_tokens) moves to max_total_tokens
+        if self.max_tokens is not None:
+            if self.max_total_tokens is None:
+                self.max_total_tokens = self.max_tokens
+            self.max_tokens = None
+        return self
 
 
 class ModelBinding(_Strict):

@@ -1,37 +1,35 @@
-"""Run a plan once: inputs in, outputs out, with `.ember/runs/<run-id>/result.json` and `trace.jsonl`."""
+"""Run a plan once: inputs in, outputs out, with `.ember/runs/<run-id>/result.json` and `trace.jsonl`
+(layer 7, above the executor and the runtime it puts together)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import EmberError, UsageError
+from ..runtime.runtime import Runtime
+from ..runtime.usage import RowContext, Usage
+from ..spec.diagnostics import did_you_mean
 from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
-from ..xcs.scheduling import Scheduler
-from .budget import Budget, Limits, limits_from
-from .runtime import RowContext, Runtime, Usage
-from .trace import Tracer
+from .factory import AUTO, make_runtime
+from .options import RunOptions
+from .rundir import RunDir
 
-RUNS_DIR = Path(".ember") / "runs"
 _TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "array": list, "object": dict}
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
-
-
 def resolve_inputs(plan: Plan, given: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults, reject unknown or missing inputs, and coerce values to the declared types."""
-    from ..spec.diagnostics import did_you_mean
+    """Fill defaults, reject unknown or missing inputs, and coerce values to the declared types.
 
+    Raises:
+        UsageError: an unknown or missing input, or a value of the wrong type.
+    """
     for name in given:
         if name not in plan.inputs:
             hint = did_you_mean(name, plan.inputs)
@@ -59,6 +57,8 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
 
 @dataclass
 class RunResult:
+    """One run: its outputs, usage, wall time and folder; `error` says why it failed (None: it did not)."""
+
     run_id: str
     outputs: dict[str, Any]
     usage: Usage
@@ -119,27 +119,32 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
                         })
 
 
-async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, runs_dir: Path | None = RUNS_DIR,
-                         example: dict[str, Any] | None = None, transport: Any = None,
-                         scheduler: Scheduler | str | None = None, budget: Limits | None = None,
-                         cache: Any = None) -> RunResult:
+async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, *,
+                         example: dict[str, Any] | None = None, cache: Any = None, **legacy: Any) -> RunResult:
     """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`.
 
-    `budget` limits cost/calls/tokens (default: the plan's `budget:`); `cache` is a `ResponseCache`
-    (closed with the run)."""
+    Args:
+        plan: the compiled plan.
+        inputs: input values by name (defaults filled, types coerced).
+        options: seed, scheduler, budget (over the plan's `budget:`), cache, runs dir, transport.
+        example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
+        cache: a `ResponseCache` to use (closed with the run) instead of the one `options` name.
+        legacy: the old keywords (`seed`, `runs_dir`, `transport`, `scheduler`, `budget`) as options.
+
+    Raises:
+        UsageError: unknown, missing or mistyped inputs; an unknown scheduler.
+    """
+    options = _options(options, legacy)
     values = resolve_inputs(plan, inputs)
-    executor = Executor(plan, scheduler)
-    run_id = new_run_id()
-    run_dir = runs_dir / run_id if runs_dir is not None else None
-    limits = budget if budget is not None else limits_from(plan.budget)
-    runtime = Runtime(tracer=Tracer(run_dir / "trace.jsonl" if run_dir else None), transport=transport,
-                      max_in_flight=executor.scheduler.max_in_flight(),
-                      budget=Budget(limits) if limits is not None else None, cache=cache)
+    executor = Executor(plan, options.scheduler)
+    run = RunDir.new(options.runs_dir)
+    runtime = make_runtime(options, plan, run_dir=run, cache=cache if cache is not None else AUTO)
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
     error = None
     row = RowContext()
+    seed = options.seed
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
@@ -152,19 +157,34 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], *, seed: int = 0, r
     spent = runtime.budget
     if spent is not None and spent.exceeded:
         error = spent.message()
-    result = RunResult(run_id, outputs, row.usage, time.perf_counter() - start, run_dir, nodes, error,
+    result = RunResult(run.run_id, outputs, row.usage, time.perf_counter() - start, run.path, nodes, error,
                        list(runtime.warnings), spent.to_json() if spent is not None else None,
                        spent is not None and spent.exceeded)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "result.json").write_text(json.dumps({
-            **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
-            "error": error, "spec": plan.source,
-            "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
-            "warnings": result.warnings,
-        }, indent=2, default=str) + "\n")
+    run.write_result({
+        **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
+        "error": error, "spec": plan.source,
+        "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
+        "warnings": result.warnings,
+    })
     return result
 
 
-def run_plan(plan: Plan, inputs: dict[str, Any], **kwargs: Any) -> RunResult:
-    return asyncio.run(run_plan_async(plan, inputs, **kwargs))
+def run_plan(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, **kwargs: Any) -> RunResult:
+    """`run_plan_async` from synchronous code."""
+    return asyncio.run(run_plan_async(plan, inputs, options, **kwargs))
+
+
+_LEGACY = ("seed", "runs_dir", "transport", "scheduler", "budget")
+
+
+def _options(options: RunOptions | None, legacy: dict[str, Any]) -> RunOptions:
+    """`options` with the old keyword arguments of `run_plan` folded in (no cache unless asked)."""
+    if unknown := sorted(set(legacy) - set(_LEGACY)):
+        raise TypeError(f"run_plan() got an unexpected keyword argument {unknown[0]!r}")
+    if options is None:
+        options = RunOptions(cache_mode="off")  # the library's old default: no cache unless one is given
+    changes = {k: v for k, v in legacy.items() if k in _LEGACY}
+    if "scheduler" in changes and changes["scheduler"] is None:
+        changes["scheduler"] = "parallel"
+    return options.replace(**changes) if changes else options
+

@@ -1,0 +1,505 @@
+"""Ember's public library API (layer 10): what the `ember` command does, as functions.
+
+    from ember_compiler import api
+    plan = api.compile("specs/self-consistency.yaml", {"samples.n": 9})
+    result = api.run(plan, {"question": "What is 7 * 6?"}, api.RunOptions(seed=1))
+    report = api.evaluate("spec.yaml", "rows.jsonl", api.RunOptions(budget=api.Budget(max_cost_usd=1)))
+
+Every function that runs something takes the same `RunOptions` (seed, scheduler, budget, cache,
+trace, runs dir, passes, row concurrency). Errors are `EmberError`s (re-exported here): `SpecInvalid`
+carries every diagnostic, `UsageError` is a bad argument, `BudgetExceeded` a spent budget.
+The heavy parts (the compiler, the runtime, providers) are imported when a function is first called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BudgetExceeded, ConfigError, EmberError, ProviderError, SpecInvalid, UsageError
+from .runs.options import PASS_NAMES, RunOptions, pass_name
+from .runs.rundir import RUNS_DIR, RunDir, new_run_id
+from .runtime.budget import Budget
+from .runtime.usage import Usage
+
+if TYPE_CHECKING:
+    from .eval.dataset import Row
+    from .eval.fit import ScalingFit
+    from .eval.runner import EvalJob, EvalResult
+    from .eval.sweep import SweepPoint, SweepResult
+    from .runs.run import RunResult
+    from .spec.diagnostics import Diagnostic
+    from .xcs.plan import Plan
+
+__all__ = [
+    "PASS_NAMES", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
+    "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
+    "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
+    "plan_text", "plot_sweep", "render_diagnostics", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
+    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate",
+]
+
+
+# -- checking and compiling --------------------------------------------------------------------------
+def validate(paths: Iterable[str | Path], *, import_operators: bool = False) -> list[Diagnostic]:
+    """Check spec files and folders (every `*.yaml`, `*.yml`, `*.json` below that is marked `ember:`).
+
+    Args:
+        paths: files (always checked) and folders (searched, hidden folders skipped).
+        import_operators: import the operators `python` nodes name (runs their modules' code) to
+            check `with:`, `init:` and ports against them; off by default: no user code runs.
+
+    Returns:
+        Every diagnostic (errors and warnings), sorted by file and position; empty when all are valid.
+        Never raises for bad input: an unreadable path is a diagnostic.
+    """
+    from .compiler.check import validate_paths
+
+    return validate_paths([str(p) for p in paths], import_operators=import_operators)
+
+
+def spec_files(path: str | Path) -> list[Path]:
+    """The specs `validate` checks for `path`: the file itself, or a folder's files marked as specs."""
+    from .compiler.check import marked_as_spec
+    from .compiler.check import spec_files as files_below
+
+    path = Path(path)
+    return [path] if not path.is_dir() else [f for f in files_below(path) if marked_as_spec(f)]
+
+
+def parse_sets(items: Iterable[str] | None) -> dict[str, Any]:
+    """`--set PATH=VALUE` items as {path: value} (VALUE parsed as YAML scalars/JSON: `9`, `true`, `[1,2]`).
+
+    Raises:
+        UsageError: an item without `=`.
+    """
+    from .compiler.sets import parse_set
+
+    return dict(parse_set(s) for s in items or [])
+
+
+def compile(spec: str | Path, sets: dict[str, Any] | None = None, *, batch: bool = False,  # noqa: A001
+            disable: Iterable[str] = ()) -> Plan:
+    """Load, check and lower a spec into its plan, and run the default plan passes.
+
+    Args:
+        spec: the spec file (YAML or JSON).
+        sets: `--set` overrides, dotted path -> value (see `parse_sets`).
+        batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls
+            (`vote-cutoff`).
+        disable: passes not to run (`prune`, `dedupe`, `vote-cutoff`; snake_case accepted).
+
+    Returns:
+        The plan (`ember_compiler.xcs.plan.Plan`).
+
+    Raises:
+        SpecInvalid: the spec (or a sub-spec) is invalid; carries every diagnostic.
+        UsageError: an unknown pass name.
+    """
+    from .compiler import compile_spec
+
+    off = tuple(pass_name(p) for p in disable)
+    if unknown := [p for p in off if p not in PASS_NAMES]:
+        raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(PASS_NAMES)})")
+    return compile_spec(spec, sets or None, batch=batch, disable=off)
+
+
+def _plan(spec_or_plan: Any, options: RunOptions, *, batch: bool) -> Plan:
+    from .xcs.plan import Plan
+
+    if isinstance(spec_or_plan, Plan):
+        return spec_or_plan
+    return compile(spec_or_plan, options.sets, batch=batch, disable=options.disable_passes)
+
+
+PLAN_FORMATS = ("json", "text", "mermaid", "dot")
+
+
+def plan_text(plan: Plan, format: str = "json") -> str:  # noqa: A002
+    """A plan as text: `json` (the plan file), `text` (one line per node), `mermaid` or `dot` (graphs).
+
+    Raises:
+        UsageError: an unknown format.
+    """
+    from .xcs import printing
+
+    if format == "json":
+        return json.dumps(plan.to_json(), indent=2) + "\n"
+    if format == "text":
+        return printing.to_text(plan) + "\n"
+    if format == "mermaid":
+        return printing.to_mermaid(plan)
+    if format == "dot":
+        return printing.to_dot(plan)
+    raise UsageError(f"unknown plan format '{format}' ({', '.join(PLAN_FORMATS)})")
+
+
+def schema_text() -> str:
+    """The JSON Schema of the spec format (what `schemas/ember-spec.schema.json` holds)."""
+    from .compiler.schema import schema_text as text
+
+    return text()
+
+
+def explain(code: str) -> str:
+    """What `ember explain CODE` prints: a diagnostic code's (or its name's) summary, why and fix.
+
+    Raises:
+        UsageError: an unknown code (with a did-you-mean hint).
+    """
+    from .spec.codes import explain_text
+
+    return explain_text(code)
+
+
+def diagnostic_codes() -> list[Any]:
+    """Every diagnostic code (``Code``: code, name, summary, why, fix, severity), in order."""
+    from .spec.codes import all_codes
+
+    return all_codes()
+
+
+def render_diagnostics(diagnostics: Iterable[Diagnostic], format: str = "text") -> str:  # noqa: A002
+    """Diagnostics as `text` (FILE:LINE:COL: error: MESSAGE), `json` or `github` (workflow commands)."""
+    from .spec.diagnostics import render_all
+
+    return render_all(list(diagnostics), format)
+
+
+# -- running ------------------------------------------------------------------------------------------
+def parse_inputs(items: Iterable[str] | None = None, inputs_file: str | Path | None = None) -> dict[str, Any]:
+    """`--inputs FILE.json` then `--input NAME=VALUE` items (VALUE is JSON when it parses, else a string).
+
+    Raises:
+        UsageError: an unreadable file, a file that is not a JSON object, an item without `=`.
+    """
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(Path(inputs_file).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read --inputs {inputs_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--inputs {inputs_file} must hold a JSON object")
+        values.update(loaded)
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--input expects NAME=VALUE, got '{item}'")
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
+
+
+async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
+               options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+    """Run a spec (compiled with `options.sets` and `options.disable_passes`) or a plan once.
+
+    Args:
+        spec_or_plan: a spec file or a compiled plan.
+        inputs: input values by name (defaults filled, types coerced).
+        options: seed, scheduler, budget, cache, trace, runs dir (default `RunOptions()`).
+        example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
+
+    Returns:
+        `RunResult`: outputs, usage, wall time, run folder. A failed run (a provider error, a spent
+        budget) returns with `error` set and is recorded in `result.json`; it does not raise.
+
+    Raises:
+        SpecInvalid: the spec is invalid.
+        UsageError: unknown, missing or mistyped inputs; an unknown scheduler or cache mode.
+    """
+    from .runs.run import run_plan_async
+
+    options = options or RunOptions()
+    return await run_plan_async(_plan(spec_or_plan, options, batch=False), inputs or {}, options, example=example)
+
+
+def run(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
+        options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+    """`arun` from synchronous code (see `arun` for Args, Returns and Raises)."""
+    return asyncio.run(arun(spec_or_plan, inputs, options, example=example))
+
+
+# -- evaluating -----------------------------------------------------------------------------------------
+@dataclass
+class EvalSetup:
+    """An eval ready to run (`eval_job`): the job, its rows and whether it continues an earlier run."""
+
+    job: EvalJob
+    rows: list[Row]
+    resumed: list[dict[str, Any]]  # the records an earlier run already finished (resume), else []
+
+
+def eval_job(spec: str | Path | None, data: str | Path | None, options: RunOptions | None = None, *,
+             metrics: list[str] | None = None, map: list[str] | str | None = None,  # noqa: A002
+             limit: int | None = None, sample: int | None = None, seed: int | None = None,
+             sets: list[str] | None = None, resume: str | None = None, executor: str = "local",
+             ray: dict[str, Any] | None = None) -> EvalSetup:
+    """Prepare an eval: compile the spec (for a batch), read the rows, write or check the study.
+
+    Args:
+        spec, data: the spec and the dataset (JSONL, a JSON list, or CSV); optional with `resume`.
+        options: run options (`row_concurrency`, budget, cache, ...).
+        metrics: metric names (`exact` default, `mc`, `numeric[:TOL]`, `contains`, `module:function`).
+        map: column renames `FIELD=COLUMN[,...]`.
+        limit, sample: only the first N rows; then a seeded sample of N of them.
+        seed: the run seed (default `options.seed`; with `resume`, the recorded one).
+        sets: `--set PATH=VALUE` items (recorded in the study as given).
+        resume: the id of an interrupted eval to finish: every argument not given is the recorded one.
+        executor: `local` or `ray`; `ray` takes `address`, `workers`, `worker_cpus`.
+
+    Raises:
+        UsageError: a missing spec or data, an unknown executor, a resume of another study.
+        SpecInvalid: the spec is invalid.
+    """
+    from .eval.dataset import load_rows as read_rows
+    from .eval.dataset import parse_map
+    from .eval.metrics import parse_metrics
+    from .eval.ray_executor import RayOptions
+    from .eval.runner import EvalJob
+    from .runs.factory import budget_limits, open_cache
+    from .runs.rundir import check_same_study, file_sha256
+
+    options = options or RunOptions()
+    recorded: dict[str, Any] | None = None
+    previous: list[dict[str, Any]] = []
+    if resume is not None:
+        found = RunDir.find(resume, options.runs_dir or RUNS_DIR)
+        recorded = found.read_study()
+        spec = spec or Path(recorded["spec"])
+        data = data or Path(recorded["data"])
+        sets = sets if sets is not None else recorded.get("sets") or None
+        map = map if map is not None else ([",".join(f"{k}={v}" for k, v in recorded["map"].items())]  # noqa: A001
+                                           if recorded.get("map") else None)
+        metrics = metrics if metrics is not None else recorded.get("metrics")
+        seed = seed if seed is not None else recorded.get("seed", 0)
+        limit = limit if limit is not None else recorded.get("limit")
+        sample = sample if sample is not None else recorded.get("sample")
+        previous = found.load_records()
+    if spec is None or data is None:
+        raise UsageError("ember eval needs SPEC and --data (or --resume RUN_ID)")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got '{executor}'")
+    if executor == "local" and ray:
+        raise UsageError("--address, --workers and --worker-cpus need --executor ray")
+    seed = options.seed if seed is None else seed
+    options = options.replace(seed=seed, sets={**options.sets, **parse_sets(sets)})
+    plan = _plan(spec, options, batch=True)
+    parsed = parse_metrics(metrics)
+    mapping = parse_map(map)
+    rows = read_rows(data, limit, mapping=mapping, sample=sample, seed=seed)
+    study = {"kind": "eval", "spec": str(spec), "plan_hash": plan.hash, "data": str(data),
+             "data_sha256": file_sha256(data), "map": mapping, "limit": limit, "sample": sample,
+             "seed": seed, "sets": list(sets or []), "metrics": [m.name for m in parsed],
+             "rows": len(rows), "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    if recorded is not None:
+        check_same_study(recorded, study, resume or "")
+    job = EvalJob(plan, rows, metrics=parsed, run_id=resume, study=study, resume=resume is not None,
+                  budget=budget_limits(options, plan), cache=open_cache(options, plan),
+                  executor=RayOptions(**(ray or {})) if executor == "ray" else "local", options=options)
+    return EvalSetup(job, rows, previous)
+
+
+async def run_eval(setup: EvalSetup | EvalJob, on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
+    """Run a prepared eval; `on_row(record)` sees each row's record as it finishes.
+
+    Raises:
+        KeyboardInterrupt, asyncio.CancelledError: the finished rows are kept (`resume` finishes it).
+    """
+    job = setup.job if isinstance(setup, EvalSetup) else setup
+    return await job.run(on_row)
+
+
+async def aevaluate(spec: str | Path, data: str | Path, options: RunOptions | None = None, *,
+                    on_row: Callable[[dict[str, Any]], None] | None = None, **eval_options: Any) -> EvalResult:
+    """Run every row of a dataset through the spec and score its `answer` output against each row's.
+
+    Args:
+        spec, data: the spec and the dataset.
+        options: run options (seed, budget, cache, `row_concurrency`, runs dir, ...).
+        on_row: called with each finished row's record.
+        eval_options: `metrics`, `map`, `limit`, `sample`, `sets`, `resume`, `executor`, `ray` (see `eval_job`).
+
+    Returns:
+        `EvalResult`: `summary` (the `ember eval --json` shape), `accuracy`, usage, run folder.
+
+    Raises:
+        SpecInvalid, UsageError: see `eval_job`.
+    """
+    return await run_eval(eval_job(spec, data, options, **eval_options), on_row)
+
+
+def evaluate(spec: str | Path, data: str | Path, options: RunOptions | None = None, **eval_options: Any) -> EvalResult:
+    """`aevaluate` from synchronous code (see `aevaluate`)."""
+    return asyncio.run(aevaluate(spec, data, options, **eval_options))
+
+
+def load_rows(data: str | Path, *, limit: int | None = None, map: list[str] | str | None = None,  # noqa: A002
+              sample: int | None = None, seed: int = 0) -> list[Row]:
+    """A dataset's rows (JSONL, a JSON list, or CSV), renamed by `map`, cut by `limit` then `sample`.
+
+    Raises:
+        UsageError: an unreadable dataset or a malformed `map`.
+    """
+    from .eval.dataset import load_rows as read_rows
+    from .eval.dataset import parse_map
+
+    return read_rows(data, limit, mapping=parse_map(map), sample=sample, seed=seed)
+
+
+# -- estimating ---------------------------------------------------------------------------------------
+def estimate(spec_or_plan: str | Path | Plan, data: str | Path | list[Row] | None = None, options: RunOptions | None = None,
+             *, map: list[str] | str | None = None, limit: int | None = None) -> dict[str, Any]:  # noqa: A002
+    """What a spec will cost before anything runs: calls, requests, tokens, cost, depth and width.
+
+    Args:
+        spec_or_plan: a spec (compiled with `options.sets`/`disable_passes`, for a batch with `data`) or a plan.
+        data: a dataset (or its rows): each row is estimated with its fields, `per_run` is then the
+            mean per row.
+        options: `sets` and `disable_passes` matter.
+        map, limit: as for `evaluate`.
+
+    Returns:
+        The `ember plan --json` shape: `plan`, `per_run`, `depth`, `width`, `nodes`, `notes`,
+        `unpriced` and, with data, `rows` and `dataset` (the whole dataset's totals).
+
+    Raises:
+        SpecInvalid, UsageError: an invalid spec, an unreadable dataset.
+    """
+    from .compiler.estimate import Estimate, estimate_run
+    from .runs.run import example_meta
+    from .xcs.analysis import analyze
+
+    options = options or RunOptions()
+    plan = _plan(spec_or_plan, options, batch=data is not None)
+    rows = data if isinstance(data, list) else load_rows(data, limit=limit, map=map) if data is not None else None
+    stats = analyze(plan)
+    if not rows:
+        one, nodes, notes = estimate_run(plan, stats=stats)
+        return {"plan": plan.name, "per_run": one.to_json(), "depth": stats.depth, "width": stats.width,
+                "nodes": {k: v.to_json() for k, v in nodes.items()}, "notes": notes,
+                "unpriced": sorted(one.unpriced)}
+    total = Estimate()
+    by_node: dict[str, Estimate] = {}
+    notes = []
+    for row in rows:
+        fields = row.data or {}
+        values = {k: v for k, v in fields.items() if k in plan.inputs}
+        one, nodes, row_notes = estimate_run(plan, values, example_meta(0, row.id, values, fields), stats)
+        total.add(one)
+        for k, v in nodes.items():
+            by_node.setdefault(k, Estimate()).add(v)
+        notes += [n for n in row_notes if n not in notes]
+    n = len(rows)
+    per_run = {k: (round(v / n, 4) if isinstance(v, int | float) else v) for k, v in total.to_json().items()}
+    return {"plan": plan.name, "rows": n, "per_run": per_run, "dataset": total.to_json(), "depth": stats.depth,
+            "width": stats.width, "nodes": {k: v.to_json() for k, v in by_node.items()}, "notes": notes,
+            "unpriced": sorted(total.unpriced)}
+
+
+def estimated_costs(paths: Iterable[str | Path]) -> list[tuple[Path, float | None]]:
+    """(spec, estimated cost per run in USD, None when unknown) for every spec `validate` finds in `paths`.
+
+    Raises:
+        SpecInvalid: a spec is invalid (validate first).
+    """
+    return [(file, estimate(file)["per_run"]["cost_usd"]) for path in paths for file in spec_files(path)]
+
+
+# -- sweeping -----------------------------------------------------------------------------------------
+def sweep_size(sets: list[str] | None) -> int:
+    """How many points a `--set` grid has (`samples.n=1,3,5` and `k=1,2`: 6).
+
+    Raises:
+        UsageError: a malformed item.
+    """
+    from .eval.sweep import grid, parse_axes
+
+    return len(grid(parse_axes(sets)[1]))
+
+
+async def asweep(spec: str | Path, data: str | Path | list[Row], sets: list[str] | None, options: RunOptions | None = None, *,
+                 metrics: list[str] | None = None, map: list[str] | str | None = None,  # noqa: A002
+                 limit: int | None = None, sample: int | None = None, fit: bool = False,
+                 on_point: Callable[[SweepPoint], None] | None = None,
+                 on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
+    """One eval per point of a grid of `--set` values, all through one shared runtime.
+
+    Args:
+        spec, data: the spec and the dataset (or its rows, from `load_rows`).
+        sets: `PATH=V1,V2,...` items are axes (several make a grid), `PATH=VALUE` fixed overrides.
+        options: seed (the same at every point), scheduler, `row_concurrency`, runs dir, passes.
+        metrics, map, limit, sample: as for `evaluate`.
+        fit: check up front that the scaling-law fit can run (≥ 3 points, a vote); then `result.fit()`.
+        on_point, on_row: called as each point and each row finishes.
+
+    Returns:
+        `SweepResult`: points with their summaries, `fit(k_max=, upto=)`, `to_json()`.
+
+    Raises:
+        SpecInvalid: the spec is invalid at some point; UsageError: a malformed `--set`, a fit
+        that cannot run.
+    """
+    from .eval.metrics import parse_metrics
+    from .eval.sweep import sweep_async
+
+    options = options or RunOptions()
+    rows = data if isinstance(data, list) else load_rows(data, limit=limit, map=map, sample=sample, seed=options.seed)
+    return await sweep_async(spec, rows, sets, metrics=parse_metrics(metrics), on_point=on_point, on_row=on_row,
+                             for_fit=fit, options=options)
+
+
+def sweep(spec: str | Path, data: str | Path | list[Row], sets: list[str] | None, options: RunOptions | None = None,
+          **sweep_options: Any) -> SweepResult:
+    """`asweep` from synchronous code (see `asweep`)."""
+    return asyncio.run(asweep(spec, data, sets, options, **sweep_options))
+
+
+def require_plot() -> None:
+    """Check that plotting works (the `plot` extra) before a long sweep runs.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    from .eval.plot import pyplot
+
+    pyplot()
+
+
+def plot_sweep(result: SweepResult, path: str | Path, *, title: str = "", fit: ScalingFit | None = None) -> Path:
+    """Write a sweep's plot (accuracy against calls per row and against cost; `.png`, `.svg`, `.pdf`).
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    from .eval.plot import plot_sweep as draw
+
+    return draw(result, path, title=title, fit=fit)
+
+
+# -- datasets -----------------------------------------------------------------------------------------
+def sim_data(out: str | Path, *, rows: int = 1000, alpha: float = 0.6, p_easy: float = 0.8, p_hard: float = 0.3,
+             choices: list[str] | None = None, wrong_weights: list[float] | None = None,
+             seed: int = 0) -> list[dict[str, Any]]:
+    """Write a sim dataset mixing easy and hard queries (per-row `sim` overrides) to `out` ('-': stdout).
+
+    Returns:
+        The rows written (each with `kind`: easy or hard).
+
+    Raises:
+        UsageError: parameters out of range.
+    """
+    from .eval.simdata import sim_rows, write_jsonl
+
+    data = sim_rows(rows=rows, alpha=alpha, p_easy=p_easy, p_hard=p_hard, choices=choices or ["A", "B", "C", "D"],
+                    wrong_weights=wrong_weights, seed=seed)
+    write_jsonl(out, data)
+    return data
