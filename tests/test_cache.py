@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx2
 import pytest
 from ember_cli.main import app
-from provider_kit import KEY, Server, complete, request, runtime
 from typer.testing import CliRunner
 
 from ember_compiler.errors import ConfigError
@@ -19,6 +18,7 @@ from ember_compiler.providers.base import Completion
 from ember_compiler.runtime import cache as cache_module
 from ember_compiler.runtime.budget import Budget, Limits
 from ember_compiler.runtime.cache import CacheMiss, ResponseCache, default_path, sample_keys
+from ember_compiler.testing.providers import KEY, Server, complete, request, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_SC = ROOT / "specs" / "sim" / "self-consistency.yaml"

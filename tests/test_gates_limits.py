@@ -7,11 +7,11 @@ import asyncio
 
 import httpx2
 import pytest
-from provider_kit import KEY, FakeClock, Server, complete, reply, request, runtime
 
 from ember_compiler.providers.base import RateLimits
 from ember_compiler.runtime import limits
 from ember_compiler.runtime.limits import Limiter, TokenBucket, estimate_tokens
+from ember_compiler.testing.providers import KEY, FakeClock, Server, complete, reply, request, runtime
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from provider_kit import fixture, request
 
 from ember_compiler.errors import ProviderError
 from ember_compiler.providers import http_io
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.runtime.trace import IDLE_FLUSH_S, Tracer
+from ember_compiler.testing.providers import fixture, request
 
 BINDING = {"provider": "openai", "model": "m", "max_tokens": 8}
 

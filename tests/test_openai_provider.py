@@ -11,7 +11,6 @@ import time
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, fixture, one, reply, request
 
 from ember_compiler.errors import ConfigError, ProviderError
 from ember_compiler.ops.prompts import JUDGE_SCHEMA
@@ -19,6 +18,7 @@ from ember_compiler.providers import registry
 from ember_compiler.providers.http import duration_s, rate_limits, retry_after_s
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.providers.sim import SimProvider
+from ember_compiler.testing.providers import KEY, Server, fixture, one, reply, request
 
 BINDING = {"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.5, "max_tokens": 64}
 

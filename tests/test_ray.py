@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ember_compiler.eval.rundir import load_records
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
 from ember_compiler.runtime.budget import Limits
+from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -95,11 +95,6 @@ def test_killing_a_worker_mid_run_keeps_every_row_exactly_once(tmp_path):
 
 
 def test_cluster_wide_rpm_and_concurrency_at_a_fake_server(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from providers import KEY_ENV, FakeServer, binding
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
     monkeypatch.setenv(KEY_ENV, "sk-test-not-a-real-key")
     server = FakeServer(lifetime_s=120)
     try:

@@ -9,12 +9,21 @@ import time
 
 import httpx2
 import pytest
-from provider_kit import KEY, FakeClock, Server, complete, fixture, reply, request, runtime
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
 from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
 from ember_compiler.runtime.run import run_plan
+from ember_compiler.testing.providers import (
+    KEY,
+    FakeClock,
+    Server,
+    complete,
+    fixture,
+    reply,
+    request,
+    runtime,
+)
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
 ANTHROPIC = {"provider": "anthropic", "model": "claude-haiku-4-5", "max_tokens": 16}

@@ -9,7 +9,6 @@ import json
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, reply
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import OutputError
@@ -19,6 +18,7 @@ from ember_compiler.ops.text import json_reply, parse_verdict
 from ember_compiler.providers.base import Completion, Request
 from ember_compiler.providers.local import default_model_path, have_xllamacpp
 from ember_compiler.runtime.run import run_plan
+from ember_compiler.testing.providers import KEY, Server, reply
 from ember_compiler.xcs.plan import PlanNode
 
 CANDS = ["7*6 is 42\nAnswer: 42", "Answer: 48", "I think 42.\nAnswer: 42"]
