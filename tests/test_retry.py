@@ -14,6 +14,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
 from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
 from ember_compiler.runtime.run import run_plan
+from ember_compiler.testing.clock import virtual_time
 from ember_compiler.testing.providers import (
     KEY,
     FakeClock,
@@ -221,10 +222,11 @@ def test_per_call_timeout_bounds_a_hanging_server():
         await asyncio.sleep(30)
 
     server = Server(hang)
-    t0 = time.perf_counter()
-    err, _ = run(server, {**OPENAI, "timeout_s": 0.2, "max_retries": 1})
+    with virtual_time() as loop_clock:  # the 30 s hang and the 0.2 s timeouts are virtual: exact
+        err, clock = run(server, {**OPENAI, "timeout_s": 0.2, "max_retries": 1})
     assert isinstance(err, ProviderError) and "timed out after 0.2s" in str(err)
-    assert len(server.requests) == 2 and time.perf_counter() - t0 < 5
+    assert len(server.requests) == 2  # one retry, each attempt cut at its timeout, not the 30 s hang
+    assert loop_clock.now == pytest.approx(0.2 * 2) and len(clock.sleeps) == 1  # (the back-off: FakeClock)
 
 
 def test_cancelling_a_run_cancels_the_request_in_flight():
