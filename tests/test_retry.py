@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import time
+from types import SimpleNamespace
 
 import httpx2
 import pytest
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
+from ember_compiler.providers import http as http_mod
 from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
 from ember_compiler.runtime.run import run_plan
 from ember_compiler.testing.clock import virtual_time
@@ -61,10 +62,12 @@ def test_429_waits_for_the_hint_then_succeeds(headers, wait):
     assert clock.sleeps == [pytest.approx(wait)]  # the wait is the model's cool-down
 
 
-def test_429_with_an_http_date():
-    date = email.utils.formatdate(time.time() + 5, usegmt=True)
+def test_429_with_an_http_date(monkeypatch):
+    now = 1_800_000_000.0  # the wall clock the date is read against, frozen: an exact wait
+    monkeypatch.setattr(http_mod, "time", SimpleNamespace(time=lambda: now))
+    date = email.utils.formatdate(now + 5, usegmt=True)
     result, clock = run(Server(httpx2.Response(429, headers={"retry-after": date}), ok()))
-    assert result.texts and 3.0 <= clock.sleeps[0] <= 5.0
+    assert result.texts and clock.sleeps == [5.0]
 
 
 def test_gemini_retry_info_is_honoured():
