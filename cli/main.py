@@ -11,6 +11,7 @@ import typer
 from ember_compiler.errors import UsageError
 
 from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
+from . import explain_cmd as _explain_cmd  # noqa: F401  (registers `ember explain`)
 from . import output
 from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
@@ -195,7 +196,7 @@ def graph(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec format."""
-    from ember_compiler.spec.schema import schema_text
+    from ember_compiler.compiler.schema import schema_text
 
     output.print_text(schema_text())
 

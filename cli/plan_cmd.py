@@ -16,16 +16,11 @@ def _cost(value: float | None) -> str:
     return "cost unknown" if value is None else f"${value:.4f}"
 
 
-def _line(e: Any) -> str:
-    return (f"{e.calls:,} calls ({e.requests:,} requests) · ~{e.input_tokens:,} tokens in / "
-            f"≤{e.output_tokens:,} out · {_cost(e.cost_usd)}")
-
-
 def estimate_spec(plan: Any, rows: list[Any] | None) -> dict[str, Any]:
     """The `ember plan --json` shape: `per_run` (the mean over rows with a dataset), `dataset`, `nodes`."""
-    from ember_compiler.compiler.analysis import analyze
     from ember_compiler.compiler.estimate import Estimate, estimate_run
     from ember_compiler.runtime.run import example_meta
+    from ember_compiler.xcs.analysis import analyze
 
     stats = analyze(plan)
     if not rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_lower import _at_repo_root, compile_case  # noqa: F401  (autouse fixture)
 
-from ember_compiler.compiler.analysis import analyze
+from ember_compiler.xcs.analysis import analyze
 from ember_compiler.xcs.plan import Plan, PlanNode
 
 

@@ -139,14 +139,17 @@ def test_failing_run_is_one_line_without_traceback(cli, tmp_path):
 
 
 def _invalid_fixtures():
-    from test_validate import INVALID_FILES, _expected
+    from test_validate import CASES
 
-    return [(p, _expected(p)) for p in INVALID_FILES]
+    return CASES
 
 
-@pytest.mark.parametrize("path,expected", _invalid_fixtures(), ids=lambda v: getattr(v, "name", ""))
-def test_validate_cli_exits_1_at_the_right_line_and_column(cli, path, expected):
-    result = cli("validate", path)
-    assert result.exit_code == 1
-    for file, line, col, code in expected:
-        assert f"{file}:{line}:{col}: error: " in result.stdout and f"[{code}]" in result.stdout
+@pytest.mark.parametrize("case", _invalid_fixtures(), ids=lambda c: c.path.name)
+def test_validate_cli_exits_1_at_the_right_line_and_column(cli, case, monkeypatch):
+    from ember_compiler.spec.codes import CODES
+
+    case.patch(monkeypatch)
+    result = cli("validate", *case.cli_args)
+    assert result.exit_code == (1 if case.has_errors else 0), result.output
+    for file, line, col, code in case.expected:
+        assert f"{file}:{line}:{col}: {CODES[code].severity}: " in result.stdout and f"[{code}]" in result.stdout

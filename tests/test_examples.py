@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ember_compiler.compiler import compile_spec
-from ember_compiler.compiler.analysis import analyze
 from ember_compiler.eval.dataset import load_rows
 from ember_compiler.eval.runner import eval_plan
 from ember_compiler.runtime.run import run_plan
+from ember_compiler.xcs.analysis import analyze
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SIM = sorted((SPECS / "sim").glob("*.yaml"))

@@ -15,8 +15,12 @@ from ember_compiler.compiler.lower import lower, toposort
 from ember_compiler.compiler.passes import run_passes
 from ember_compiler.compiler.passes.prune import prune
 from ember_compiler.errors import EmberError
+from ember_compiler.ops.ensemble import EnsembleNode
+from ember_compiler.ops.refine import RefineNode
+from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.loader import load_document
-from ember_compiler.spec.model import EnsembleNode, ModelBinding, RefineNode, Spec
+from ember_compiler.spec.model import ModelBinding
+from ember_compiler.xcs.expr import Input
 from ember_compiler.xcs.plan import Plan, PlanNode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +89,7 @@ def test_ensemble_and_judge_forms():
             "outputs": ["answer", "reasoning", "text"], "when": [],
         },
     }
-    assert plan.outputs == {"answer": {"$ref": ["final", "answer"]}}
+    assert plan.to_json()["outputs"] == {"answer": {"$ref": ["final", "answer"]}}
     assert plan.inputs == {
         "question": {"type": "string", "default": None, "required": True},
         "choices": {"type": "array", "default": ["A", "B", "C", "D"], "required": False},
@@ -249,7 +253,7 @@ def test_params_in_static_fields_are_resolved():
     assert static(refine.max_rounds, scope) == 2
     binding = ModelBinding.model_construct(provider="sim", temperature="${params.t}")
     assert static(binding.temperature, scope) == 0.3
-    assert lower_value("${params.t}", scope) == {"$lit": 0.3}
+    assert lower_value("${params.t}", scope).to_json() == {"$lit": 0.3}
     with pytest.raises(EmberError):
         static("${inputs.q}", scope)
 
@@ -262,12 +266,12 @@ def test_params_in_static_fields_from_a_spec():
 
 
 def test_values_lists_mappings_and_literals():
-    scope = Scope(prefix="net/", inputs={"q": {"$in": "q"}}, params={}, models={}, nodes=frozenset())
-    assert lower_value({"a": ["${x.y}", 1, True], "b": "plain"}, scope) == {"$dict": {
+    scope = Scope(prefix="net/", inputs={"q": Input("q")}, params={}, models={}, nodes=frozenset())
+    assert lower_value({"a": ["${x.y}", 1, True], "b": "plain"}, scope).to_json() == {"$dict": {
         "a": {"$list": [{"$ref": ["net/x", "y"]}, {"$lit": 1}, {"$lit": True}]},
         "b": {"$lit": "plain"},
     }}
-    assert lower_value("Q: ${inputs.q}!", scope) == {"$fmt": ["Q: ", {"$in": "q"}, "!"]}
+    assert lower_value("Q: ${inputs.q}!", scope).to_json() == {"$fmt": ["Q: ", {"$in": "q"}, "!"]}
 
 
 def test_topological_order_is_stable():
@@ -315,7 +319,7 @@ def test_prune_removes_unused_nodes_and_reports_them():
     plan = run_passes(lowered)
     assert [n.id for n in plan.nodes] == ["used"]
     assert plan.passes == ("prune: removed 2 nodes (unused, also_unused)", "dedupe: no change",
-                           "vote_cutoff: no change")
+                           "vote-cutoff: no change")
     assert plan.outputs == lowered.outputs and plan.inputs == lowered.inputs
 
 

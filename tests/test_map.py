@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from ember_compiler.compiler import compile_spec
-from ember_compiler.compiler.analysis import analyze
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.runtime.run import run_plan
 from ember_compiler.testing.clock import virtual_time
+from ember_compiler.xcs.analysis import analyze
+from ember_compiler.xcs.expr import Input, NodeRef
 from ember_compiler.xcs.printing import to_text
 
 FIX = Path(__file__).parent / "fixtures" / "map"
@@ -21,13 +22,16 @@ def test_map_validates_and_lowers_to_one_node_with_a_sub_plan():
     plan = compile_spec(FIX / "main.yaml")
     each = plan.node("each")
     assert each.kind == "map" and each.params["as"] == "q" and each.outputs == ("results", "answers")
-    inner = each.params["plan"]["nodes"]
-    assert [n["id"] for n in inner] == ["each/node"] and inner[0]["source"] is None
+    inner = each.subplan.nodes
+    assert [n.id for n in inner] == ["each/node"] and inner[0].source is None
     # values read from outside the sub-plan are bound by the map node, the item is #item
-    assert each.inputs["bind"]["$dict"]["#0"] == {"$node": "hint"}
-    assert {"$in": "#item"} in inner[0]["inputs"]["vars"]["$dict"]["inputs"]["$dict"].values()
-    assert [n["id"] for n in plan.node("subs").params["plan"]["nodes"]] == ["subs/g", "subs/v"]
-    assert plan.node("subs").when == ({"$in": "go"},)
+    assert each.inputs["bind"].get("#0") == NodeRef("hint")
+    assert Input("#item") in inner[0].inputs["vars"].get("inputs").children()
+    assert [n.id for n in plan.node("subs").subplan.nodes] == ["subs/g", "subs/v"]
+    assert [sub.name for _, sub in plan.subplans()] == ["each", "subs", "fixed"]
+    assert plan.node("subs").when == (Input("go"),)
+    # in JSON the sub-plan is the node's params.plan
+    assert [n["id"] for n in each.to_json()["params"]["plan"]["nodes"]] == ["each/node"]
     text = to_text(plan)
     assert "      %each/node = llm.generate[model=w n=1](%#0, %#1, %#2, %#3, %#item)" in text
     assert "      return {answer: %subs/v.answer, style: %#item}" not in text  # style is bound, not the item

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ember_compiler.ops.fns import fn_refine_result
-from ember_compiler.ops.llm import finish_select, finish_verify
-from ember_compiler.ops.text import extract_answer, normalize, parse_verdict, vote
+from ember_compiler.answers import extract_answer, normalize, parse_verdict, vote
+from ember_compiler.ops.refine import result as fn_refine_result
+from ember_compiler.ops.select import finish as finish_select
+from ember_compiler.ops.verify import finish as finish_verify
 from ember_compiler.providers.base import Completion
 from ember_compiler.xcs.plan import PlanNode
 

@@ -9,11 +9,11 @@ import json
 import httpx2
 import pytest
 
+from ember_compiler.answers import vote
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
-from ember_compiler.ops.llm import still_needed
-from ember_compiler.ops.text import vote
+from ember_compiler.ops.vote import still_needed
 from ember_compiler.runtime.run import run_plan
 from ember_compiler.testing.providers import KEY, Server
 
@@ -73,7 +73,7 @@ def test_cutoff_on_the_sim_same_answer_on_every_row_and_fewer_calls(tmp_path):
                              **({"sim": {"accuracy": 0.4}} if i % 5 == 0 else {})}) for i in range(400)]
     on = compile_spec(spec, batch=True)
     off = compile_spec(spec, disable=["vote_cutoff"], batch=True)
-    assert [n.op for n in on.nodes] == ["vote_cutoff"] and "vote_cutoff: fused 1" in on.passes[-1]
+    assert [n.op for n in on.nodes] == ["vote_cutoff"] and "vote-cutoff: fused 1" in on.passes[-1]
     assert [n.op for n in off.nodes] == ["ensemble", "vote"]
     full, full_answers = eval_rows(off, rows)
     cut, cut_answers = eval_rows(on, rows)
@@ -89,7 +89,7 @@ def test_cutoff_leaves_a_vote_alone_when_more_is_read(tmp_path, extra):
     spec = tmp_path / "sc.yaml"
     spec.write_text(SC.format(p=0.5, n=5, extra=extra))
     plan = compile_spec(spec, batch=True)
-    assert "vote_cutoff" not in [n.op for n in plan.nodes] and plan.passes[-1] == "vote_cutoff: no change"
+    assert "vote_cutoff" not in [n.op for n in plan.nodes] and plan.passes[-1] == "vote-cutoff: no change"
 
 
 DEDUPE = """\
@@ -128,8 +128,8 @@ def test_dedupe_merges_identical_deterministic_calls_only(tmp_path, monkeypatch)
     ids = [n.id for n in plan.nodes]
     assert "b" not in ids and "after_b" not in ids  # b = a, so after_b = after_a
     assert {"a", "c", "d", "s1", "s2", "after_a"} <= set(ids)
-    assert plan.outputs["twin"] == {"$ref": ["a", "answer"]}
-    assert plan.outputs["later"] == {"$ref": ["after_a", "answer"]}
+    assert plan.outputs["twin"].to_json() == {"$ref": ["a", "answer"]}
+    assert plan.outputs["later"].to_json() == {"$ref": ["after_a", "answer"]}
     assert plan.passes[1] == "dedupe: merged 2 identical deterministic calls (b → a, after_b → after_a)"
     assert len(compile_spec(spec, disable=["dedupe"]).nodes) == 8
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from ember_compiler import Model, Network, Operator, jit, ops
 from ember_compiler.compiler import compile_spec
-from ember_compiler.compiler import operators as operators_mod
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.errors import EmberError
+from ember_compiler.ops import operators as operators_mod
 from ember_compiler.runtime.run import run_plan
 
 FIX = Path(__file__).parent / "fixtures" / "pyops"

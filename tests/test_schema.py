@@ -9,8 +9,8 @@ import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
 from ember_compiler.compiler.check import validate_paths
+from ember_compiler.compiler.schema import SCHEMA_PATH, schema_text, spec_json_schema
 from ember_compiler.spec.loader import load_document, to_plain
-from ember_compiler.spec.schema import SCHEMA_PATH, schema_text, spec_json_schema
 
 ROOT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -117,8 +117,8 @@ def test_pre_commit_hook_definition() -> None:
 def test_pydantic_fallback_maps_positions() -> None:
     from pydantic import ValidationError
 
-    from ember_compiler.spec.model import Spec
-    from ember_compiler.spec.schema import pydantic_diagnostics
+    from ember_compiler.compiler.schema import pydantic_diagnostics
+    from ember_compiler.ops.registry import Spec
 
     doc = load_document("s.yaml", "ember: 1\nname: x\nnodes:\n  a: {op: vote, candidates: [], nope: 1}\n")
     with pytest.raises(ValidationError) as info:

@@ -11,10 +11,12 @@ from collections import Counter
 
 import pytest
 
+from ember_compiler.answers import extract_answer
 from ember_compiler.errors import ConfigError, ProviderError
+from ember_compiler.providers import sim as sim_mod
 from ember_compiler.providers.base import Request
 from ember_compiler.providers.registry import check_binding
-from ember_compiler.providers.sim import SimProvider, extract_answer
+from ember_compiler.providers.sim import SimProvider
 from ember_compiler.testing.clock import VirtualTimeLoop
 
 N = 20_000
@@ -279,3 +281,14 @@ def test_check_binding_validates_sim_fields():
         check_binding("worker", {"provider": "sim", "wrong_weights": [0, 0]})
     with pytest.raises(ConfigError, match="accuracy"):
         check_binding("worker", {"provider": "sim", "accuracy": 1.5})
+
+
+def test_sim_reads_answers_with_the_ops_convention() -> None:
+    """One default answer regex (ember_compiler.answers): the sim accepts `**Answer:**` and a full-width
+    colon in candidates exactly as the ops do, so a judged candidate is read the same by both."""
+    from ember_compiler import answers
+
+    assert sim_mod.extract_answer is answers.extract_answer
+    texts = ["Work.\n**Answer:** 42", "Answer：42", "> answer: *42*", None]
+    assert sim_mod._candidate_answers({"candidates": texts}) == ["42", "42", "42", None]
+    assert [answers.extract_answer(t) for t in texts[:3]] == ["42", "42", "42"]

@@ -10,11 +10,12 @@ import json
 import httpx2
 import pytest
 
+from ember_compiler.answers import json_reply, parse_verdict
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import OutputError
 from ember_compiler.ops import prompts
-from ember_compiler.ops.llm import LLM_RULES, CallContext
-from ember_compiler.ops.text import json_reply, parse_verdict
+from ember_compiler.ops.base import CallContext
+from ember_compiler.ops.registry import PLAN_OPS as LLM_RULES
 from ember_compiler.providers.base import Completion, Request
 from ember_compiler.runtime.run import run_plan
 from ember_compiler.testing.providers import KEY, Server, reply

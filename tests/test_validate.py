@@ -6,16 +6,19 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ember_compiler.compiler import check as check_mod
 from ember_compiler.compiler.check import check_spec, load_spec, validate_paths
 from ember_compiler.compiler.sets import apply_sets, parse_set
 from ember_compiler.errors import SpecInvalid, UsageError
+from ember_compiler.ops.registry import Spec
+from ember_compiler.spec.codes import CODES
 from ember_compiler.spec.diagnostics import Diagnostic, render_all
 from ember_compiler.spec.loader import load_document
-from ember_compiler.spec.model import Spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INVALID = FIXTURES / "invalid"
@@ -27,6 +30,10 @@ JSON_EXPECT = {
     "e110_unknown_key.json": ["4:39 E110"],  # "temprature"
 }
 EXPECT_RE = re.compile(r"^#\s*expect:\s*(?:(?P<file>[^\s:]+):)?(?P<line>\d+):(?P<col>\d+)\s+(?P<code>[EW]\d{3})")
+# `# validate: ARGS`: the arguments of `ember validate` (`--import`; paths relative to the fixture's folder,
+# default the fixture itself). `# simulate: internal-error`: the test makes validation raise on the file.
+VALIDATE_RE = re.compile(r"^#\s*validate:\s*(?P<args>.*)$")
+SIMULATE_RE = re.compile(r"^#\s*simulate:\s*(?P<what>\S+)")
 
 
 def _expected(path: Path) -> set[tuple[str, int, int, str]]:
@@ -42,7 +49,64 @@ def _expected(path: Path) -> set[tuple[str, int, int, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class FixtureCase:
+    """How to validate one invalid fixture and what it must report."""
+
+    path: Path
+    targets: tuple[str, ...]  # the paths given to `ember validate`
+    import_operators: bool  # `--import`
+    simulate: str | None  # "internal-error": a test-only patch makes validation raise on this file
+    expected: frozenset[tuple[str, int, int, str]]
+
+    @property
+    def cli_args(self) -> list[str]:
+        return [*(["--import"] if self.import_operators else []), *self.targets]
+
+    @property
+    def has_errors(self) -> bool:
+        return any(CODES[code].severity == "error" for *_, code in self.expected)
+
+    def validate(self) -> list[Diagnostic]:
+        return validate_paths(self.targets, import_operators=self.import_operators)
+
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Apply the test-only patch the fixture asks for (none for almost every fixture).
+
+        `internal-error` simulates a bug in Ember: structural validation raises a RuntimeError for this
+        file (only), which `validate_paths` must report as E999 while validating the other files.
+        """
+        if self.simulate is None:
+            return
+        assert self.simulate == "internal-error", f"{self.path.name}: unknown '# simulate: {self.simulate}'"
+        real, target = check_mod.validate_structure, self.path.resolve()
+
+        def crashing(doc, data):
+            if Path(doc.path).resolve() == target:
+                raise RuntimeError("simulated bug (test-only patch)")
+            return real(doc, data)
+
+        monkeypatch.setattr(check_mod, "validate_structure", crashing)
+
+
+def fixture_case(path: Path) -> FixtureCase:
+    targets: list[str] = []
+    import_operators, simulate = False, None
+    if path.suffix != ".json":
+        for line in path.read_text().splitlines():
+            if m := VALIDATE_RE.match(line):
+                for arg in m["args"].split():
+                    if arg == "--import":
+                        import_operators = True
+                    else:
+                        targets.append(os.path.normpath(path.parent / arg))
+            elif m := SIMULATE_RE.match(line):
+                simulate = m["what"]
+    return FixtureCase(path, tuple(targets) or (str(path),), import_operators, simulate, frozenset(_expected(path)))
+
+
 INVALID_FILES = sorted(p for p in INVALID.iterdir() if p.suffix in (".yaml", ".json"))
+CASES = [fixture_case(p) for p in INVALID_FILES]
 
 
 def test_every_invalid_fixture_states_its_expectation() -> None:
@@ -51,20 +115,63 @@ def test_every_invalid_fixture_states_its_expectation() -> None:
         assert _expected(path), f"{path.name} has no '# expect: LINE:COL CODE' header"
 
 
-@pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.name)
-def test_invalid_fixture_reports_exactly_the_expected_errors(path: Path) -> None:
-    diags = validate_paths([str(path)])
-    got = {(d.file, d.line, d.column, d.code) for d in diags if d.severity == "error"}
-    assert got == _expected(path), "\n".join(d.render() for d in diags)
+def test_every_registered_code_has_an_invalid_fixture() -> None:
+    covered = {code for case in CASES for *_, code in case.expected}
+    missing = sorted(set(CODES) - covered)
+    assert not missing, f"codes without a fixture in {INVALID} (add one with '# expect: LINE:COL CODE'): {missing}"
 
 
-@pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.name)
-def test_load_spec_raises_with_all_errors_sorted(path: Path) -> None:
+def test_every_fixture_expects_registered_codes_and_is_named_after_one() -> None:
+    for case in CASES:
+        codes = {code for *_, code in case.expected}
+        assert codes <= set(CODES), f"{case.path.name}: unregistered {sorted(codes - set(CODES))}"
+        prefix = case.path.name.split("_")[0].upper()
+        if prefix != "MULTI":
+            assert prefix in codes, f"{case.path.name} is named after {prefix} but does not expect it"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.path.name)
+def test_invalid_fixture_reports_exactly_the_expected_errors(case: FixtureCase, monkeypatch) -> None:
+    case.patch(monkeypatch)
+    diags = case.validate()
+    got = {(d.file, d.line, d.column, d.code) for d in diags}
+    assert got == case.expected, "\n".join(d.render() for d in diags)
+
+
+def test_import_fixtures_report_nothing_without_import() -> None:
+    cases = [c for c in CASES if c.import_operators]
+    assert cases
+    for case in cases:
+        assert validate_paths(case.targets) == [], f"{case.path.name}: without --import no code is imported"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.path.name)
+def test_load_spec_raises_with_all_errors_sorted(case: FixtureCase, monkeypatch) -> None:
+    case.patch(monkeypatch)
+    (target,) = case.targets
+    if case.simulate == "internal-error":  # only validate_paths turns a bug into E999; load_spec lets it out
+        with pytest.raises(RuntimeError, match="simulated bug"):
+            load_spec(target)
+        return
+    if case.import_operators or not case.has_errors:  # load_spec imports no operators; warnings never raise
+        doc, _ = load_spec(target)
+        assert case.import_operators or {(d.file, d.line, d.column, d.code) for d in doc.diagnostics} == case.expected
+        return
     with pytest.raises(SpecInvalid) as info:
-        load_spec(path)
+        load_spec(target)
     diags = info.value.diagnostics
-    assert {(d.file, d.line, d.column, d.code) for d in diags} == _expected(path)
+    assert {(d.file, d.line, d.column, d.code) for d in diags} == case.expected
     assert diags == sorted(diags, key=lambda d: (d.file, d.line, d.column))
+
+
+def test_internal_error_is_one_diagnostic_and_the_other_files_are_validated(monkeypatch) -> None:
+    (case,) = [c for c in CASES if c.simulate == "internal-error"]
+    case.patch(monkeypatch)
+    diags = validate_paths([*case.targets, VALID, INVALID / "e113_unknown_op.yaml"])
+    assert sorted(d.code for d in diags) == ["E113", "E999"]  # a valid folder, then a file that is invalid
+    (crash,) = [d for d in diags if d.code == "E999"]
+    assert crash.render() == (f"{case.targets[0]}:1:1: error: internal error: RuntimeError: simulated bug "
+                                 "(test-only patch) [E999]")
 
 
 def test_multi_error_file_reports_everything_at_once() -> None:
@@ -211,10 +318,12 @@ def test_unused_node_is_a_warning_only(tmp_path: Path) -> None:
 
 
 def test_provider_plugins_from_entry_points(monkeypatch, tmp_path: Path) -> None:
-    from ember_compiler.compiler import check_rules
+    from ember_compiler.providers import registry
 
-    monkeypatch.setattr(check_rules, "known_providers", lambda: {"sim", "myplug"})
     text = BASE.replace("{provider: sim}", "{provider: myplug}")
+    assert _codes(_check(tmp_path, text)) == ["E402"]
+    # validation asks the provider registry (the one known_providers()): a plugin's entry point counts
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"myplug": object()})
     assert _check(tmp_path, text) == []
 
 
@@ -346,7 +455,7 @@ def test_render_text_json_github() -> None:
     assert render_all(diags) == (f"{path}:8:9: error: unknown op 'ensembel' in node 'a'; "
                                  "did you mean 'ensemble'? [E113]")
     (item,) = json.loads(render_all(diags, "json"))
-    assert item == {"file": path, "line": 8, "column": 9, "code": "E113", "severity": "error",
+    assert item == {"file": path, "line": 8, "column": 9, "code": "E113", "name": "unknown-op", "severity": "error",
                     "message": "unknown op 'ensembel' in node 'a'", "hint": "did you mean 'ensemble'?"}
     assert render_all(diags, "github") == (f"::error file={path},line=8,col=9,title=E113::unknown op "
                                            "'ensembel' in node 'a'; did you mean 'ensemble'?")

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from ember_compiler.compiler.check import load_spec, validate_paths
+from ember_compiler.compiler.schema import spec_json_schema
 from ember_compiler.errors import SpecInvalid
+from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.diagnostics import Diagnostic
 from ember_compiler.spec.loader import load_document, to_plain
-from ember_compiler.spec.model import Spec
-from ember_compiler.spec.schema import spec_json_schema
 
 VALID = Path(__file__).parent / "fixtures" / "valid"
 SOURCES = sorted(p.relative_to(VALID) for p in VALID.rglob("*") if p.suffix in (".yaml", ".json"))

@@ -6,10 +6,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ember_compiler.compiler.analysis import PlanStats as PlanStats
-from ember_compiler.compiler.analysis import analyze as analyze
+from ember_compiler.compiler.check import load_spec
 from ember_compiler.compiler.lower import lower as lower
+from ember_compiler.compiler.passes import PASSES, default_passes, pass_name
 from ember_compiler.compiler.passes import run_passes as run_passes
+from ember_compiler.errors import UsageError
+from ember_compiler.xcs.analysis import PlanStats as PlanStats
+from ember_compiler.xcs.analysis import analyze as analyze
 from ember_compiler.xcs.plan import Plan
 
 __all__ = ["PlanStats", "analyze", "compile_spec", "lower", "run_passes"]
@@ -22,24 +25,19 @@ def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimi
     Args:
         path: the spec file; node sources in the plan use this path as given.
         sets: ``--set`` overrides (dotted path -> value), applied by the checker.
-        optimize: run the default passes (``prune``, ``dedupe``, and for a batch ``vote_cutoff``);
+        optimize: run the default passes (``prune``, ``dedupe``, and for a batch ``vote-cutoff``);
             False returns the plan as lowered.
-        disable: default passes not to run (``--no-pass NAME``).
+        disable: default passes not to run (``--no-pass NAME``; kebab- or snake_case).
         batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls.
 
     Raises:
         SpecInvalid: the spec (or a sub-spec) failed validation, with every diagnostic.
     """
-    from ember_compiler.compiler.check import load_spec  # written alongside; imported on use
-
     doc, spec = load_spec(path, sets)
     plan = lower(doc, spec, load_spec=load_spec)
     if not optimize:
         return plan
-    from ember_compiler.compiler.passes import DEFAULT_PASSES, PASSES, default_passes
-    from ember_compiler.errors import UsageError
-
-    off = set(disable)
+    off = {pass_name(p) for p in disable}
     if unknown := sorted(off - PASSES.keys()):
-        raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(DEFAULT_PASSES)})")
+        raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(PASSES)})")
     return run_passes(plan, enabled=[p for p in default_passes(batch=batch) if p not in off])

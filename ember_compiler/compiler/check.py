@@ -1,49 +1,9 @@
 """Loading and validation behind `ember validate`: structure (JSON Schema), then semantics (DESIGN §2).
 
 Every problem is reported at once, each as `FILE:LINE:COL: error: MESSAGE; HINT [CODE]`, pointing at
-the offending key or value. Codes are stable; never reuse one.
-
-====  ===========================================================================================
-code  problem
-====  ===========================================================================================
-E100  syntax error (YAML/JSON), undecodable bytes, nesting the parser cannot handle
-E101  duplicate key
-E102  unsupported tag or YAML type (`!!python/object`, `!!binary`, `!!set`, custom tags)
-E103  empty document, top level not a mapping, recursive alias, too deep or too large
-E104  path cannot be read (missing file or folder, permission)
-E110  unknown key (did you mean ...)
-E111  missing required field
-E112  wrong type or value (type, enum, range, name pattern, spec version)
-E113  unknown op
-E114  an input's default does not match its declared type
-E201  reference to an unknown node
-E202  unknown output port of a node (`${a.answr}`, `{{ a.answr }}`)
-E203  unknown input (`${inputs.x}`, `{{ inputs.x }}`)
-E204  unknown param (`${params.x}`)
-E205  cycle, named like `a -> b -> a`
-E206  malformed reference, or a reference where none is allowed
-E207  template variable that is not `inputs`, `params` or another node
-E208  template or `when:` expression syntax error
-E209  output that is not one reference to an existing node port, input or param
-E301  ensemble needs exactly one of `model` / `models` (and `models` not empty)
-E302  `n` / `max_rounds` not an integer >= 1 after params, or not known before running
-E303  `extract` is not a valid regex with exactly one group
-E304  network sub-spec missing, unreadable, invalid, or included recursively
-E305  `with:` key that is not an input of the sub-spec
-E306  required sub-spec input (no default) not bound in `with:`
-E307  python `call:` is neither `package.module:Name` nor a name registered in `ember.operators`
-E308  python operator cannot be imported or is not an operator (only with `validate --import`)
-E309  python `with:` does not fit the operator's `Input`: unknown or missing field, wrong type (--import)
-E310  python `init:` not static, or not matching the operator's constructor (the latter with --import)
-E311  map needs exactly one of `spec` / `node`; an inline node cannot be a network or a map; `with:`
-      only goes with `spec`
-E312  map `as:` names no input of its sub-spec
-E401  undefined model name (in `model`, `models`, `prover`, `verifier`)
-E402  unknown provider
-E403  a `${params.X}` in a model binding resolves to a value of the wrong type or range
-W201  node that no output depends on (it will be pruned)
-E999  internal error (a bug in Ember; validation of other files continues)
-====  ===========================================================================================
+the offending key or value. Codes are stable; never reuse one. Each code is defined once, with its
+name, summary, why and fix, in `ember_compiler/spec/codes.py`: `ember explain CODE` prints one,
+`ember explain --all` lists them, and docs/diagnostics.md shows the table `codes_markdown()` makes.
 """
 
 from __future__ import annotations
@@ -56,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from ember_compiler.compiler.check_rules import Checker, View
-from ember_compiler.compiler.check_rules import known_providers as known_providers
-from ember_compiler.compiler.check_rules import subspec_path as subspec_path
+from ember_compiler.compiler.schema import validate_structure
 from ember_compiler.compiler.sets import apply_sets
 from ember_compiler.errors import SpecInvalid
 from ember_compiler.spec.diagnostics import Diagnostic
 from ember_compiler.spec.loader import Document, load_document, to_plain
-from ember_compiler.spec.model import Spec
-from ember_compiler.spec.schema import validate_structure
+from ember_compiler.spec.loader import subspec_path as subspec_path
+from ember_compiler.spec.model import SpecBase as Spec
 
-__all__ = ["check_spec", "known_providers", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
+__all__ = ["check_spec", "load_spec", "sort_diagnostics", "subspec_path", "validate_paths"]
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 

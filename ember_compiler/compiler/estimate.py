@@ -3,7 +3,8 @@
 Calls, requests, depth (model calls in sequence) and width come from `analysis.analyze` (upper bounds:
 guarded nodes count as if they run). Tokens come from a *dry run*: the plan is executed against a
 stand-in for the providers that records every request and answers with a placeholder of the largest
-size the binding allows (`max_tokens`, else 1,024 tokens a sample) — so prompts are rendered exactly
+size the binding allows (`max_tokens`, else 1,024 tokens a sample), ending as its op's `dry_text`
+says (`Answer: A`, `Verdict: yes`, distinct answers for samples that are voted on) — so prompts are rendered exactly
 (with the dataset row's fields when one is given, else the inputs' defaults or empty strings) and a
 judge's prompt holds candidates of their largest size. `sim` bindings answer with the sim itself
 (free, exact). Input tokens are estimated at 4 characters a token plus 4 per message, per request
@@ -18,13 +19,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
+from ..providers.sim import SimProvider
 from ..runtime import prices
 from ..runtime.limits import DEFAULT_OUTPUT_ESTIMATE
+from ..xcs.analysis import PlanStats, analyze
+from ..xcs.executor import Executor
 from ..xcs.plan import Plan, PlanNode
-from .analysis import PlanStats, analyze
-
-_TEXT = {"generate": "Answer: A", "judge": "Answer: A", "select": "Answer: 1", "verify": "Verdict: yes"}
 
 
 @dataclass
@@ -67,9 +69,11 @@ def _input_tokens(messages: list[dict[str, str]]) -> int:
 class _DrySink:
     """Stands in for the runtime: records requests, answers with largest-size placeholders."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.by_node: dict[str, list[tuple[str, int, int]]] = {}  # node id -> (binding, input, output tokens)
-        self._sim: Any = None
+        self._sim: SimProvider | None = None
+        # the node a request is for (a vote cut-off asks as its ensemble)
+        self.ops = {n.params.get("ensemble", n.id): plan_op(n.op) for n in plan.all_nodes() if n.kind == "llm"}
 
     def supports_n(self, binding: dict[str, Any]) -> bool:
         return True
@@ -78,19 +82,16 @@ class _DrySink:
         binding = request.model
         if binding.get("provider") == "sim":
             if self._sim is None:
-                from ..providers.sim import SimProvider
-
                 self._sim = SimProvider()
             c = self._sim.sample(request, self._sim.config_for(request))
             out = c.output_tokens
         else:
             per = _output_per_sample(binding)
-            role = request.meta.get("role") or "generate"
+            op = self.ops.get(request.meta.get("node_id", ""))
             start = request.meta.get("sample_offset") or 0
             texts = []
             for j in range(start, start + request.n):
-                # samples that all disagree: a vote_cutoff node then draws all n (the worst case)
-                tail = f"Answer: {j}" if role == "generate" else _TEXT.get(role, "Answer: A")
+                tail = op.dry_text(j) if op is not None and op.dry_text is not None else "Answer: A"
                 texts.append("x" * max(0, per * 4 - len(tail) - 1) + "\n" + tail)
             c = Completion(texts=texts, finish_reasons=["stop"] * request.n)
             out = per * request.n
@@ -107,12 +108,10 @@ def _static_prompt_tokens(node: PlanNode) -> int:
 def estimate_run(plan: Plan, inputs: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
                  stats: PlanStats | None = None) -> tuple[Estimate, dict[str, Estimate], list[str]]:
     """(the run's estimate, per llm node, notes) for one set of inputs."""
-    from ..xcs.executor import Executor
-
     stats = stats or analyze(plan)
     notes: list[str] = []
-    sink = _DrySink()
-    if not any(n.kind == "python" for n in _all_nodes(plan)):
+    sink = _DrySink(plan)
+    if not any(n.kind == "python" for n in plan.all_nodes()):
         values = {name: (inputs or {}).get(name, decl.get("default")) for name, decl in plan.inputs.items()}
         values = {k: ("" if v is None and plan.inputs[k].get("type", "string") == "string" else v)
                   for k, v in values.items()}
@@ -125,19 +124,19 @@ def estimate_run(plan: Plan, inputs: dict[str, Any] | None = None, meta: dict[st
         notes.append("python nodes: prompts estimated from template lengths (the dry run would import user code)")
     total = Estimate(requests=stats.requests)
     per_node: dict[str, Estimate] = {}
-    for node in _all_nodes(plan):
+    for node in plan.all_nodes():
         if node.kind != "llm":
             continue
         calls = stats.node_calls.get(node.id, int(node.params.get("n", 1)))
         est = Estimate(calls=calls)
         binding = plan.models[node.params["model"]]
-        seen = sink.by_node.get(node.params.get("ensemble", node.id) if node.op == "vote_cutoff" else node.id)
+        seen = sink.by_node.get(node.params.get("ensemble", node.id))  # a vote cut-off asks as its ensemble
         if seen:
             est.requests = len(seen)
             est.input_tokens = sum(s[1] for s in seen)
             est.output_tokens = sum(s[2] for s in seen)
         else:
-            est.requests = 1 if node.op != "verify" else calls
+            est.requests = calls if plan_op(node.op).per_call_requests else 1
             est.input_tokens = _static_prompt_tokens(node) * est.requests
             est.output_tokens = _output_per_sample(binding) * calls if binding.get("provider") != "sim" else 8 * calls
         price, _ = prices.price_for(binding)
@@ -153,11 +152,3 @@ def estimate_run(plan: Plan, inputs: dict[str, Any] | None = None, meta: dict[st
     total.calls = stats.calls
     total.requests = max(stats.requests, sum(e.requests for e in per_node.values()))  # cut-off batches
     return total, per_node, notes + list(stats.notes)
-
-
-def _all_nodes(plan: Plan):
-    for node in plan.nodes:
-        yield node
-        if node.kind == "map":
-            for sub in node.params["plan"]["nodes"]:
-                yield PlanNode.from_json(sub)

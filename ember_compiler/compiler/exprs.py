@@ -1,4 +1,4 @@
-"""Spec values to plan expressions (see ``ember_compiler.xcs.plan`` for the tags).
+"""Spec values to plan expressions (see ``ember_compiler.xcs.expr`` for the classes).
 
 Contract (the runtime relies on it):
 
@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ember_compiler.compiler.refs import Reference, split_interpolated, whole_reference
 from ember_compiler.errors import EmberError
+from ember_compiler.spec.refs import Reference, split_interpolated, whole_reference
 from ember_compiler.templates import expression_variables
-from ember_compiler.xcs.plan import PlanNode, canonical_json, lit, ref
+from ember_compiler.xcs.expr import DictOf, Expr, Fmt, Guard, Input, ListOf, Lit, NodeRef, Ref, rebuild
+from ember_compiler.xcs.plan import PlanNode
 
 ITEM = "#item"  # the input name of a map item inside its sub-plan (no spec name has a '#')
 
@@ -56,7 +57,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def resolve(reference: Reference, scope: Scope) -> dict[str, Any]:
+def resolve(reference: Reference, scope: Scope) -> Expr:
     """The expression a reference stands for in ``scope``."""
     if reference.head == "inputs":
         if reference.tail not in scope.inputs:
@@ -65,11 +66,11 @@ def resolve(reference: Reference, scope: Scope) -> dict[str, Any]:
     if reference.head == "params":
         if reference.tail not in scope.params:
             raise EmberError(f"unknown param in {reference.text}")
-        return lit(plain(scope.params[reference.tail]))
-    return ref(scope.node_id(reference.head), reference.tail)
+        return Lit(plain(scope.params[reference.tail]))
+    return Ref(scope.node_id(reference.head), reference.tail)
 
 
-def lower_value(value: Any, scope: Scope) -> dict[str, Any]:
+def lower_value(value: Any, scope: Scope) -> Expr:
     """A spec value (field, list item, mapping value) as an expression."""
     if isinstance(value, str):
         whole = whole_reference(value)
@@ -77,36 +78,36 @@ def lower_value(value: Any, scope: Scope) -> dict[str, Any]:
             return resolve(whole, scope)
         parts = split_interpolated(value)
         if any(isinstance(p, Reference) for p in parts):
-            return {"$fmt": [str(p) if isinstance(p, str) else resolve(p, scope) for p in parts]}
-        return lit(str(value))
+            return Fmt(tuple(str(p) if isinstance(p, str) else resolve(p, scope) for p in parts))
+        return Lit(str(value))
     if isinstance(value, list | tuple):
-        return {"$list": [lower_value(v, scope) for v in value]}
+        return ListOf(tuple(lower_value(v, scope) for v in value))
     if isinstance(value, dict):
-        return {"$dict": {str(k): lower_value(v, scope) for k, v in value.items()}}
-    return lit(plain(value))
+        return DictOf(tuple((str(k), lower_value(v, scope)) for k, v in value.items()))
+    return Lit(plain(value))
 
 
 def static(value: Any, scope: Scope) -> Any:
     """A field that must be known at compile time (``n``, ``max_rounds``, model fields)."""
     whole = whole_reference(value)
     if whole is not None and whole.head == "params":
-        return plain(resolve(whole, scope)["$lit"])
+        return plain(resolve(whole, scope).value)
     if whole is not None:
         raise EmberError(f"{whole.text} must be static (a literal or ${{params.NAME}})")
     return plain(value)
 
 
-def variables_map(names: Iterable[str], scope: Scope) -> dict[str, Any]:
+def variables_map(names: Iterable[str], scope: Scope) -> dict[str, Expr]:
     """Template/expression variables -> expressions; names that are neither inputs, params nor
     nodes (Jinja globals such as ``range``, loop variables) are left to the template engine."""
-    found: dict[str, Any] = {}
+    found: dict[str, Expr] = {}
     for name in sorted(set(names)):
         if name == "inputs":
-            found[name] = {"$dict": dict(scope.inputs)}
+            found[name] = DictOf(tuple(scope.inputs.items()))
         elif name == "params":
-            found[name] = lit(plain(scope.params))
+            found[name] = Lit(plain(scope.params))
         elif name in scope.nodes:
-            found[name] = {"$node": scope.node_id(name)}
+            found[name] = NodeRef(scope.node_id(name))
     return found
 
 
@@ -120,7 +121,7 @@ def lower_when(when: Any, scope: Scope) -> tuple[Any, ...]:
     if whole is not None:
         return (resolve(whole, scope),)
     source = str(when).strip()
-    return ({"$expr": source, "vars": variables_map(expression_variables(source), scope)},)
+    return (Guard(source, tuple(variables_map(expression_variables(source), scope).items())),)
 
 
 def static_tree(value: Any, scope: Scope) -> Any:
@@ -132,42 +133,30 @@ def static_tree(value: Any, scope: Scope) -> Any:
     return static(value, scope)
 
 
-def capture_free(nodes: list[PlanNode], result: Any, keep: str) -> tuple[list[PlanNode], Any, dict[str, Any]]:
+def capture_free(nodes: list[PlanNode], result: Expr, keep: str) -> tuple[list[PlanNode], Expr, dict[str, Expr]]:
     """Close a sub-plan over the values it reads from outside.
 
-    Every ``$in`` other than ``keep`` and every ``$ref``/``$node`` to a node outside ``nodes``
-    becomes ``{"$in": "#K"}`` (K counts distinct captured expressions in order of appearance);
-    returns the rewritten nodes (without sources: the enclosing node's source names them), the
-    rewritten result and ``{"#K": outer expression}``.
+    Every ``Input`` other than ``keep`` and every reference to a node outside ``nodes`` becomes
+    ``Input("#K")`` (K counts distinct captured expressions in order of appearance); returns the
+    rewritten nodes (without sources: the enclosing node's source names them), the rewritten result
+    and ``{"#K": outer expression}``.
     """
     local = {n.id for n in nodes}
-    bind: dict[str, Any] = {}
-    keys: dict[str, str] = {}
+    bind: dict[str, Expr] = {}
+    keys: dict[Expr, str] = {}
 
-    def free(expr: dict[str, Any]) -> dict[str, Any]:
-        text = canonical_json(expr)
-        if text not in keys:
-            keys[text] = f"#{len(keys)}"
-            bind[keys[text]] = expr
-        return {"$in": keys[text]}
-
-    def rewrite(e: Any) -> Any:
-        if not isinstance(e, dict):
+    def free(e: Expr) -> Expr | None:
+        if isinstance(e, Input) and e.name == keep:
             return e
-        if "$in" in e:
-            return e if e["$in"] == keep else free(e)
-        if "$ref" in e or "$node" in e:
-            return e if (e["$ref"][0] if "$ref" in e else e["$node"]) in local else free(e)
-        if "$list" in e:
-            return {"$list": [rewrite(x) for x in e["$list"]]}
-        if "$dict" in e:
-            return {"$dict": {k: rewrite(v) for k, v in e["$dict"].items()}}
-        if "$fmt" in e:
-            return {"$fmt": [p if isinstance(p, str) else rewrite(p) for p in e["$fmt"]]}
-        if "$expr" in e:
-            return {"$expr": e["$expr"], "vars": {k: rewrite(v) for k, v in e["vars"].items()}}
-        return e
+        if isinstance(e, Ref | NodeRef) and e.node in local:
+            return e
+        if not isinstance(e, Input | Ref | NodeRef):
+            return None  # descend
+        if e not in keys:
+            keys[e] = f"#{len(keys)}"
+            bind[keys[e]] = e
+        return Input(keys[e])
 
-    out = [n.replace(inputs={k: rewrite(v) for k, v in n.inputs.items()},
-                     when=tuple(rewrite(g) for g in n.when), source=None) for n in nodes]
-    return out, rewrite(result), bind
+    out = [n.replace(inputs={k: rebuild(v, free) for k, v in n.inputs.items()},
+                     when=tuple(rebuild(g, free) for g in n.when), source=None) for n in nodes]
+    return out, rebuild(result, free), bind

@@ -1,32 +1,14 @@
 """Lowering: a validated ``Spec`` to an xcs ``Plan`` (DESIGN §5).
 
 Every plan node gets ``source="FILE:LINE:COL"`` of its spec node, ``when`` (the guards of its spec
-node and of enclosing network nodes) and ``outputs`` (the op's ports). Node ids are spec ids; nodes
-generated for one spec node are ``ID/part``; a network node's inner nodes are ``ID/inner``.
+node and of enclosing network nodes) and ``outputs`` (its plan op's ports). Node ids are spec ids;
+nodes generated for one spec node are ``ID/part``; a network node's inner nodes are ``ID/inner``.
 
-Per op (the runtime implements exactly these node forms):
-
-=============  ===========================================================================
-``generate``   ``llm generate`` {vars}; params model, n=1, prompt, system?, extract?
-``ensemble``   ``llm ensemble`` {vars}; params model, n, prompt, system?, extract?. With
-               ``models:`` one such node ``ID/m`` per entry (``ID/m_2`` for repeats), then
-               ``fn concat`` ``ID`` {parts: $list of $node}
-``vote``       ``fn vote`` {candidates}; params normalize, extract?
-``judge``      ``llm judge`` / ``llm select`` {question, candidates, vars?}; params model,
-``select``     prompt? (vars only with a custom prompt)
-``verify``     ``llm verify`` {question, candidates, vars?}; params model, prompt?, then, fallback
-``refine``     rounds k=1..R: ``llm refine_prove`` ``ID/prove{k}`` and ``llm refine_check``
-               ``ID/check{k}``; round k>1 reads the previous proof and feedback and is guarded by
-               ``not accepted``; then ``fn refine_result`` ``ID`` {proofs, checks}
-``first``      ``fn first`` {candidates}
-``network``    the sub-spec's nodes under ``ID/``, then ``fn pack`` ``ID`` {values: $dict}
-``python``     ``python operator`` {one input per ``with:`` key}; params call, init (static:
-               literals and ``${params.X}``); no ports listed (the operator declares them and is
-               imported only when running)
-``map``        ``map map`` {over, bind: $dict}; params as, plan: {nodes, result}. The sub-plan is
-               lowered under ``ID/`` (the inline node is ``ID/node``); the item is ``{"$in": "#item"}``
-               and every value it reads from outside becomes ``{"$in": "#K"}`` bound by ``bind``
-=============  ===========================================================================
+Each op lowers itself (``OpDef.lower`` in ``ember_compiler/ops/<op>.py``) through a ``_Ctx``; the
+structural ops call back here: ``network`` inlines its sub-spec under ``ID/`` and packs its outputs
+into one ``fn pack`` node ``ID``; ``map`` holds its sub-plan (lowered under ``ID/``, the inline node
+being ``ID/node``) in one ``map`` node, with the item as input ``#item`` and every value it reads from
+outside as an input ``#K`` bound by the node's ``bind`` input.
 
 Template ops (generate, ensemble, judge, select, verify) may bind template variables with
 ``with:``; a bound name shadows inputs, params and nodes of the same name.
@@ -39,7 +21,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ember_compiler.compiler.check_rules import subspec_path
 from ember_compiler.compiler.exprs import (
     ITEM,
     Scope,
@@ -52,48 +33,67 @@ from ember_compiler.compiler.exprs import (
     variables_map,
 )
 from ember_compiler.errors import EmberError
-from ember_compiler.ops.catalog import OPS
-from ember_compiler.spec import model as m
+from ember_compiler.ops.registry import OPS, plan_op
+from ember_compiler.spec.loader import subspec_path
 from ember_compiler.templates import variables
-from ember_compiler.xcs.plan import Plan, PlanNode, lit, ref
+from ember_compiler.xcs.expr import DictOf, Expr, Guard, Input, ListOf, Lit, NodeRef, Ref
+from ember_compiler.xcs.plan import NodeKind, Plan, PlanNode
 
-LoadSpec = Callable[[str], tuple[Any, m.Spec]]
+LoadSpec = Callable[[str], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
 class _Ctx:
-    """One spec node being lowered: everything its plan nodes share."""
+    """One spec node being lowered: what its plan nodes share (the ``LowerCtx`` of ``ops/base.py``)."""
 
     id: str  # namespaced id of the spec node
     op: str
     scope: Scope
     source: str
     guards: tuple[Any, ...]
+    lowerer: _Lowerer
+    doc: Any
 
     def make(self, kind: str, op: str, inputs: dict[str, Any], params: dict[str, Any], *,
              part: str | None = None, outputs: Iterable[str] | None = None,
-             guards: tuple[Any, ...] = ()) -> PlanNode:
-        return PlanNode(
-            id=self.part(part) if part else self.id,
-            kind=kind,
-            op=op,
-            inputs=inputs,
-            params=params,
-            outputs=tuple(OPS[self.op].ports if outputs is None else outputs),
-            when=self.guards + guards,
-            source=self.source,
-        )
+             guards: tuple[Any, ...] = (), subplan: Plan | None = None) -> PlanNode:
+        if outputs is None:
+            ports = plan_op(op).ports
+            outputs = OPS[self.op].ports if ports is None else ports
+        return PlanNode(id=self.part(part) if part else self.id, kind=kind, op=op, inputs=inputs, params=params,
+                        outputs=tuple(outputs), when=self.guards + guards, source=self.source, subplan=subplan)
 
     def part(self, name: str) -> str:
         return f"{self.id}/{name}"
 
-    def value(self, value: Any) -> dict[str, Any]:
+    def value(self, value: Any) -> Expr:
         return lower_value(value, self.scope)
 
     def model(self, name: str) -> str:
         return self.scope.models.get(name, name)
 
-    def template_vars(self, node: m._Node) -> dict[str, Any]:
+    def static(self, value: Any) -> Any:
+        return static(value, self.scope)
+
+    def static_tree(self, value: Any) -> Any:
+        return static_tree(value, self.scope)
+
+    def plain(self, value: Any) -> Any:
+        return plain(value)
+
+    def ref(self, node: str, port: str) -> Ref:
+        return Ref(node, port)
+
+    def node_ref(self, node: str) -> NodeRef:
+        return NodeRef(node)
+
+    def list(self, items: list[Expr]) -> ListOf:
+        return ListOf(tuple(items))
+
+    def guard(self, source: str, variables: dict[str, Expr]) -> Guard:
+        return Guard(source, tuple(variables.items()))
+
+    def template_vars(self, node: Any) -> DictOf:
         names: set[str] = set()
         for field in OPS[self.op].template_fields:
             source = getattr(node, field, None)
@@ -102,107 +102,13 @@ class _Ctx:
         bound = getattr(node, "with_", None) or {}  # `with:` names shadow inputs, params and nodes
         found = variables_map(names - bound.keys(), self.scope)
         found |= {name: self.value(bound[name]) for name in names & bound.keys()}
-        return {"$dict": dict(sorted(found.items()))}
+        return DictOf(tuple(sorted(found.items())))
 
+    def network(self, node: Any) -> list[PlanNode]:
+        return self.lowerer.network(self.doc, self, node)
 
-def _optional(node: m._Node, *fields: str) -> dict[str, Any]:
-    return {f: plain(getattr(node, f)) for f in fields if getattr(node, f) is not None}
-
-
-def _generate(ctx: _Ctx, node: m.GenerateNode) -> list[PlanNode]:
-    params = {"model": ctx.model(node.model), "n": 1, "prompt": plain(node.prompt),
-              **_optional(node, "system", "extract")}
-    return [ctx.make("llm", "generate", {"vars": ctx.template_vars(node)}, params)]
-
-
-def _part_names(models: list[str]) -> list[str]:
-    """``[a, b, a]`` -> ``[a, b, a_2]``, never reusing a name already taken."""
-    taken: set[str] = set()
-    names = []
-    for name in models:
-        candidate, k = name, 1
-        while candidate in taken:
-            k += 1
-            candidate = f"{name}_{k}"
-        taken.add(candidate)
-        names.append(candidate)
-    return names
-
-
-def _ensemble(ctx: _Ctx, node: m.EnsembleNode) -> list[PlanNode]:
-    base = {"n": int(static(node.n, ctx.scope)), "prompt": plain(node.prompt),
-            **_optional(node, "system", "extract")}
-    inputs = {"vars": ctx.template_vars(node)}
-    if not node.models:
-        return [ctx.make("llm", "ensemble", inputs, {"model": ctx.model(node.model), **base})]
-    parts = [
-        ctx.make("llm", "ensemble", inputs, {"model": ctx.model(model), **base}, part=name)
-        for name, model in zip(_part_names(node.models), node.models, strict=True)
-    ]
-    concat = ctx.make("fn", "concat", {"parts": {"$list": [{"$node": p.id} for p in parts]}}, {})
-    return [*parts, concat]
-
-
-def _vote(ctx: _Ctx, node: m.VoteNode) -> list[PlanNode]:
-    params = {"normalize": node.normalize, **_optional(node, "extract")}
-    return [ctx.make("fn", "vote", {"candidates": ctx.value(node.candidates)}, params)]
-
-
-def _judge_like(ctx: _Ctx, node: m.JudgeNode | m.SelectNode | m.VerifyNode) -> list[PlanNode]:
-    inputs = {"question": ctx.value(node.question), "candidates": ctx.value(node.candidates)}
-    params: dict[str, Any] = {"model": ctx.model(node.model)}
-    if node.prompt is not None:
-        inputs["vars"] = ctx.template_vars(node)
-        params["prompt"] = plain(node.prompt)
-    if isinstance(node, m.VerifyNode):
-        params |= {"then": node.then, "fallback": node.fallback}
-    return [ctx.make("llm", node.op, inputs, params)]
-
-
-def _refine(ctx: _Ctx, node: m.RefineNode) -> list[PlanNode]:
-    rounds = int(static(node.max_rounds, ctx.scope))
-    question = ctx.value(node.question)
-    prover, verifier = ctx.model(node.prover), ctx.model(node.verifier)
-    out: list[PlanNode] = []
-    for k in range(1, rounds + 1):
-        inputs = {"question": question}
-        guards: tuple[Any, ...] = ()
-        if k > 1:
-            prev_prove, prev_check = ctx.part(f"prove{k - 1}"), ctx.part(f"check{k - 1}")
-            inputs |= {"previous": ref(prev_prove, "text"), "feedback": ref(prev_check, "text")}
-            guards = ({"$expr": "not accepted", "vars": {"accepted": ref(prev_check, "accepted")}},)
-        out.append(ctx.make("llm", "refine_prove", inputs, {"model": prover, "round": k},
-                            part=f"prove{k}", outputs=("text", "answer", "usage"), guards=guards))
-        check_inputs = {"question": question, "candidate": ref(ctx.part(f"prove{k}"), "answer")}
-        out.append(ctx.make("llm", "refine_check", check_inputs, {"model": verifier, "round": k},
-                            part=f"check{k}", outputs=("accepted", "text")))
-    proofs = [{"$node": ctx.part(f"prove{k}")} for k in range(1, rounds + 1)]
-    checks = [{"$node": ctx.part(f"check{k}")} for k in range(1, rounds + 1)]
-    out.append(ctx.make("fn", "refine_result", {"proofs": {"$list": proofs}, "checks": {"$list": checks}}, {}))
-    return out
-
-
-def _first(ctx: _Ctx, node: m.FirstNode) -> list[PlanNode]:
-    return [ctx.make("fn", "first", {"candidates": ctx.value(node.candidates)}, {})]
-
-
-def _python(ctx: _Ctx, node: m.PythonNode) -> list[PlanNode]:
-    inputs = {name: ctx.value(value) for name, value in node.with_.items()}
-    params = {"call": node.call, "init": static_tree(node.init, ctx.scope)}
-    return [ctx.make("python", "operator", inputs, params, outputs=())]
-
-
-RULES: dict[str, Callable[[_Ctx, Any], list[PlanNode]]] = {
-    "generate": _generate,
-    "ensemble": _ensemble,
-    "vote": _vote,
-    "judge": _judge_like,
-    "select": _judge_like,
-    "verify": _judge_like,
-    "refine": _refine,
-    "first": _first,
-    "python": _python,
-}
+    def map(self, node: Any) -> list[PlanNode]:
+        return self.lowerer.map(self.doc, self, node)
 
 
 class _Lowerer:
@@ -211,7 +117,7 @@ class _Lowerer:
         self.nodes: list[PlanNode] = []
         self.models: dict[str, dict[str, Any]] = {}
 
-    def level(self, doc: Any, spec: m.Spec, scope: Scope) -> None:
+    def level(self, doc: Any, spec: Any, scope: Scope) -> None:
         for name, binding in spec.models.items():
             data = {k: static(v, scope) for k, v in binding.model_dump(exclude_none=True).items()}
             if data["provider"] == "local" and "model" in data:  # a GGUF path, relative to the spec
@@ -223,79 +129,68 @@ class _Lowerer:
             line, col = locate(("nodes", node_id))
             ctx = _Ctx(id=scope.node_id(node_id), op=node.op, scope=scope,
                        source=f"{doc.path}:{line}:{col}",
-                       guards=scope.guards + lower_when(node.when, scope))
-            self.one(doc, ctx, node)
+                       guards=scope.guards + lower_when(node.when, scope), lowerer=self, doc=doc)
+            self.nodes.extend(OPS[node.op].lower(ctx, node))
 
-    def one(self, doc: Any, ctx: _Ctx, node: Any) -> None:
-        if isinstance(node, m.NetworkNode):
-            self.network(doc, ctx, node)
-        elif isinstance(node, m.MapNode):
-            self.map(doc, ctx, node)
-        else:
-            self.nodes.extend(RULES[node.op](ctx, node))
-
-    def network(self, doc: Any, ctx: _Ctx, node: m.NetworkNode) -> None:
+    def network(self, doc: Any, ctx: _Ctx, node: Any) -> list[PlanNode]:
         sub_doc, sub = self.load_spec(subspec_path(doc, node.spec))
         prefix = ctx.id + "/"
         inputs = {
-            name: ctx.value(node.with_[name]) if name in node.with_ else {"$lit": plain(decl.default)}
+            name: ctx.value(node.with_[name]) if name in node.with_ else Lit(plain(decl.default))
             for name, decl in sub.input_decls().items()
         }
         inner = Scope(prefix=prefix, inputs=inputs, params=plain(sub.params),
                       models={name: prefix + name for name in sub.models},
                       nodes=frozenset(sub.nodes), guards=ctx.guards)
         self.level(sub_doc, sub, inner)
-        values = {name: lower_value(expr, inner) for name, expr in sub.outputs.items()}
-        self.nodes.append(ctx.make("fn", "pack", {"values": {"$dict": values}}, {}, outputs=sub.outputs))
+        values = DictOf(tuple((name, lower_value(expr, inner)) for name, expr in sub.outputs.items()))
+        return [ctx.make("fn", "pack", {"values": values}, {}, outputs=sub.outputs)]
 
-
-    def map(self, doc: Any, ctx: _Ctx, node: m.MapNode) -> None:
+    def map(self, doc: Any, ctx: _Ctx, node: Any) -> list[PlanNode]:
         """One ``map`` plan node holding the sub-plan run per item (see the module docstring)."""
         sub = _Lowerer(self.load_spec)
         sub.models = self.models  # bindings are shared with the outer plan (the runtime prepares them)
-        item = {"$in": ITEM}
+        item = Input(ITEM)
         prefix = ctx.id + "/"
         if node.spec is not None:
             sub_doc, spec = self.load_spec(subspec_path(doc, node.spec))
             inputs = {
                 name: item if name == node.as_ else ctx.value(node.with_[name]) if name in node.with_
-                else lit(plain(decl.default))
+                else Lit(plain(decl.default))
                 for name, decl in spec.input_decls().items()
             }
             scope = Scope(prefix=prefix, inputs=inputs, params=plain(spec.params),
                           models={name: prefix + name for name in spec.models}, nodes=frozenset(spec.nodes))
             sub.level(sub_doc, spec, scope)
-            result: Any = {"$dict": {name: lower_value(expr, scope) for name, expr in spec.outputs.items()}}
+            result: Expr = DictOf(tuple((name, lower_value(expr, scope)) for name, expr in spec.outputs.items()))
         else:
             inner = node.node
             scope = replace(ctx.scope, inputs={**ctx.scope.inputs, node.as_: item}, guards=())
             inner_ctx = _Ctx(id=prefix + "node", op=inner.op, scope=scope, source=ctx.source,
-                             guards=lower_when(inner.when, scope))
-            sub.one(doc, inner_ctx, inner)
-            result = {"$node": inner_ctx.id}
+                             guards=lower_when(inner.when, scope), lowerer=sub, doc=doc)
+            sub.nodes.extend(OPS[inner.op].lower(inner_ctx, inner))
+            result = NodeRef(inner_ctx.id)
         nodes, result, bind = capture_free(sub.nodes, result, keep=ITEM)
-        body = {"nodes": [n.to_json() for n in toposort(nodes)], "result": result}
-        inputs = {"over": ctx.value(node.over), "bind": {"$dict": bind}}
-        self.nodes.append(ctx.make("map", "map", inputs, {"as": node.as_, "plan": body}))
+        subplan = Plan(name=ctx.id, nodes=toposort(nodes), inputs={name: {} for name in (ITEM, *bind)},
+                       outputs={"result": result}, models={})
+        inputs = {"over": ctx.value(node.over), "bind": DictOf(tuple(bind.items()))}
+        return [ctx.make(NodeKind.MAP, "map", inputs, {"as": node.as_}, subplan=subplan)]
 
 
-def lower(doc: Any, spec: m.Spec, *, load_spec: LoadSpec | None = None) -> Plan:
+def lower(doc: Any, spec: Any, *, load_spec: LoadSpec) -> Plan:
     """Lower a validated spec to a plan (no passes applied).
 
     Args:
         doc: the loaded document (``.path``, ``.position(loc) -> (line, col)``; ``.key_position``
             is preferred when it has one).
         spec: the validated spec of ``doc``.
-        load_spec: loads a sub-spec of a ``network`` node, given its path relative to ``doc``;
-            defaults to ``ember_compiler.compiler.check.load_spec``.
+        load_spec: loads a sub-spec of a ``network`` or ``map`` node (``compiler.check.load_spec``).
 
     Raises:
         EmberError: a reference, a cycle or a static field the checker should have rejected.
     """
-    if load_spec is None:
-        from ember_compiler.compiler.check import load_spec
     decls = spec.input_decls()
-    scope = Scope(prefix="", inputs={name: {"$in": name} for name in decls}, params=plain(spec.params),
+    scope = Scope(prefix="", inputs={name: Input(name) for name in decls}, params=plain(spec.params),
                   models={name: name for name in spec.models}, nodes=frozenset(spec.nodes))
     lowerer = _Lowerer(load_spec)
     lowerer.level(doc, spec, scope)

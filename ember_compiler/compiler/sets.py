@@ -13,7 +13,7 @@ from typing import Any
 
 from ember_compiler.errors import UsageError
 from ember_compiler.spec.diagnostics import did_you_mean
-from ember_compiler.spec.model import Spec
+from ember_compiler.spec.model import SpecBase as Spec
 
 TOP_LEVEL = tuple(f.alias or name for name, f in Spec.model_fields.items())
 _NAMED_SECTIONS = ("inputs", "models", "params", "nodes", "outputs")

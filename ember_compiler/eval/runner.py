@@ -65,12 +65,6 @@ def answer_output(plan: Plan) -> str:
     raise UsageError(f"spec '{plan.name}' has several outputs and none is named 'answer'")
 
 
-def is_correct(predicted: Any, truth: Any) -> bool:
-    from .metrics import exact
-
-    return bool(exact(predicted, truth))
-
-
 class EvalJob:
     """One eval. Its attributes (`run_id`, `run_dir`, `done`) stay readable after a cancellation.
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..answers import normalize
 from ..compiler.sets import parse_value
 from ..errors import UsageError
-from ..ops.text import normalize
 from ..runtime.run import RUNS_DIR, new_run_id
 from ..runtime.runtime import Runtime
 from ..runtime.trace import Tracer
+from ..xcs.expr import Ref
 from ..xcs.plan import Plan
 from ..xcs.scheduling import get_scheduler
 from .dataset import Row
@@ -82,10 +83,9 @@ def grid(axes: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
 def vote_node(plan: Plan) -> str | None:
     """The vote behind the answer output, else the plan's last vote node (for the fit's per-row counts)."""
     expr = plan.outputs.get(answer_output(plan))
-    ref = expr.get("$ref") if isinstance(expr, dict) else None
     votes = [n.id for n in plan.nodes if n.kind == "fn" and n.op == "vote"]
-    if ref and ref[0] in votes:
-        return ref[0]
+    if isinstance(expr, Ref) and expr.node in votes:
+        return expr.node
     return votes[-1] if votes else None
 
 

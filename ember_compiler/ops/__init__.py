@@ -1,24 +1,30 @@
-"""The op library: the catalogue (`catalog`), runtime rules (`llm`, `fns`, `text`, `prompts`).
+"""The op library: one file per op (``generate.py``, ``ensemble.py``, …), each defining ``OP``, an
+``OpDef`` (``base.py``); ``registry.py`` lists them. Shared helpers: ``calls.py`` (requests and
+replies of the llm ops), ``prompts.py`` (default prompts), ``text.py`` (answers and verdicts),
+``operators.py`` (finding a python node's operator).
 
-`from ember_compiler import ops` names this package, so it also serves the SDK's built-in op classes
-(`ops.Ensemble(...)`, `ops.Vote()`, …, defined in `ember_compiler.sdk.ops`), loaded on first access:
-the runtime modules here never import the SDK.
+NOTE: [SDK facade] ``from ember_compiler import ops`` names this package, and users write
+``ops.Ensemble(...)``: the SDK's op classes (generated in ``ember_compiler.sdk.ops`` from the
+registry) are served here on first access. Nothing in Ember imports them through this package, so
+it is a re-export for users, not a dependency of the op layer on the SDK (the layering test allows
+exactly this one).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-_SDK_OPS = ("BuiltinOp", "Ensemble", "First", "Generate", "Judge", "Refine", "Select", "Verify", "Vote")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SDK_OPS:
-        from ember_compiler.sdk import ops as sdk_ops
-
-        return getattr(sdk_ops, name)
+    if name == "BuiltinOp" or (name[:1].isupper() and not name.startswith("_")):
+        classes = importlib.import_module("ember_compiler.sdk.ops")
+        if hasattr(classes, name):
+            return getattr(classes, name)
     raise AttributeError(f"module 'ember_compiler.ops' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SDK_OPS])
+    from .registry import OPS
+
+    return sorted([*globals(), "BuiltinOp", *(op.sdk.name for op in OPS.values() if op.sdk is not None)])

@@ -52,10 +52,6 @@ def secret_env(binding: dict[str, Any]) -> str | None:
     return binding.get("api_key_env") or (api_key_env(binding) if binding.get("provider") in _HTTP else None)
 
 
-def openai_key_env(binding: dict[str, Any]) -> str | None:
-    return api_key_env({**binding, "provider": "openai"})
-
-
 def _http_factory(provider: str) -> Factory:
     cls = _HTTP[provider][0]
 
@@ -116,10 +112,14 @@ def register_provider(name: str, factory: Factory) -> None:
 
 @functools.cache
 def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    try:
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    except Exception:  # noqa: BLE001 - a broken installed distribution must not break validation or runs
+        return {}
 
 
 def known_providers() -> list[str]:
+    """Every `provider:` name: built-ins, `register_provider` calls and `ember.providers` plugins."""
     return sorted({*PROVIDERS, *_entry_points()})
 
 

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import struct
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any
 
+from ..answers import extract_answer
 from ..errors import ConfigError, ProviderError
 from ..spec.diagnostics import did_you_mean
 from .base import Completion, Request
 
 DEFAULT_CHOICES = ("A", "B", "C", "D")
 FIELDS = ("accuracy", "choices", "wrong_weights", "tpr", "fpr", "judge_accuracy", "latency_ms", "seed")
-_ROLES = ("generate", "judge", "select", "verify")
 _INV64 = 2.0**-64
 _unpack = struct.Struct("<QQ").unpack
 _blake2b = hashlib.blake2b
-_ANSWER_LINE = re.compile(r"^[ \t]*answer[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 _PREFIX = {
     "generate": "Reasoning (sim).\nAnswer: ",
@@ -120,12 +119,6 @@ def build_config(binding: dict[str, Any]) -> SimConfig:
     return SimConfig({k: binding[k] for k in FIELDS if binding.get(k) is not None})
 
 
-def extract_answer(text: str) -> str:
-    """DESIGN §2 default extraction: the text after the last `Answer:` line, else the stripped text."""
-    found = _ANSWER_LINE.findall(text)
-    return found[-1] if found else text.strip()
-
-
 class SimProvider:
     name = "sim"
     supports_n = True
@@ -194,8 +187,9 @@ class SimProvider:
         meta = request.meta
         get = meta.get
         role = get("role") or "generate"
-        if role not in _PREFIX:
-            raise ProviderError(f"sim: unknown role {role!r} (expected one of {', '.join(_ROLES)})")
+        sampler = ROLES.get(role)
+        if sampler is None:
+            raise ProviderError(f"sim: unknown role {role!r} (expected one of {', '.join(ROLES)})")
         truth = get("truth")
         if truth is not None:
             truth = str(truth).strip()
@@ -206,67 +200,11 @@ class SimProvider:
             f"{seed}\x1f{get('example_id', '')}\x1f{get('node_id', request.binding)}\x1f".encode(),
             digest_size=16,
         )
-        start = get("sample_offset") or 0
         n = request.n
-        prefix = _PREFIX[role]
-        texts: list[str] = []
+        texts = sampler(Draws(base, get("sample_offset") or 0, n), cfg, meta, truth)
         out_chars = 0
-
-        if role == "generate":
-            choices = cfg.choices or _as_choices(get("choices")) or DEFAULT_CHOICES
-            wrong, cum = cfg.wrong_pool(choices, truth)
-            p, k = cfg.accuracy, len(wrong)
-            for j in range(start, start + n):
-                h = base.copy()
-                h.update(b"%d" % j)
-                u1, u2 = _unpack(h.digest())
-                if truth is not None and (u1 * _INV64 < p or k == 0):
-                    ans = truth
-                elif cum is None:
-                    ans = wrong[(u2 * k) >> 64]
-                else:
-                    ans = wrong[min(bisect_right(cum, u2 * _INV64), k - 1)]
-                text = prefix + ans
-                texts.append(text)
-                out_chars += (len(text) + 3) >> 2
-        elif role == "verify":
-            cand = get("candidate_answer")
-            if cand is None:
-                raw = get("candidate")
-                cand = None if raw is None else extract_answer(str(raw))
-            if truth is None:
-                p = 0.5
-            else:
-                p = cfg.tpr if cand is not None and str(cand).strip() == truth else cfg.fpr
-            for j in range(start, start + n):
-                h = base.copy()
-                h.update(b"%d" % j)
-                text = prefix + ("yes" if _unpack(h.digest())[0] * _INV64 < p else "no")
-                texts.append(text)
-                out_chars += (len(text) + 3) >> 2
-        else:  # judge / select
-            answers = _candidate_answers(meta)
-            distinct = list(dict.fromkeys(a for a in answers if a is not None))
-            if not distinct and role == "select":
-                raise ProviderError("sim: select needs at least one candidate")
-            has_truth = truth is not None and truth in distinct
-            others = [a for a in distinct if a != truth] if has_truth else distinct
-            p, k = cfg.judge_accuracy, len(others)
-            for j in range(start, start + n):
-                h = base.copy()
-                h.update(b"%d" % j)
-                u1, u2 = _unpack(h.digest())
-                if not distinct:  # a judge with nothing to judge answers like a generator
-                    choices = cfg.choices or _as_choices(get("choices")) or DEFAULT_CHOICES
-                    ans = truth if truth is not None and u1 * _INV64 < cfg.accuracy else choices[(u2 * len(choices)) >> 64]
-                elif has_truth and (k == 0 or u1 * _INV64 < p):
-                    ans = truth
-                else:
-                    ans = others[(u2 * k) >> 64]
-                text = prefix + (str(answers.index(ans) + 1) if role == "select" else ans)
-                texts.append(text)
-                out_chars += (len(text) + 3) >> 2
-
+        for text in texts:
+            out_chars += (len(text) + 3) >> 2
         in_chars = 0
         for m in request.messages:
             in_chars += len(m.get("content") or "")
@@ -277,6 +215,95 @@ class SimProvider:
             model="sim",
             finish_reasons=["stop"] * n,
         )
+
+
+class Draws:
+    """The uniforms of one request's samples: ``pairs()`` yields two per sample, in sample order, hashed
+    from (seed, example, node, sample index) — the same for a sample however requests are split."""
+
+    __slots__ = ("base", "start", "n")
+
+    def __init__(self, base: Any, start: int, n: int) -> None:
+        self.base, self.start, self.n = base, start, n
+
+    def pairs(self) -> list[tuple[int, int]]:
+        base, out = self.base, []
+        for j in range(self.start, self.start + self.n):
+            h = base.copy()
+            h.update(b"%d" % j)
+            out.append(_unpack(h.digest()))
+        return out
+
+
+# A role's sampler: (draws, the binding's settings, request meta, ground truth) -> one text per sample.
+Sampler = Callable[[Draws, SimConfig, dict[str, Any], "str | None"], list[str]]
+
+
+def _generate(draws: Draws, cfg: SimConfig, meta: dict[str, Any], truth: str | None) -> list[str]:
+    choices = cfg.choices or _as_choices(meta.get("choices")) or DEFAULT_CHOICES
+    wrong, cum = cfg.wrong_pool(choices, truth)
+    p, k = cfg.accuracy, len(wrong)
+    prefix = _PREFIX["generate"]
+    texts: list[str] = []
+    for u1, u2 in draws.pairs():
+        if truth is not None and (u1 * _INV64 < p or k == 0):
+            ans = truth
+        elif cum is None:
+            ans = wrong[(u2 * k) >> 64]
+        else:
+            ans = wrong[min(bisect_right(cum, u2 * _INV64), k - 1)]
+        texts.append(prefix + ans)
+    return texts
+
+
+def _verify(draws: Draws, cfg: SimConfig, meta: dict[str, Any], truth: str | None) -> list[str]:
+    cand = meta.get("candidate_answer")
+    if cand is None:
+        raw = meta.get("candidate")
+        cand = None if raw is None else extract_answer(str(raw))
+    correct = cand is not None and str(cand).strip() == truth
+    p = 0.5 if truth is None else cfg.tpr if correct else cfg.fpr
+    prefix = _PREFIX["verify"]
+    return [prefix + ("yes" if u1 * _INV64 < p else "no") for u1, _ in draws.pairs()]
+
+
+def _choice(role: str) -> Sampler:
+    """A judge writes the answer it picks; a selector writes its candidate number."""
+    prefix = _PREFIX[role]
+
+    def sample(draws: Draws, cfg: SimConfig, meta: dict[str, Any], truth: str | None) -> list[str]:
+        answers = _candidate_answers(meta)
+        distinct = list(dict.fromkeys(a for a in answers if a is not None))
+        if not distinct and role == "select":
+            raise ProviderError("sim: select needs at least one candidate")
+        has_truth = truth is not None and truth in distinct
+        others = [a for a in distinct if a != truth] if has_truth else distinct
+        p, k = cfg.judge_accuracy, len(others)
+        texts: list[str] = []
+        for u1, u2 in draws.pairs():
+            if not distinct:  # a judge with nothing to judge answers like a generator
+                choices = cfg.choices or _as_choices(meta.get("choices")) or DEFAULT_CHOICES
+                ans = truth if truth is not None and u1 * _INV64 < cfg.accuracy else choices[(u2 * len(choices)) >> 64]
+            elif has_truth and (k == 0 or u1 * _INV64 < p):
+                ans = truth
+            else:
+                ans = others[(u2 * k) >> 64]
+            texts.append(prefix + (str(answers.index(ans) + 1) if role == "select" else ans))
+        return texts
+
+    return sample
+
+
+# The sim's behaviour per request role (DESIGN §3). An op whose requests need another behaviour
+# registers a sampler for its role (``PlanOp.sim``; the op registry calls ``register_role``).
+ROLES: dict[str, Sampler] = {"generate": _generate, "judge": _choice("judge"), "select": _choice("select"),
+                             "verify": _verify}
+
+
+def register_role(role: str, sampler: Sampler) -> None:
+    if ROLES.get(role, sampler) is not sampler:
+        raise ValueError(f"sim role '{role}' has a sampler already")
+    ROLES[role] = sampler
 
 
 def _as_choices(value: Any) -> tuple[str, ...] | None:

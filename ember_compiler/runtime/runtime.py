@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import EmberError, ProviderError
 from ..providers import registry
 from ..providers.base import Completion, Provider, Request
-from ..xcs.plan import Plan, PlanNode
+from ..xcs.plan import Plan
 from . import prices
 from .gates import Gate
 from .limits import Limiter, estimate_tokens
@@ -401,6 +401,6 @@ def _called_models(nodes: Any) -> set[str]:
         if n.kind == "llm":
             used.add(n.params["model"])
         elif n.kind == "map":
-            used |= _called_models(PlanNode.from_json(sub) for sub in n.params["plan"]["nodes"])
+            used |= _called_models(n.subplan.nodes)
     return used
 

@@ -3,6 +3,7 @@
 Public names are re-exported from ``ember_compiler``; see the README section "The Python SDK".
 """
 
+from ember_compiler.sdk import nodes as _nodes  # noqa: F401  (registers the python node runner)
 from ember_compiler.sdk import ops as ops
 from ember_compiler.sdk.engine import Session as Session
 from ember_compiler.sdk.engine import session as session

@@ -16,15 +16,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, create_model
 
+from ember_compiler.compiler.check import load_spec
 from ember_compiler.compiler.lower import lower
 from ember_compiler.compiler.passes import default_passes, run_passes
 from ember_compiler.errors import EmberError
+from ember_compiler.ops import registry
 from ember_compiler.runtime.runtime import Usage
 from ember_compiler.sdk import engine
 from ember_compiler.sdk.model import Model
 from ember_compiler.sdk.operator import Network, Operator, OperatorError, snake
 from ember_compiler.sdk.trace import TRACE, Proxy, Trace, returned_ports
-from ember_compiler.spec.model import NAME_PATTERN, Spec
+from ember_compiler.spec.model import NAME_PATTERN
 from ember_compiler.xcs.executor import Executor
 from ember_compiler.xcs.plan import Plan
 from ember_compiler.xcs.scheduling import Scheduler, get_scheduler
@@ -96,12 +98,12 @@ def build(trace: Trace, name: str, inputs: dict[str, Any], outputs: dict[str, st
     spec["nodes"] = nodes
     spec["outputs"] = outputs
     try:
-        checked = Spec.model_validate(spec)
+        checked = registry.Spec.model_validate(spec)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise OperatorError(f"traced network '{name}' is not a valid spec at "
                             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    plan = run_passes(lower(_TracedDoc(), checked), enabled=default_passes())  # as compile_spec does
+    plan = run_passes(lower(_TracedDoc(), checked, load_spec=load_spec), enabled=default_passes())  # as compile_spec does
     prefix = str(_TracedDoc.path) + ":"
     fixed = tuple(
         n.replace(source=trace.sources.get(n.id.split("/")[0])) if (n.source or "").startswith(prefix) else n

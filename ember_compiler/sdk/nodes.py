@@ -1,4 +1,4 @@
-"""Running ``python`` plan nodes (the executor imports this module only for plans that have one).
+"""Running ``python`` plan nodes: the runner this module registers with the executor (``xcs/runners.py``).
 
 The operator is imported and constructed once per executor — at run time, never when validating —
 from ``call`` and ``init`` (or taken live from what ``jit`` traced); each run validates the node's
@@ -8,12 +8,15 @@ meta, usage) is current, so operators it calls share the run's gates and usage.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from ember_compiler.compiler.operators import resolve_operator, spec_folder
 from ember_compiler.errors import EmberError
+from ember_compiler.ops.operators import resolve_operator, spec_folder
 from ember_compiler.sdk import engine
-from ember_compiler.xcs.plan import PlanNode, walk_expr
+from ember_compiler.xcs.expr import Ref, walk
+from ember_compiler.xcs.plan import PlanNode
+from ember_compiler.xcs.runners import register_runner
 
 
 def _construct(cls: type, init: dict[str, Any], node: PlanNode) -> Any:
@@ -30,10 +33,10 @@ def _check_ports(node: PlanNode, plan: Any, ports: tuple[str, ...]) -> None:
     """References to ports the operator does not declare fail before anything runs."""
     exprs = [e for n in plan.nodes for e in (*n.inputs.values(), *n.when)] + list(plan.outputs.values())
     for expr in exprs:
-        for e in walk_expr(expr):
-            if "$ref" in e and e["$ref"][0] == node.id and e["$ref"][1] not in ports:
+        for e in walk(expr):
+            if isinstance(e, Ref) and e.node == node.id and e.port not in ports:
                 raise EmberError(f"node '{node.id}' ({node.source}): operator {node.params['call']} has no output "
-                                 f"'{e['$ref'][1]}' (outputs: {', '.join(ports) or 'none'})")
+                                 f"'{e.port}' (outputs: {', '.join(ports) or 'none'})")
 
 
 def python_runner(node: PlanNode, executor: Any):
@@ -45,8 +48,6 @@ def python_runner(node: PlanNode, executor: Any):
     prefix = node.id.replace("/", "_") + "_"
 
     async def run(values: dict[str, Any], sink: Any, meta: dict[str, Any], row: Any) -> dict[str, Any]:
-        import asyncio
-
         outer = engine.CURRENT.get()
         scheduler = outer.scheduler if outer is not None else executor.scheduler
         session = engine.Session(loop=asyncio.get_running_loop(), sink=sink, meta=dict(meta), row=row,
@@ -59,3 +60,6 @@ def python_runner(node: PlanNode, executor: Any):
         return out.model_dump()
 
     return run
+
+
+register_runner("python", python_runner)

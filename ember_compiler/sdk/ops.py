@@ -1,6 +1,7 @@
 """The built-in ops as Python operators: ``ops.Ensemble(model=..., n=5, prompt=...)``, ``ops.Vote()``…
 
-Constructor arguments are the op's spec fields (DESIGN §2), with ``Model`` objects (or binding
+Every class here is generated from the op registry (each op's ``SdkDef`` in ``ember_compiler/ops``):
+constructor arguments are the op's spec fields (DESIGN §2), with ``Model`` objects (or binding
 mappings) where a spec names a binding. Calling an op runs it eagerly (one small plan through the
 runtime); inside a traced network the same call emits the spec node instead. Template ops
 (``Generate``, ``Ensemble``, and ``Judge``/``Select``/``Verify`` with a custom ``prompt``) take their
@@ -12,31 +13,17 @@ template variables as keyword arguments — a spec's ``with:``:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import inspect
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 
-from ember_compiler.ops.catalog import OPS
+from ember_compiler.ops.base import REQUIRED, OpDef
+from ember_compiler.ops.registry import OPS, plan_op
 from ember_compiler.sdk import engine
-from ember_compiler.sdk.model import Model, as_model
+from ember_compiler.sdk.model import as_model
 from ember_compiler.sdk.operator import EAGER, Operator, OperatorError, eager_node_id
 from ember_compiler.templates import variables
-
-MODEL_FIELDS = ("model", "models", "prover", "verifier")
-
-
-class _Vars(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class _Candidates(BaseModel):
-    candidates: Any
-
-
-class _Choice(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    question: Any
-    candidates: Any
 
 
 class BuiltinOp(Operator):
@@ -50,7 +37,7 @@ class BuiltinOp(Operator):
         return True
 
     def ports(self) -> tuple[str, ...]:
-        return OPS[self.op].ports
+        return tuple(OPS[self.op].ports)
 
     def static_fields(self) -> dict[str, Any]:
         """The spec fields this op was built with (Models where the spec names a binding)."""
@@ -58,7 +45,7 @@ class BuiltinOp(Operator):
         for key, value in self.init_args.kwargs.items():
             if value is None:
                 continue
-            if key in MODEL_FIELDS:
+            if key in OPS[self.op].model_fields:
                 value = [as_model(v, self.op_name, key) for v in value] if key == "models" else \
                     as_model(value, self.op_name, key)
             out[key] = value
@@ -105,154 +92,54 @@ class BuiltinOp(Operator):
         raise NotImplementedError
 
 
-def _check_n(op: str, value: Any, field: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise OperatorError(f"{op}: {field} must be an integer >= 1, got {value!r}")
+def _input_model(op: OpDef) -> type[BaseModel]:
+    """Value fields are required inputs; a template op also takes its variables by name."""
+    config = ConfigDict(extra="allow") if op.template_fields else ConfigDict()
+    fields: dict[str, Any] = {name: (Any, ...) for name in op.sdk.value_fields}
+    return create_model(f"{op.sdk.name}Input", __config__=config, **fields)
 
 
-class Generate(BuiltinOp):
-    """One model call. Output: ``text``, ``answer`` (extracted), ``usage``."""
-
-    op = "generate"
-    template_fields = ("prompt", "system")
-    Input = _Vars
-
-    class Output(BaseModel):
-        text: str | None = None
-        answer: str | None = None
-        usage: dict | None = None
-
-    def __init__(self, *, model: Model | dict, prompt: str, system: str | None = None,
-                 extract: str | None = None) -> None:
-        self.model = as_model(model, "Generate")
-        self.prompt, self.system, self.extract = prompt, system, extract
+def _output_model(op: OpDef) -> type[BaseModel]:
+    fields: dict[str, Any] = {port: (kind | None, None) for port, kind in op.ports.items()}
+    return create_model(f"{op.sdk.name}Output", **fields)
 
 
-class Ensemble(BuiltinOp):
-    """``n`` samples from ``model`` (or ``n`` from each of ``models``). Output: ``responses``,
-    ``answers``, ``usage``."""
+def _init(op: OpDef) -> Any:
+    sdk = op.sdk
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=inspect.Parameter.empty if v is REQUIRED else v)
+        for k, v in sdk.init.items()
+    ]
+    signature = inspect.Signature(params)
 
-    op = "ensemble"
-    template_fields = ("prompt", "system")
-    Input = _Vars
+    def __init__(self: BuiltinOp, **kwargs: Any) -> None:
+        bound = signature.bind(self, **kwargs)
+        bound.apply_defaults()
+        args = {k: v for k, v in bound.arguments.items() if k != "self"}
+        problem = sdk.validate(args) if sdk.validate is not None else None
+        if problem:
+            raise OperatorError(f"{sdk.name}: {problem}")
+        for key, value in args.items():
+            if key in op.model_fields and value is not None:
+                value = [as_model(v, sdk.name, key) for v in value] if isinstance(value, list) \
+                    else as_model(value, sdk.name, key) if key != "model" else as_model(value, sdk.name)
+            setattr(self, key, value)
 
-    class Output(BaseModel):
-        responses: list[str] | None = None
-        answers: list[str | None] | None = None
-        usage: dict | None = None
-
-    def __init__(self, *, model: Model | dict | None = None, models: list[Model | dict] | None = None,
-                 n: int = 1, prompt: str, system: str | None = None, extract: str | None = None) -> None:
-        if (model is None) == (models is None) or (models is not None and not models):
-            raise OperatorError("Ensemble: pass exactly one of model= or models= (a non-empty list)")
-        _check_n("Ensemble", n, "n")
-        self.model = as_model(model, "Ensemble") if model is not None else None
-        self.models = [as_model(m, "Ensemble", "models") for m in models] if models is not None else None
-        self.n, self.prompt, self.system, self.extract = n, prompt, system, extract
-
-
-class Vote(BuiltinOp):
-    """Plurality vote. Output: ``answer``, ``counts``, ``confidence``."""
-
-    op = "vote"
-    value_fields = ("candidates",)
-    Input = _Candidates
-
-    class Output(BaseModel):
-        answer: Any = None
-        counts: dict | None = None
-        confidence: float | None = None
-
-    def __init__(self, *, normalize: Literal["none", "strip", "lower", "number"] | None = None,
-                 extract: str | None = None) -> None:
-        self.normalize, self.extract = normalize, extract
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    return __init__
 
 
-class _ChoiceOp(BuiltinOp):
-    value_fields = ("question", "candidates")
-    template_fields = ("prompt",)
-    Input = _Choice
-
-    def __init__(self, *, model: Model | dict, prompt: str | None = None) -> None:
-        self.model = as_model(model, type(self).__name__)
-        self.prompt = prompt
-
-
-class Judge(_ChoiceOp):
-    """A model reads the candidates and writes the answer. Output: ``answer``, ``reasoning``, ``text``."""
-
-    op = "judge"
-
-    class Output(BaseModel):
-        answer: Any = None
-        reasoning: str | None = None
-        text: str | None = None
+def _operator_class(op: OpDef) -> type[BuiltinOp]:
+    own = plan_op(op.name)
+    return type(op.sdk.name, (BuiltinOp,), {
+        "__doc__": op.sdk.doc, "__module__": __name__, "__qualname__": op.sdk.name, "__init__": _init(op),
+        "op": op.name, "value_fields": op.sdk.value_fields, "template_fields": op.template_fields,
+        "null_tolerant": bool(own is not None and own.null_tolerant),
+        "Input": _input_model(op), "Output": _output_model(op),
+    })
 
 
-class Select(_ChoiceOp):
-    """A model picks one candidate. Output: ``answer``, ``index``."""
+CLASSES: dict[str, type[BuiltinOp]] = {op.sdk.name: _operator_class(op) for op in OPS.values() if op.sdk is not None}
+globals().update(CLASSES)
 
-    op = "select"
-
-    class Output(BaseModel):
-        answer: Any = None
-        index: int | None = None
-
-
-class Verify(BuiltinOp):
-    """One verifier call per candidate. Output: ``verdicts``, ``accepted``, ``answer``."""
-
-    op = "verify"
-    value_fields = ("question", "candidates")
-    template_fields = ("prompt",)
-    Input = _Choice
-
-    class Output(BaseModel):
-        verdicts: list[bool] | None = None
-        accepted: list | None = None
-        answer: Any = None
-
-    def __init__(self, *, model: Model | dict, prompt: str | None = None,
-                 then: Literal["first", "vote"] | None = None,
-                 fallback: Literal["first", "vote", "none"] | None = None) -> None:
-        self.model = as_model(model, "Verify")
-        self.prompt, self.then, self.fallback = prompt, then, fallback
-
-
-class Refine(BuiltinOp):
-    """Verifier-prover rounds. Output: ``answer``, ``rounds``, ``accepted``."""
-
-    op = "refine"
-    value_fields = ("question",)
-
-    class Input(BaseModel):
-        question: Any
-
-    class Output(BaseModel):
-        answer: Any = None
-        rounds: int | None = None
-        accepted: bool | None = None
-
-    def __init__(self, *, prover: Model | dict, verifier: Model | dict, max_rounds: int = 3) -> None:
-        _check_n("Refine", max_rounds, "max_rounds")
-        self.prover = as_model(prover, "Refine", "prover")
-        self.verifier = as_model(verifier, "Refine", "verifier")
-        self.max_rounds = max_rounds
-
-
-class First(BuiltinOp):
-    """The first non-null candidate. Output: ``value``."""
-
-    op = "first"
-    null_tolerant = True  # picks the first candidate that is not None (nor skipped)
-    value_fields = ("candidates",)
-    Input = _Candidates
-
-    class Output(BaseModel):
-        value: Any = None
-
-    def __init__(self) -> None:
-        pass
-
-
-__all__ = ["BuiltinOp", "Ensemble", "First", "Generate", "Judge", "Refine", "Select", "Verify", "Vote"]
+__all__ = ["BuiltinOp", *sorted(CLASSES)]

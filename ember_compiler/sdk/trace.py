@@ -14,7 +14,6 @@ for ``with when(cond):``, which guards the calls inside (a spec's ``when:``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -388,7 +387,3 @@ def returned_ports(op: Operator, returned: Any) -> dict[str, Any]:
         what = f"unknown output '{extra[0]}'" if extra else f"missing output '{missing[0]}'"
         raise OperatorError(f"{op.op_name}.forward: {what} (Output fields: {', '.join(fields)})")
     return out
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from ember_compiler.spec.codes import CODES
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
@@ -17,6 +19,18 @@ class Diagnostic:
     message: str
     hint: str | None = None  # e.g. "did you mean 'ensemble'?"
     severity: str = "error"  # "error" | "warning"
+
+    def __post_init__(self) -> None:
+        entry = CODES.get(self.code)
+        if entry is None:  # a bug in Ember, caught by the tests that run every fixture
+            raise ValueError(f"diagnostic code {self.code!r} is not registered in ember_compiler/spec/codes.py")
+        if self.severity != entry.severity:
+            raise ValueError(f"diagnostic {self.code} is registered as a {entry.severity}, not a {self.severity}")
+
+    @property
+    def name(self) -> str:
+        """The code's kebab-case name, e.g. `unknown-node` for E201 (`ember explain E201`)."""
+        return CODES[self.code].name
 
     def render(self) -> str:
         """`FILE:LINE:COL: error: MESSAGE; HINT [CODE]` — the contract form (DESIGN §7)."""
@@ -31,7 +45,7 @@ class Diagnostic:
         return f"::{kind} file={self.file},line={self.line},col={self.column},title={self.code}::{text}"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "name": self.name}
 
 
 def render_all(diagnostics: Iterable[Diagnostic], fmt: str = "text") -> str:

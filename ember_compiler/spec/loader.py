@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import datetime
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -421,3 +422,9 @@ def describe(value: Any) -> str:
 
 
 __all__ = ["Document", "describe", "load_document", "to_plain"]
+
+
+def subspec_path(doc: Document, spec_field: str) -> Path:
+    """Where a `network` (or `map`) node's `spec:` points: relative to the including file."""
+    target = Path(spec_field).expanduser()
+    return target if target.is_absolute() else Path(os.path.normpath(doc.path.parent / target))

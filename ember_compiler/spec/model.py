@@ -1,4 +1,7 @@
-"""The pydantic model of a spec (DESIGN §2, contract) — the single source of the JSON Schema.
+"""The pydantic models of a spec (DESIGN §2, contract) — the single source of the JSON Schema.
+
+The node models live with their ops (``ember_compiler/ops/<op>.py``); ``ember_compiler.ops.registry``
+builds the full ``Spec`` from ``SpecBase`` and the registered ops.
 
 Fields that may hold a reference (`${inputs.x}`, `${node.port}`, `${params.x}`) are typed `Any` or
 `X | Ref`; references are resolved by the compiler, not here.
@@ -80,136 +83,22 @@ class ModelBinding(_Strict):
     latency_ms: Annotated[float, Field(ge=0)] | Ref | None = None
 
 
-class _Node(_Strict):
+class NodeBase(_Strict):
+    """Fields every spec node has; each op's node model (``ember_compiler/ops/<op>.py``) extends it."""
+
     description: str | None = None
     when: Any = Field(
         None, description="Jinja expression without braces, or one reference; false skips the node."
     )
 
 
-def _with_vars() -> Any:
+def with_vars() -> Any:
     return Field(default_factory=dict, alias="with",
                  description="Template variables: name -> value (a literal or a reference), read as {{ name }}.")
 
 
-class GenerateNode(_Node):
-    op: Literal["generate"]
-    model: str
-    prompt: str
-    system: str | None = None
-    extract: str | None = Field(None, description="Regex with one group for the answer.")
-    with_: dict[Name, Any] = _with_vars()
-
-
-class EnsembleNode(_Node):
-    op: Literal["ensemble"]
-    model: str | None = None
-    models: list[str] | None = None
-    n: Annotated[int, Field(ge=1)] | Ref = Field(1, description="Samples per model.")
-    prompt: str
-    system: str | None = None
-    extract: str | None = None
-    with_: dict[Name, Any] = _with_vars()
-
-
-class VoteNode(_Node):
-    op: Literal["vote"]
-    candidates: Any
-    extract: str | None = None
-    normalize: Literal["none", "strip", "lower", "number"] = "strip"
-
-
-class JudgeNode(_Node):
-    op: Literal["judge"]
-    model: str
-    question: Any
-    candidates: Any
-    prompt: str | None = None
-    with_: dict[Name, Any] = _with_vars()
-
-
-class SelectNode(_Node):
-    op: Literal["select"]
-    model: str
-    question: Any
-    candidates: Any
-    prompt: str | None = None
-    with_: dict[Name, Any] = _with_vars()
-
-
-class VerifyNode(_Node):
-    op: Literal["verify"]
-    model: str
-    question: Any
-    candidates: Any
-    prompt: str | None = None
-    then: Literal["first", "vote"] = "first"
-    fallback: Literal["first", "vote", "none"] = "first"
-    with_: dict[Name, Any] = _with_vars()
-
-
-class RefineNode(_Node):
-    op: Literal["refine"]
-    prover: str
-    verifier: str
-    question: Any
-    max_rounds: Annotated[int, Field(ge=1)] | Ref = 3
-
-
-class FirstNode(_Node):
-    op: Literal["first"]
-    candidates: Any
-
-
-class NetworkNode(_Node):
-    op: Literal["network"]
-    spec: str = Field(..., description="Path of the sub-spec, relative to this file.")
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-
-
-CALL_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[A-Za-z0-9_][A-Za-z0-9_.\-]*)$"
-
-
-class PythonNode(_Node):
-    """A custom operator (an `ember_compiler.Operator` subclass); its ports are its Output fields."""
-
-    op: Literal["python"]
-    call: str = Field(..., pattern=CALL_PATTERN, description=(
-        "package.module:Name of an Operator class, or a short name registered in the ember.operators "
-        "entry-point group. Imported only when running (or by `ember validate --import`)."))
-    with_: dict[Name, Any] = Field(default_factory=dict, alias="with", description="The operator's inputs.")
-    init: dict[Name, Any] = Field(default_factory=dict, description="Constructor arguments (static).")
-
-
-class MapNode(_Node):
-    """Run a sub-spec or an inline node once per item of a list, all items in parallel."""
-
-    op: Literal["map"]
-    over: Any = Field(..., description="The list to map over (usually a reference).")
-    as_: Name = Field("item", alias="as", description="Name of the item: ${inputs.NAME} inside the "
-                      "inline node, or the sub-spec input that receives it.")
-    spec: str | None = Field(None, description="Path of the sub-spec run per item, relative to this file.")
-    node: Node | None = Field(None, description="An inline node run per item (not network).")
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with",
-                                  description="Other inputs of the sub-spec (same for every item).")
-
-
-Node = Annotated[
-    GenerateNode | EnsembleNode | VoteNode | JudgeNode | SelectNode | VerifyNode | RefineNode | FirstNode
-    | NetworkNode | PythonNode | MapNode,
-    Field(discriminator="op"),
-]
-MapNode.model_rebuild()
-
-NODE_TYPES: dict[str, type[_Node]] = {
-    t.model_fields["op"].annotation.__args__[0]: t  # type: ignore[union-attr]
-    for t in (GenerateNode, EnsembleNode, VoteNode, JudgeNode, SelectNode, VerifyNode, RefineNode,
-              FirstNode, NetworkNode, PythonNode, MapNode)
-}
-
-
-class Spec(_Strict):
-    """A Network of Networks."""
+class SpecBase(_Strict):
+    """A Network of Networks, but for the type of its nodes (the op registry builds ``Spec``)."""
 
     schema_: str | None = Field(None, alias="$schema")
     ember: Literal[1] = Field(..., description="Spec format version.")
@@ -218,7 +107,7 @@ class Spec(_Strict):
     inputs: dict[Name, TypeName | InputDecl] = Field(default_factory=dict)
     models: dict[Name, ModelBinding] = Field(default_factory=dict)
     params: dict[Name, Any] = Field(default_factory=dict)
-    nodes: dict[Name, Node]
+    nodes: dict[Name, Any]
     outputs: dict[Name, str] = Field(..., min_length=1)
     budget: Budget | None = None
 

@@ -7,8 +7,9 @@ not starved by wide fan-outs).
 
 `python` and `map` nodes become tasks too, run by a *node runner* made once per executor:
 `map` runs its sub-plan once per item, all items at once, through the same sink (so the same gates);
-`python` runners come from `ember_compiler.sdk.nodes`, imported only when a plan has a python node
-(the SDK sits above this layer, and plans without python nodes never pay for it).
+`python` runners come from the node-runner registry (`runners.py`), which the SDK fills.
+
+Each node's rules come from its plan op in the op registry; the plan is verified first.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import NodeFailed
-from ..ops.fns import FUNCTIONS, NULL_TOLERANT
-from ..ops.llm import LLM_RULES, CallContext
+from ..ops.base import CallContext
+from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
+from .runners import NodeRunner, runner_for
 from .scheduling import Scheduler, get_scheduler, node_infos
+from .verify import verify
 
 
 class CallSink(Protocol):
@@ -35,36 +38,25 @@ class CallSink(Protocol):
     def complete(self, request: Request, priority: float, row: Any) -> Awaitable[Completion]: ...
 
 
-# An async callable running one node: (input values, sink, meta, row) -> output ports.
-NodeRunner = Callable[[dict[str, Any], "CallSink", dict[str, Any], Any], Awaitable[dict[str, Any]]]
-
-
 class _Compiled:
     __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority")
 
     def __init__(self, node: PlanNode, executor: Executor) -> None:
         self.node = node
-        tolerant = node.kind == "fn" and node.op in NULL_TOLERANT
+        op = plan_op(node.op)  # verified: known, of this kind
+        tolerant = node.kind == "fn" and op.null_tolerant
         self.inputs: list[tuple[str, Resolver]] = [(p, compile_expr(e, tolerant)) for p, e in node.inputs.items()]
         self.guards: list[Resolver] = [compile_expr(e) for e in node.when]
-        self.fn = FUNCTIONS[node.op] if node.kind == "fn" else None
-        self.rule = LLM_RULES[node.op] if node.kind == "llm" else None
+        self.fn = op.run if node.kind == "fn" else None
+        self.rule = op if node.kind == "llm" else None
         self.runner: NodeRunner | None = None
-        if node.kind in ("python", "map"):
-            self.runner = _runner_factory(node.kind)(node, executor)
-        elif self.fn is None and self.rule is None:
-            raise ValueError(f"node '{node.id}': unknown {node.kind} op '{node.op}'")
+        if node.kind == "map":
+            self.runner = MapRunner(node, executor)
+        elif node.kind == "python":
+            self.runner = runner_for("python")(node, executor)
         self.dependents: list[int] = []
         self.indegree = 0
         self.priority = 0
-
-
-def _runner_factory(kind: str) -> Callable[[PlanNode, Executor], NodeRunner]:
-    if kind == "map":
-        return MapRunner
-    from ..sdk.nodes import python_runner  # NOTE: lazy: the SDK layer is above xcs
-
-    return python_runner
 
 
 class Executor:
@@ -75,8 +67,10 @@ class Executor:
     """
 
     def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None, *,
-                 operators: dict[str, Any] | None = None) -> None:
+                 operators: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> None:
+        verify(plan, models)
         self.plan = plan
+        self.models = plan.models if models is None else models
         self.scheduler = get_scheduler(scheduler)
         self.operators = operators or {}
         self.nodes = [_Compiled(n, self) for n in plan.nodes]
@@ -86,7 +80,7 @@ class Executor:
             c.indegree = len(deps)
             for d in deps:
                 self.nodes[index[d]].dependents.append(i)
-        for c, info in zip(self.nodes, node_infos(plan), strict=True):
+        for c, info in zip(self.nodes, node_infos(plan, self.models), strict=True):
             if info is not None:
                 c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
@@ -185,7 +179,7 @@ class Executor:
 
     async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any):
         node = c.node
-        binding = self.plan.models[node.params["model"]]
+        binding = self.models[node.params["model"]]
         ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
         if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
             async def send(requests: list[Request]) -> list[Completion]:
@@ -208,11 +202,8 @@ class MapRunner:
     """
 
     def __init__(self, node: PlanNode, parent: Executor) -> None:
-        body = node.params["plan"]
-        sub = Plan(name=f"{parent.plan.name}/{node.id}", nodes=tuple(PlanNode.from_json(n) for n in body["nodes"]),
-                   inputs={}, outputs={"result": body["result"]}, models=parent.plan.models)
         self.node = node
-        self.executor = Executor(sub, parent.scheduler, operators=parent.operators)
+        self.executor = Executor(node.subplan, parent.scheduler, operators=parent.operators, models=parent.models)
 
     async def __call__(self, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any) -> dict:
         items = values.get("over")

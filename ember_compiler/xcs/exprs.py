@@ -1,4 +1,4 @@
-"""Compile plan expressions (see `plan.py`) into closures, once per plan, so rows pay no parsing."""
+"""Compile plan expressions (see `expr.py`) into closures, once per plan, so rows pay no parsing."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import templates
+from .expr import DictOf, Expr, Fmt, Guard, Input, ListOf, Lit, NodeRef, Ref
 
 SKIPPED: Any = type("Skipped", (), {"__repr__": lambda self: "SKIPPED"})()
 
@@ -21,18 +22,16 @@ def _text(value: Any) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
 
 
-def compile_expr(expr: Any, tolerant: bool = False) -> Resolver:
+def compile_expr(expr: Expr, tolerant: bool = False) -> Resolver:
     """A resolver for `expr`. A reference to a skipped node raises `Skip`, or gives None if `tolerant`."""
-    if not isinstance(expr, dict):
-        raise ValueError(f"not a plan expression: {expr!r}")
-    if "$lit" in expr:
-        value = expr["$lit"]
+    if isinstance(expr, Lit):
+        value = expr.value
         return lambda env, inputs: value
-    if "$in" in expr:
-        name = expr["$in"]
+    if isinstance(expr, Input):
+        name = expr.name
         return lambda env, inputs: inputs.get(name)
-    if "$ref" in expr or "$node" in expr:
-        node, port = expr["$ref"] if "$ref" in expr else (expr["$node"], None)
+    if isinstance(expr, Ref | NodeRef):
+        node, port = (expr.node, expr.port) if isinstance(expr, Ref) else (expr.node, None)
 
         def get(env: Env, inputs: dict[str, Any]) -> Any:
             out = env[node]
@@ -43,17 +42,17 @@ def compile_expr(expr: Any, tolerant: bool = False) -> Resolver:
             return out if port is None else out.get(port)
 
         return get
-    if "$list" in expr:
-        items = [compile_expr(e, tolerant) for e in expr["$list"]]
+    if isinstance(expr, ListOf):
+        items = [compile_expr(e, tolerant) for e in expr.items]
         return lambda env, inputs: [f(env, inputs) for f in items]
-    if "$dict" in expr:
-        fields = [(k, compile_expr(e, tolerant)) for k, e in expr["$dict"].items()]
+    if isinstance(expr, DictOf):
+        fields = [(k, compile_expr(e, tolerant)) for k, e in expr.entries]
         return lambda env, inputs: {k: f(env, inputs) for k, f in fields}
-    if "$fmt" in expr:
-        parts = [p if isinstance(p, str) else compile_expr(p, tolerant) for p in expr["$fmt"]]
+    if isinstance(expr, Fmt):
+        parts = [p if isinstance(p, str) else compile_expr(p, tolerant) for p in expr.parts]
         return lambda env, inputs: "".join(p if isinstance(p, str) else _text(p(env, inputs)) for p in parts)
-    if "$expr" in expr:
-        source = expr["$expr"]
-        variables = [(k, compile_expr(e, tolerant)) for k, e in expr["vars"].items()]
+    if isinstance(expr, Guard):
+        source = expr.source
+        variables = [(k, compile_expr(e, tolerant)) for k, e in expr.vars]
         return lambda env, inputs: templates.evaluate(source, {k: f(env, inputs) for k, f in variables})
-    raise ValueError(f"unknown plan expression tag in {expr!r}")
+    raise ValueError(f"not a plan expression: {expr!r}")

@@ -21,7 +21,9 @@ import json
 import re
 from typing import Any
 
-from ember_compiler.xcs.plan import Plan, PlanNode, walk_expr
+from ..ops.registry import plan_op
+from .analysis import analyze
+from .expr import DictOf, Expr, Fmt, Guard, Input, ListOf, Lit, NodeRef, Ref, from_json, walk
 
 TEMPLATE_PARAMS = frozenset({"prompt", "system"})
 HASH_CHARS = 12  # hex digits of the hash shown in the header
@@ -32,10 +34,8 @@ _BARE = re.compile(r"^[A-Za-z0-9_./-]+$")
 # ---------------------------------------------------------------------------------------------- text
 
 
-def to_text(plan: Plan, *, print_source: bool = True) -> str:
+def to_text(plan: Any, *, print_source: bool = True) -> str:
     """The plan as text: a header, one line per node, then ``return``."""
-    from ember_compiler.compiler.analysis import analyze  # NOTE: stats are compiler-owned
-
     stats = analyze(plan)
     calls = "1 call" if stats.calls == 1 else f"{stats.calls} calls"
     digest = plan.hash.removeprefix("sha256:")[:HASH_CHARS]
@@ -55,30 +55,30 @@ def to_text(plan: Plan, *, print_source: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _sub_plan_lines(node: PlanNode, indent: str = "      ") -> list[str]:
+def _sub_plan_lines(node: Any, indent: str = "      ") -> list[str]:
     """A map node's sub-plan, indented under it like a jaxpr's sub-jaxpr; ``%#item`` is the item."""
-    body = node.params["plan"]
-    inner = [PlanNode.from_json(n) for n in body["nodes"]]
+    inner = list(node.subplan.nodes)
     width = max((len(n.id) + 1 for n in inner), default=0)
     lines = [f"{indent}{('%' + n.id).ljust(width)} = {_node_rhs(n)}" for n in inner]
     for n in inner:
         if n.kind == "map":
             at = lines.index(next(line for line in lines if line.startswith(f"{indent}%{n.id} ")))
             lines[at + 1:at + 1] = _sub_plan_lines(n, indent + "    ")
-    lines.append(f"{indent}return {expr_text(body['result'])}")
+    lines.append(f"{indent}return {expr_text(node.subplan.outputs['result'])}")
     return lines
 
 
-def _node_rhs(node: PlanNode) -> str:
+def _node_rhs(node: Any) -> str:
     params = _params_text(node)
     args = ", ".join(_args(node))
     guard = " and ".join(expr_text(g) for g in node.when)
     return f"{node.kind}.{node.op}{params}({args})" + (f" if {guard}" if guard else "")
 
 
-def _params_text(node: PlanNode) -> str:
-    hidden = TEMPLATE_PARAMS | ({"plan"} if node.kind == "map" else set())  # a map's sub-plan prints below it
-    shown = [f"{k}={_scalar(v)}" for k, v in sorted(node.params.items()) if k not in hidden]
+def _params_text(node: Any) -> str:
+    op = plan_op(node.op)
+    params = op.pp(node) if op is not None and op.pp is not None else node.params
+    shown = [f"{k}={_scalar(v)}" for k, v in sorted(params.items()) if k not in TEMPLATE_PARAMS]
     return f"[{' '.join(shown)}]" if shown else ""
 
 
@@ -88,24 +88,24 @@ def _scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _args(node: PlanNode) -> list[str]:
+def _args(node: Any) -> list[str]:
     """Template variables first (like positional arguments), then the named inputs."""
     named = [f"{name}={expr_text(e)}" for name, e in node.inputs.items() if name != "vars"]
     template_vars = node.inputs.get("vars")
-    if not template_vars:
+    if template_vars is None or (isinstance(template_vars, DictOf) and not template_vars.entries):
         return named
-    if "$dict" not in template_vars:
+    if not isinstance(template_vars, DictOf):
         return [f"vars={expr_text(template_vars)}", *named]
-    return [*_vars_args(template_vars["$dict"], ""), *named]
+    return [*_vars_args(template_vars.entries, ""), *named]
 
 
-def _vars_args(entries: dict[str, Any], path: str) -> list[str]:
+def _vars_args(entries: tuple[tuple[str, Expr], ...], path: str) -> list[str]:
     """Template variables as the values they read; a literal keeps its name (``params={..}``)."""
     args: list[str] = []
-    for name, expr in entries.items():
-        if "$dict" in expr:
-            args.extend(_vars_args(expr["$dict"], f"{path}{name}."))
-        elif {"$in", "$ref", "$node"} & expr.keys():
+    for name, expr in entries:
+        if isinstance(expr, DictOf):
+            args.extend(_vars_args(expr.entries, f"{path}{name}."))
+        elif isinstance(expr, Input | Ref | NodeRef):
             args.append(expr_text(expr))
         else:
             args.append(f"{path}{name}={expr_text(expr)}")
@@ -113,30 +113,30 @@ def _vars_args(entries: dict[str, Any], path: str) -> list[str]:
 
 
 def expr_text(expr: Any) -> str:
-    """One expression, compactly (see the module docstring)."""
-    if not isinstance(expr, dict):
+    """One expression, compactly (see the module docstring); JSON expressions are accepted too."""
+    if isinstance(expr, dict):
+        expr = from_json(expr)
+    if not isinstance(expr, Expr):
         return _scalar(expr)
-    if "$in" in expr:  # inside a map's sub-plan, `#item` is the item and `#K` a captured outer value
-        name = expr["$in"]
-        return f"%{name}" if name.startswith("#") else f"%inputs.{name}"
-    if "$ref" in expr:
-        return f"%{expr['$ref'][0]}.{expr['$ref'][1]}"
-    if "$node" in expr:
-        return f"%{expr['$node']}"
-    if "$lit" in expr:
-        return json.dumps(expr["$lit"], ensure_ascii=False, separators=(",", ":"))
-    if "$list" in expr:
-        return "[" + ", ".join(expr_text(e) for e in expr["$list"]) + "]"
-    if "$dict" in expr:
-        return "{" + ", ".join(f"{k}: {expr_text(e)}" for k, e in expr["$dict"].items()) + "}"
-    if "$fmt" in expr:
+    if isinstance(expr, Input):  # inside a map's sub-plan, `#item` is the item and `#K` a captured outer value
+        return f"%{expr.name}" if expr.name.startswith("#") else f"%inputs.{expr.name}"
+    if isinstance(expr, Ref):
+        return f"%{expr.node}.{expr.port}"
+    if isinstance(expr, NodeRef):
+        return f"%{expr.node}"
+    if isinstance(expr, Lit):
+        return json.dumps(expr.value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(expr, ListOf):
+        return "[" + ", ".join(expr_text(e) for e in expr.items) + "]"
+    if isinstance(expr, DictOf):
+        return "{" + ", ".join(f"{k}: {expr_text(e)}" for k, e in expr.entries) + "}"
+    if isinstance(expr, Fmt):
         parts = (json.dumps(p, ensure_ascii=False)[1:-1] if isinstance(p, str) else "{" + expr_text(p) + "}"
-                 for p in expr["$fmt"])
+                 for p in expr.parts)
         return 'f"' + "".join(parts) + '"'
-    if "$expr" in expr:
-        bound = "".join(f", {k}={expr_text(e)}" for k, e in expr["vars"].items())
-        return f"expr({json.dumps(expr['$expr'], ensure_ascii=False)}{bound})"
-    return json.dumps(expr, ensure_ascii=False, separators=(",", ":"))
+    assert isinstance(expr, Guard)
+    bound = "".join(f", {k}={expr_text(e)}" for k, e in expr.vars)
+    return f"expr({json.dumps(expr.source, ensure_ascii=False)}{bound})"
 
 
 # --------------------------------------------------------------------------------------------- graph
@@ -145,19 +145,19 @@ def expr_text(expr: Any) -> str:
 Endpoint = tuple[str, str]
 
 
-def edges(plan: Plan) -> list[tuple[Endpoint, Endpoint, tuple[str, ...], bool]]:
+def edges(plan: Any) -> list[tuple[Endpoint, Endpoint, tuple[str, ...], bool]]:
     """One edge per (source, target) dependency: the ports read and whether only a guard reads it."""
     found: dict[tuple[Endpoint, Endpoint], tuple[set[str], bool]] = {}
 
     def add(exprs: Any, target: Endpoint, guard: bool) -> None:
         for expr in exprs:
-            for e in walk_expr(expr):
+            for e in walk(expr):
                 source = _endpoint(e)
                 if source is None:
                     continue
                 ports, guard_only = found.get((source, target), (set(), True))
-                if "$ref" in e:
-                    ports.add(e["$ref"][1])
+                if isinstance(e, Ref):
+                    ports.add(e.port)
                 found[(source, target)] = (ports, guard_only and guard)
 
     for node in plan.nodes:
@@ -168,21 +168,19 @@ def edges(plan: Plan) -> list[tuple[Endpoint, Endpoint, tuple[str, ...], bool]]:
     return [(s, t, tuple(sorted(p)), g) for (s, t), (p, g) in found.items()]
 
 
-def _endpoint(e: dict[str, Any]) -> Endpoint | None:
-    if "$in" in e:
-        return ("in", e["$in"])
-    if "$ref" in e:
-        return ("node", e["$ref"][0])
-    if "$node" in e:
-        return ("node", e["$node"])
+def _endpoint(e: Expr) -> Endpoint | None:
+    if isinstance(e, Input):
+        return ("in", e.name)
+    if isinstance(e, Ref | NodeRef):
+        return ("node", e.node)
     return None
 
 
-def _label(node: PlanNode) -> list[str]:
+def _label(node: Any) -> list[str]:
     return [node.id, f"{node.kind}.{node.op}{_params_text(node)}"]
 
 
-def to_mermaid(plan: Plan) -> str:
+def to_mermaid(plan: Any) -> str:
     """A Mermaid ``flowchart TD``: inputs, nodes (llm rounded, fn boxes), outputs, one edge per
     dependency (dotted when only a guard reads it)."""
     lines = ["flowchart TD"]
@@ -218,7 +216,7 @@ def _mermaid_text(text: str) -> str:
     return text
 
 
-def to_dot(plan: Plan) -> str:
+def to_dot(plan: Any) -> str:
     """A Graphviz digraph: the same graph as ``to_mermaid``."""
     lines = [f"digraph {_dot_str(plan.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
     lines += [f"  {_dot_id(('in', name))} [label={_dot_str(name)}, shape=invhouse];" for name in plan.inputs]

@@ -111,8 +111,10 @@ def get_scheduler(name: str | Scheduler | None) -> Scheduler:
     return scheduler
 
 
-def node_infos(plan: Plan) -> list[NodeInfo | None]:
-    """NodeInfo for each llm node (None for fn nodes), in plan order."""
+def node_infos(plan: Plan, models: dict[str, Any] | None = None) -> list[NodeInfo | None]:
+    """NodeInfo for each llm node (None for fn nodes), in plan order; ``models``: the bindings (a
+    sub-plan's are its parent's)."""
+    models = plan.models if models is None else models
     index = {n.id: i for i, n in enumerate(plan.nodes)}
     dependents: list[list[int]] = [[] for _ in plan.nodes]
     for i, n in enumerate(plan.nodes):
@@ -123,6 +125,6 @@ def node_infos(plan: Plan) -> list[NodeInfo | None]:
         below = max((remaining[j] for j in dependents[i]), default=0)
         remaining[i] = below + (plan.nodes[i].kind == "llm")
     return [
-        NodeInfo(i, remaining[i], plan.models[n.params["model"]]) if n.kind == "llm" else None
+        NodeInfo(i, remaining[i], models[n.params["model"]]) if n.kind == "llm" else None
         for i, n in enumerate(plan.nodes)
     ]

@@ -1,8 +1,10 @@
 """Plan-to-plan passes and the pass manager.
 
 A pass is a pure function ``Plan -> (Plan, changed)`` in its own module, with a docstring stating
-what it requires and ensures (``changed`` may be a string: what it did, for ``plan.passes``). ``run_passes`` applies them in order, checks the plan is still well
-formed after each one, and records in ``plan.passes`` what each pass changed.
+what it requires and ensures (``changed`` may be a string: what it did, for ``plan.passes``).
+``run_passes`` applies them in order, verifies the plan after each one (``xcs.verify``), and records in
+``plan.passes`` what each pass changed. Pass names are kebab-case (``vote-cutoff``); snake_case
+(``vote_cutoff``) is accepted wherever a name is read.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ from ember_compiler.compiler.passes.dedupe import dedupe
 from ember_compiler.compiler.passes.prune import prune
 from ember_compiler.compiler.passes.vote_cutoff import vote_cutoff
 from ember_compiler.errors import EmberError
-from ember_compiler.xcs.plan import Plan, expr_deps
+from ember_compiler.xcs.plan import Plan
+from ember_compiler.xcs.verify import PlanError, verify
 
 Pass = Callable[[Plan], tuple[Plan, bool | str]]
 
-PASSES: dict[str, Pass] = {"prune": prune, "dedupe": dedupe, "vote_cutoff": vote_cutoff}
+PASSES: dict[str, Pass] = {"prune": prune, "dedupe": dedupe, "vote-cutoff": vote_cutoff}
 # prune first: a reader that reaches no output must not keep an ensemble from its cut-off
-DEFAULT_PASSES: tuple[str, ...] = ("prune", "dedupe", "vote_cutoff")
+DEFAULT_PASSES: tuple[str, ...] = ("prune", "dedupe", "vote-cutoff")
 # NOTE: [Batch-only passes] the vote cut-off draws samples in rounds: it saves calls but a single run
 # waits for several rounds instead of one. It pays off over many rows (eval, sweep), so a plan compiled
 # for one run (run, compile, jit) leaves it out unless asked.
-BATCH_ONLY: frozenset[str] = frozenset({"vote_cutoff"})
+BATCH_ONLY: frozenset[str] = frozenset({"vote-cutoff"})
 
-__all__ = ["BATCH_ONLY", "DEFAULT_PASSES", "PASSES", "Pass", "default_passes", "run_passes"]
+__all__ = ["BATCH_ONLY", "DEFAULT_PASSES", "PASSES", "Pass", "default_passes", "pass_name", "run_passes"]
+
+
+def pass_name(name: str) -> str:
+    """The canonical (kebab-case) name of a pass: ``vote_cutoff`` -> ``vote-cutoff``."""
+    return name.strip().replace("_", "-")
 
 
 def default_passes(*, batch: bool = False) -> tuple[str, ...]:
@@ -41,13 +49,14 @@ def run_passes(plan: Plan, *, enabled: Iterable[str] = DEFAULT_PASSES) -> Plan:
     """
     notes = list(plan.passes)
     done: list[str] = []
-    for name in enabled:
+    for name in map(pass_name, enabled):
         if name not in PASSES:
             raise EmberError(f"unknown pass '{name}' (known: {', '.join(sorted(PASSES))})")
         after, changed = PASSES[name](plan)
-        problem = _malformed(after)
-        if problem:
-            raise EmberError(f"pass '{name}' failed after: {done}: {problem}")
+        try:
+            verify(after)
+        except PlanError as exc:
+            raise EmberError(f"pass '{name}' failed after: {done}: {exc}") from None
         notes.append(f"{name}: {_describe(plan, after, changed)}")
         plan = after
         done.append(name)
@@ -72,18 +81,3 @@ def _describe(before: Plan, after: Plan, changed: bool | str) -> str:
 
 def _count(k: int) -> str:
     return f"{k} node" if k == 1 else f"{k} nodes"
-
-
-def _malformed(plan: Plan) -> str | None:
-    """Why ``plan`` is not well formed (duplicate ids, a node read before it is defined), or None."""
-    defined: set[str] = set()
-    for node in plan.nodes:
-        if node.id in defined:
-            return f"duplicate node id '{node.id}'"
-        if missing := sorted(node.deps() - defined):
-            return f"node '{node.id}' reads {', '.join(missing)} before it is defined"
-        defined.add(node.id)
-    for name, expr in plan.outputs.items():
-        if missing := sorted(expr_deps(expr) - defined):
-            return f"output '{name}' reads undefined node(s) {', '.join(missing)}"
-    return None

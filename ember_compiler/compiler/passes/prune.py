@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ember_compiler.xcs.plan import Plan, expr_deps
+from ember_compiler.xcs.expr import deps
+from ember_compiler.xcs.plan import Plan
 
 
 def prune(plan: Plan) -> tuple[Plan, bool]:
@@ -15,7 +16,7 @@ def prune(plan: Plan) -> tuple[Plan, bool]:
     """
     live: set[str] = set()
     for expr in plan.outputs.values():
-        live |= expr_deps(expr)
+        live |= deps(expr)
     for node in reversed(plan.nodes):
         if node.id in live:
             live |= node.deps()

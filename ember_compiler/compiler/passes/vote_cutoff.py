@@ -1,8 +1,8 @@
-"""Pass ``vote_cutoff``: a majority vote over an ensemble draws its samples only until the vote is decided.
+"""Pass ``vote-cutoff``: a majority vote over an ensemble draws its samples only until the vote is decided.
 
 A ``vote`` whose candidates are exactly an ``ensemble``'s ``answers``, where nothing else reads the
 ensemble and only the vote's ``answer`` is read, becomes one ``llm`` node ``vote_cutoff`` (with the
-vote's id). At run time (``ops/llm.py``) it draws the samples in order, in batches, and stops as soon
+vote's id). At run time (``ops/vote.py``) it draws the samples in order, in batches, and stops as soon
 as the leading answer can no longer be overtaken by the samples not drawn yet — counting the tie
 rule: ties go to the answer seen first, and an answer not seen yet is seen after the leader. The
 answer is then the one the full vote would give: the drawn samples are the same ones (each sample is
@@ -13,21 +13,18 @@ vote whose other ports are read is left alone.
 
 from __future__ import annotations
 
-from typing import Any
+from ember_compiler.xcs.expr import NodeRef, Ref, walk
+from ember_compiler.xcs.plan import Plan, PlanNode
 
-from ember_compiler.xcs.plan import Plan, PlanNode, walk_expr
 
-
-def _readers(plan: Plan) -> dict[str, list[Any]]:
-    """Node id -> every reference to it ({"$ref": [id, port]} or {"$node": id}) in nodes and outputs."""
-    out: dict[str, list[Any]] = {}
+def _readers(plan: Plan) -> dict[str, list[Ref | NodeRef]]:
+    """Node id -> every reference to it in nodes and outputs."""
+    out: dict[str, list[Ref | NodeRef]] = {}
     exprs = [e for n in plan.nodes for e in (*n.inputs.values(), *n.when)] + list(plan.outputs.values())
     for expr in exprs:
-        for e in walk_expr(expr):
-            if "$ref" in e:
-                out.setdefault(e["$ref"][0], []).append(e)
-            elif "$node" in e:
-                out.setdefault(e["$node"], []).append(e)
+        for e in walk(expr):
+            if isinstance(e, Ref | NodeRef):
+                out.setdefault(e.node, []).append(e)
     return out
 
 
@@ -47,14 +44,14 @@ def vote_cutoff(plan: Plan) -> tuple[Plan, bool | str]:
         if v.kind != "fn" or v.op != "vote":
             continue
         cands = v.inputs.get("candidates")
-        if not (isinstance(cands, dict) and list(cands) == ["$ref"] and cands["$ref"][1] == "answers"):
+        if not (isinstance(cands, Ref) and cands.port == "answers"):
             continue
-        e = by_id.get(cands["$ref"][0])
+        e = by_id.get(cands.node)
         if e is None or e.kind != "llm" or e.op != "ensemble" or int(e.params.get("n", 1)) < 3:
             continue
         if len(readers.get(e.id, [])) != 1:  # the vote's candidates is the only reader
             continue
-        if any("$ref" not in r or r["$ref"][1] != "answer" for r in readers.get(v.id, [])):
+        if any(not isinstance(r, Ref) or r.port != "answer" for r in readers.get(v.id, [])):
             continue
         params = {**e.params, "ensemble": e.id, "normalize": v.params.get("normalize", "strip")}
         if v.params.get("extract") is not None:

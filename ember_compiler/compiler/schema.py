@@ -23,9 +23,10 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 from pydantic import ValidationError as PydanticError
 
+from ember_compiler.ops import registry
 from ember_compiler.spec.diagnostics import Diagnostic, did_you_mean
 from ember_compiler.spec.loader import Document, describe
-from ember_compiler.spec.model import NAME_PATTERN, REF_PATTERN, Spec
+from ember_compiler.spec.model import NAME_PATTERN, REF_PATTERN
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "ember-spec.schema.json"
 SCHEMA_ID = "urn:ember-compiler:spec:1"
@@ -34,9 +35,13 @@ _BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "ex
 _BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
 
 
-@lru_cache(maxsize=1)
 def _schema() -> dict:
-    raw = Spec.model_json_schema(by_alias=True)
+    return _schema_of(registry.Spec)  # the registry rebuilds Spec when a plugin registers an op
+
+
+@lru_cache(maxsize=4)
+def _schema_of(spec: type) -> dict:
+    raw = spec.model_json_schema(by_alias=True)
     _fix(raw)
     head = {
         "$schema": DIALECT,
@@ -103,12 +108,16 @@ def _discriminated_to_if_then(node: dict) -> None:
 
 
 # -- structure validation ---------------------------------------------------------------------------
-@lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(_schema())
+    return _validator_of(registry.Spec)
 
 
-def validate_structure(doc: Document, data: dict) -> tuple[Spec | None, list[Diagnostic]]:
+@lru_cache(maxsize=4)
+def _validator_of(spec: type) -> Draft202012Validator:
+    return Draft202012Validator(_schema_of(spec))
+
+
+def validate_structure(doc: Document, data: dict) -> tuple[Any, list[Diagnostic]]:
     """Check `data` (plain JSON of `doc`) against the schema, then build the `Spec` with pydantic.
 
     Returns the spec (None when invalid) and one diagnostic per problem, positioned in `doc`.
@@ -120,7 +129,7 @@ def validate_structure(doc: Document, data: dict) -> tuple[Spec | None, list[Dia
     if diags:
         return None, diags
     try:
-        return Spec.model_validate(data), []
+        return registry.Spec.model_validate(data), []
     except PydanticError as e:
         return None, pydantic_diagnostics(doc, e)
     except (TypeError, ValueError) as e:  # a constraint pydantic cannot apply: a model bug, not the user's

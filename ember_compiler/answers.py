@@ -1,5 +1,6 @@
-"""Text conventions shared by every op (DESIGN §2): answer extraction, normalization, voting, verdicts,
-and the JSON replies of structured output (judge, select, verify) with their fallback to the text.
+"""Text conventions shared by every op and by the sim provider (DESIGN §2): answer extraction,
+normalization, voting, verdicts, and the JSON replies of structured output (judge, select, verify) with
+their fallback to the text. Layer 0 (core): imports nothing of Ember, so providers and ops share one definition.
 """
 
 from __future__ import annotations

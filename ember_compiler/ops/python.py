@@ -1,66 +1,74 @@
-"""Semantic rules of the `python` and `map` ops (codes in `check.py`), called by the `Checker`.
+"""``python``: a custom Python operator (``call: package.module:Name``); its ports are its Output fields.
 
-A `python` node's operator is imported only when the session asks for it (`ember validate
---import`): without it, `call:` is checked for its form, `init:` for being static, and references to
-the node's ports are accepted as they are (its ports are unknown until the operator is imported).
+The operator is imported only when running (or by ``ember validate --import``): without it, ``call:``
+is checked for its form, ``init:`` for being static, and references to the node's ports are accepted
+as they are. The plan node (``python operator``) is run by the node runner the SDK registers.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from pydantic import ValidationError as PydanticError
 
-from ember_compiler.compiler.operators import OperatorNotFound, call_problem, resolve_operator
-from ember_compiler.compiler.refs import find_references, whole_reference
-from ember_compiler.spec.diagnostics import did_you_mean
+from ..spec.diagnostics import did_you_mean
+from ..spec.model import Name, NodeBase
+from ..spec.refs import find_references, whole_reference
+from .base import Effects, OpDef, PlanOp
+from .operators import OperatorNotFound, call_problem, resolve_operator
 
+CALL_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[A-Za-z0-9_][A-Za-z0-9_.\-]*)$"
 # a value of each spec input type, to ask an operator's Input whether it accepts that type
 _SAMPLES = {"string": "text", "number": 0.5, "integer": 1, "boolean": True, "array": [], "object": {}}
 
 
-def prepare(ck: Any, nid: str, node: Any) -> None:
-    """Before references are checked: a map's sub-spec, an imported operator's ports."""
-    if node.op == "map":
-        if node.spec is not None and node.node is None:
-            ck._network(nid, node, bound=(node.as_,))
-        return
-    cls = _operator(ck, nid, node, ("nodes", nid))
-    if cls is not None:
-        ck.py_ports[nid] = tuple(cls.Output.model_fields)
+class PythonNode(NodeBase):
+    """A custom operator (an `ember_compiler.Operator` subclass); its ports are its Output fields."""
+
+    op: Literal["python"]
+    call: str = Field(..., pattern=CALL_PATTERN, description=(
+        "package.module:Name of an Operator class, or a short name registered in the ember.operators "
+        "entry-point group. Imported only when running (or by `ember validate --import`)."))
+    with_: dict[Name, Any] = Field(default_factory=dict, alias="with", description="The operator's inputs.")
+    init: dict[Name, Any] = Field(default_factory=dict, description="Constructor arguments (static).")
 
 
-def check(ck: Any, nid: str, node: Any, base: tuple) -> None:
-    if node.op == "python":
-        _python(ck, nid, node, base)
-    else:
-        _map(ck, nid, node, base)
+def lower(ctx: Any, node: PythonNode) -> list[Any]:
+    inputs = {name: ctx.value(value) for name, value in node.with_.items()}
+    params = {"call": node.call, "init": ctx.static_tree(node.init)}
+    return [ctx.make("python", "operator", inputs, params, outputs=())]
 
 
-# -- python -----------------------------------------------------------------------------------------
-def _operator(ck: Any, nid: str, node: Any, base: tuple) -> type | None:
+# -- checks -----------------------------------------------------------------------------------------
+def operator(ck: Any, nid: str, node: PythonNode, base: tuple) -> type | None:
     """The imported operator class, when the session imports operators (reported once per node)."""
-    if not getattr(ck.session, "import_operators", False) or call_problem(node.call):
+    if not ck.imports_operators or call_problem(node.call):
         return None
-    cache = ck.__dict__.setdefault("_operators", {})
+    cache = ck.memo.setdefault("operators", {})
     if base not in cache:
         try:
-            cache[base] = resolve_operator(node.call, near=ck.doc.path.resolve().parent)
+            cache[base] = resolve_operator(node.call, near=ck.folder)
         except OperatorNotFound as exc:
             cache[base] = None
             ck.error((*base, "call"), "E308", str(exc))
     return cache[base]
 
 
-def _python(ck: Any, nid: str, node: Any, base: tuple) -> None:
+def prepare(ck: Any, nid: str, node: PythonNode) -> None:
+    cls = operator(ck, nid, node, ("nodes", nid))
+    if cls is not None:
+        ck.declare_ports(nid, tuple(cls.Output.model_fields))
+
+
+def check(ck: Any, nid: str, node: PythonNode, base: tuple) -> None:
     problem = call_problem(node.call)
     if problem:
         ck.error((*base, "call"), "E307", problem,
                  "e.g. call: mypackage.operators:Classify (the module must be importable when running)")
     _static_init(ck, node.init, (*base, "init"))
-    cls = _operator(ck, nid, node, base)
+    cls = operator(ck, nid, node, base)
     if cls is None:
         return
     fields = cls.Input.model_fields
@@ -129,33 +137,16 @@ def _static_init(ck: Any, value: Any, loc: tuple) -> None:
                 return
 
 
-# -- map --------------------------------------------------------------------------------------------
-def _map(ck: Any, nid: str, node: Any, base: tuple) -> None:
-    if (node.spec is None) == (node.node is None):
-        both = "both" if node.spec is not None else "neither"
-        ck.error(base, "E311", f"map node '{nid}' needs exactly one of 'spec' or 'node' (it has {both})",
-                 "spec: sub.yaml runs a sub-spec per item; node: {op: ...} runs one inline node per item",
-                 key=True)
-        return
-    if node.spec is not None:
-        sub = ck.subs.get(nid)
-        inputs = sub.view.inputs if sub is not None and sub.view is not None else None
-        if inputs is not None and node.as_ not in inputs:
-            ck.error((*base, "as") if "as_" in node.model_fields_set else base, "E312",
-                     f"the item name '{node.as_}' is not an input of sub-spec '{node.spec}'",
-                     did_you_mean(node.as_, inputs) or f"inputs: {', '.join(inputs) or 'none'}")
-        return
-    inner = node.node
-    if inner.op in ("network", "map"):
-        ck.error((*base, "node", "op"), "E311", f"an inline map node cannot be a {inner.op}",
-                 "put it in a sub-spec and use spec: instead")
-        return
-    if node.with_:
-        ck.error((*base, "with"), "E311", "with: binds sub-spec inputs; an inline node reads outer values "
-                                          "directly", key=True)
-    saved = ck.view.inputs
-    ck.view.inputs = {**saved, node.as_: None}  # the item is an input inside the inline node
-    try:
-        ck._node(nid, inner, base=(*base, "node"))
-    finally:
-        ck.view.inputs = saved
+OP = OpDef(
+    name="python",
+    summary="A custom Python operator (call: package.module:Name).",
+    node=PythonNode,
+    ports={},
+    lower=lower,
+    # the operator's own calls go through the run's runtime: they are counted as it makes them
+    plan_ops=(PlanOp("operator", "python", None, params=("call",), effects=Effects(sampled=True)),),
+    check=check,
+    prepare=prepare,
+    ports_declared_by_node=True,
+    sdk_note="subclass ember_compiler.Operator: its instances are python nodes when traced",
+)

@@ -1,11 +1,11 @@
 """Static analysis of a plan: model calls, requests, critical path and width.
 
-Calls per ``llm`` node: ``generate``/``judge``/``select``/``refine_*`` make ``n`` (default 1),
-``ensemble`` makes ``n``, ``verify`` one per candidate. The number of candidates is propagated
-statically: an ensemble's ``responses``/``answers`` have length ``n``, a ``concat`` the sum of its
-parts, a ``$list`` its length, a ``pack`` port the length of the value it packs. An unknown length
-counts as 1 and is noted in ``PlanStats.notes``. A ``map`` node makes (items x its sub-plan's calls)
-when the list's length is known (else one item's worth, noted); a ``python`` node counts 0 (noted).
+Each plan op says how many model calls its node makes (``PlanOp.calls``: ``n`` samples by default,
+``verify`` one per candidate) and which of its list ports have a length known before running
+(``PlanOp.lengths``: an ensemble's ``n``, a ``concat``'s sum, a ``pack``'s packed values). A
+``$list`` has its length, a literal list too. An unknown count is taken as 1 and noted in
+``PlanStats.notes``. A ``map`` node makes (items x its sub-plan's calls) when the list's length is
+known (else one item's worth, noted); a ``python`` node counts 0 (noted).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ember_compiler.xcs.plan import Plan, PlanNode, expr_deps
-
-_LIST_PORTS = ("responses", "answers")
+from ..ops.registry import plan_op
+from .expr import ListOf, Lit, Ref
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class PlanStats:
         return data
 
 
-def analyze(plan: Plan) -> PlanStats:
+def analyze(plan: Any) -> PlanStats:
     """Calls, requests, depth and width of ``plan`` (nodes in topological order).
 
     Width groups llm nodes into call levels by their depth (number of llm nodes on the longest path
@@ -51,19 +50,21 @@ def analyze(plan: Plan) -> PlanStats:
     read it as the level-synchronous estimate, not a hard bound.
     """
     lengths: dict[tuple[str, str], int] = {}
+    known = _Known(lengths)
     level: dict[str, int] = {}
     node_calls: dict[str, int] = {}
     requests = 0
     notes: list[str] = []
     for node in plan.nodes:
         own_depth = 0
+        op = plan_op(node.op)
         if node.kind == "llm":
             own_depth = 1
-            node_calls[node.id] = _calls(node, lengths, notes)
-            requests += node_calls[node.id] if node.op == "verify" else 1
+            node_calls[node.id] = _calls(node, op, known, notes)
+            requests += node_calls[node.id] if op.per_call_requests else 1
         elif node.kind == "map":
-            sub = analyze(_sub_plan(node, plan))
-            items = static_length(node.inputs.get("over"), lengths)
+            sub = analyze(node.subplan)
+            items = known.of(node.inputs.get("over"))
             if items is None:
                 notes.append(f"{node.id}: number of map items unknown before running; counted as 1 item")
             node_calls[node.id] = (1 if items is None else items) * sub.calls
@@ -73,7 +74,10 @@ def analyze(plan: Plan) -> PlanStats:
         elif node.kind == "python":
             notes.append(f"{node.id}: python operator; model calls it makes itself are not counted")
         level[node.id] = max((level.get(d, 0) for d in node.deps()), default=0) + own_depth
-        _record_lengths(node, lengths)
+        if op is not None and op.lengths is not None:
+            for port, size in op.lengths(node, known).items():
+                if size is not None:
+                    lengths[(node.id, port)] = size
     width: dict[int, int] = {}
     for node_id, calls in node_calls.items():
         width[level[node_id]] = width.get(level[node_id], 0) + calls
@@ -89,51 +93,33 @@ def analyze(plan: Plan) -> PlanStats:
     )
 
 
+class _Known:
+    """The ``Lengths`` an op's rules see: what is known so far about list lengths."""
+
+    def __init__(self, lengths: dict[tuple[str, str], int]) -> None:
+        self.lengths = lengths
+
+    def of(self, expr: Any) -> int | None:
+        return static_length(expr, self.lengths)
+
+    def port(self, node: str, port: str) -> int | None:
+        return self.lengths.get((node, port))
+
+
 def static_length(expr: Any, lengths: dict[tuple[str, str], int]) -> int | None:
     """The length of the list ``expr`` evaluates to, when it is known before running."""
-    if not isinstance(expr, dict):
-        return None
-    if "$list" in expr:
-        return len(expr["$list"])
-    if "$lit" in expr:
-        return len(expr["$lit"]) if isinstance(expr["$lit"], list) else None
-    if "$ref" in expr:
-        return lengths.get(tuple(expr["$ref"]))
+    if isinstance(expr, ListOf):
+        return len(expr.items)
+    if isinstance(expr, Lit):
+        return len(expr.value) if isinstance(expr.value, list) else None
+    if isinstance(expr, Ref):
+        return lengths.get((expr.node, expr.port))
     return None
 
 
-def _calls(node: PlanNode, lengths: dict[tuple[str, str], int], notes: list[str]) -> int:
-    if node.op != "verify":
-        return int(node.params.get("n", 1))
-    count = static_length(node.inputs.get("candidates"), lengths)
+def _calls(node: Any, op: Any, known: _Known, notes: list[str]) -> int:
+    count = op.calls(node, known) if op.calls is not None else 1
     if count is None:
         notes.append(f"{node.id}: number of candidates unknown before running; counted as 1 call")
         return 1
     return count
-
-
-def _record_lengths(node: PlanNode, lengths: dict[tuple[str, str], int]) -> None:
-    """Lengths of the list-valued ports of ``node`` that are known statically."""
-    known: dict[str, int | None] = {}
-    if node.op == "ensemble":
-        known = dict.fromkeys(_LIST_PORTS, int(node.params.get("n", 1)))
-    elif node.op == "concat":
-        parts = [expr_deps(p) for p in node.inputs["parts"]["$list"]]
-        sizes = [lengths.get((next(iter(p)), "responses")) if len(p) == 1 else None for p in parts]
-        total = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
-        known = dict.fromkeys(_LIST_PORTS, total)
-    elif node.op == "verify":
-        known = {"verdicts": static_length(node.inputs.get("candidates"), lengths)}
-    elif node.op == "pack":
-        known = {p: static_length(e, lengths) for p, e in node.inputs["values"]["$dict"].items()}
-    elif node.kind == "map":
-        known = dict.fromkeys(("results", "answers"), static_length(node.inputs.get("over"), lengths))
-    for port, size in known.items():
-        if size is not None:
-            lengths[(node.id, port)] = size
-
-
-def _sub_plan(node: PlanNode, plan: Plan) -> Plan:
-    body = node.params["plan"]
-    return Plan(name=f"{plan.name}/{node.id}", nodes=tuple(PlanNode.from_json(n) for n in body["nodes"]),
-                inputs={}, outputs={"result": body["result"]}, models=plan.models)
