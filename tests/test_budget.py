@@ -140,9 +140,9 @@ def test_a_call_cancelled_in_flight_stays_counted_at_its_worst_case():
 
 def test_an_unpriced_model_is_warned_about_under_max_cost(tmp_path, monkeypatch):
     import httpx2
-    from provider_kit import KEY, Server
 
     from ember_compiler.runs import run_plan
+    from ember_compiler.testing.providers import KEY, Server
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     spec = tmp_path / "u.yaml"

@@ -11,12 +11,14 @@ from pathlib import Path
 import httpx2
 import pytest
 from ember_cli.main import app
-from provider_kit import KEY, Server, complete, request, runtime
 from typer.testing import CliRunner
 
+from ember_compiler.errors import ConfigError
 from ember_compiler.providers.base import Completion
+from ember_compiler.runtime import cache as cache_module
 from ember_compiler.runtime.budget import Budget, Spending
 from ember_compiler.runtime.cache import CacheMiss, ResponseCache, default_path, sample_keys
+from ember_compiler.testing.providers import KEY, Server, complete, request, runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_SC = ROOT / "specs" / "sim" / "self-consistency.yaml"
@@ -113,8 +115,49 @@ def test_default_location_respects_xdg(tmp_path, monkeypatch):
     assert default_path() == tmp_path / "xdg" / "ember" / "responses.sqlite3"
 
 
+def test_opening_a_new_cache_waits_out_a_writer_instead_of_failing(tmp_path, monkeypatch):
+    # SQLite answers the switch to WAL with SQLITE_BUSY at once (no busy handler) while another
+    # connection holds a RESERVED lock: 32 processes opening one new cache met it ("database is locked")
+    path = tmp_path / "c.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the opener backs off: the other connection commits meanwhile
+        waits.append(seconds)
+        if len(waits) == 3:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(cache_module.time, "sleep", sleep)
+    cache = ResponseCache(path)
+    assert len(waits) == 3 and all(0 < w < 1 for w in waits)
+    assert cache._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    asyncio.run(cache.aclose())
+    other.close()
+
+
+def test_a_cache_that_stays_locked_is_a_clear_error_after_the_busy_timeout(tmp_path, monkeypatch):
+    path = tmp_path / "c.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    clock = [0.0]
+    monkeypatch.setattr(cache_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cache_module.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    with pytest.raises(ConfigError, match="cannot open the response cache .*database is locked"):
+        ResponseCache(path)
+    assert clock[0] >= cache_module.BUSY_TIMEOUT_MS / 1000
+    other.close()
+
+
+_START = None  # a barrier shared with the forked writers: all of them open the cache at once
+
+
 def _writer(args: tuple[str, int]) -> int:
     path, worker = args
+    if _START is not None:
+        _START.wait(timeout=60)
 
     async def main() -> None:
         cache = ResponseCache(path)
@@ -133,9 +176,14 @@ def _writer(args: tuple[str, int]) -> int:
 
 def test_32_processes_write_one_cache_without_errors_or_losses(tmp_path):
     path = str(tmp_path / "shared.sqlite3")
+    global _START
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(32) as pool:
-        done = pool.map_async(_writer, [(path, w) for w in range(32)]).get(timeout=120)
+    _START = ctx.Barrier(32)  # inherited by the forked workers
+    try:
+        with ctx.Pool(32) as pool:
+            done = pool.map_async(_writer, [(path, w) for w in range(32)]).get(timeout=120)
+    finally:
+        _START = None
     assert sorted(done) == list(range(32))
     assert entries(Path(path)) == 32 * 200 * 2 + 200
     with sqlite3.connect(path) as conn:

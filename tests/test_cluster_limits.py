@@ -1,5 +1,8 @@
 """The cluster's shared gates (runtime/cluster.py) without Ray: slots never leak, whatever the workers do;
-and `--executor ray` without Ray installed says how to install it."""
+and `--executor ray` without Ray installed says how to install it.
+
+The scenarios run on a virtual-time loop: `await asyncio.sleep(0.01)` there means "once everything that
+can happen in the next 10 ms has happened", whatever the load on the machine, and waits are exact."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from ember_compiler.errors import BudgetExceeded, UsageError
-from ember_compiler.runtime.budget import Limits
+from ember_compiler.runtime.budget import Budget
 from ember_compiler.runtime.cluster import RemoteBudget, RemoteGate, SharedLimits
+from ember_compiler.testing.clock import run as virtual_run
 
 SPEC = (1, None, None)  # one slot, no rate limits
 
@@ -49,7 +53,7 @@ def test_a_cancelled_wait_passes_its_slot_on():
         shared.leave("a")
         assert await waiting is None
         assert await third is False and shared.stats() == {"max_active": {"k": 1}, "held": 1}
-    asyncio.run(main())
+    virtual_run(main())
 
 
 def test_a_dead_workers_slots_are_released():
@@ -63,7 +67,7 @@ def test_a_dead_workers_slots_are_released():
         assert not other.done()
         assert shared.forget("dead") == 2
         assert await other is False and shared.stats()["held"] == 1
-    asyncio.run(main())
+    virtual_run(main())
 
 
 def test_remote_gate_bounds_all_workers_together():
@@ -99,13 +103,13 @@ def test_remote_gate_bounds_all_workers_together():
         gates[2].release()
         await asyncio.sleep(0.01)
         assert actor.target.stats()["held"] == 0
-    asyncio.run(main())
+    virtual_run(main())
 
 
 def test_remote_budget_stops_every_worker():
     async def main():
-        actor = LocalActor(SharedLimits(Limits(max_calls=3)))
-        budgets = [RemoteBudget(actor, Limits(max_calls=3), f"w{i}") for i in range(2)]
+        actor = LocalActor(SharedLimits(Budget(max_calls=3)))
+        budgets = [RemoteBudget(actor, Budget(max_calls=3), f"w{i}") for i in range(2)]
         from ember_compiler.providers.base import Completion, Request
 
         request = Request(binding="m", model={"provider": "sim", "max_tokens": 8}, messages=[{"content": "hi"}], n=1)
@@ -122,7 +126,7 @@ def test_remote_budget_stops_every_worker():
             await budgets[0].reserve(request, None)
         snapshot = actor.target.budget()
         assert snapshot.exceeded and snapshot.spent_calls == 3
-    asyncio.run(main())
+    virtual_run(main())
 
 
 def test_ray_executor_without_ray_says_how_to_install(monkeypatch, tmp_path):
@@ -170,18 +174,18 @@ def test_a_cool_down_from_one_worker_holds_the_others():
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await b.limiter.acquire(0)
-        assert loop.time() - t0 >= 0.03
+        assert loop.time() - t0 == pytest.approx(0.05 - 0.01)  # the rest of w1's cool-down
         b.release()
-    asyncio.run(main())
+    virtual_run(main())
 
 
 def test_a_dead_or_impatient_workers_reservations_do_not_block_the_budget():
     async def main():
-        actor = LocalActor(SharedLimits(Limits(max_calls=4)))
+        actor = LocalActor(SharedLimits(Budget(max_calls=4)))
         from ember_compiler.providers.base import Request
 
         request = Request(binding="m", model={"provider": "sim", "max_tokens": 8}, messages=[{"content": "hi"}], n=2)
-        dead, live = RemoteBudget(actor, Limits(max_calls=4), "dead"), RemoteBudget(actor, Limits(max_calls=4), "live")
+        dead, live = RemoteBudget(actor, Budget(max_calls=4), "dead"), RemoteBudget(actor, Budget(max_calls=4), "live")
         await dead.reserve(request, None)  # two calls held by a worker that then dies
         await live.reserve(request, None)
         waiting = asyncio.ensure_future(live.reserve(request, None))  # no room until something settles
@@ -194,4 +198,4 @@ def test_a_dead_or_impatient_workers_reservations_do_not_block_the_budget():
         state = actor.target.budget()
         assert state.spent_calls == 2 and not state.exceeded
         assert actor.target._budget.in_flight == 1 and not actor.target._held.keys() - {"live:budget:0"}
-    asyncio.run(main())
+    virtual_run(main())

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from provider_kit import Server, complete, request, runtime
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ConfigError
 from ember_compiler.providers import registry
 from ember_compiler.providers.base import Completion
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.providers import Server, complete, request, runtime
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_provider"
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from ember_compiler.errors import NodeFailed
 from ember_compiler.providers.base import Completion
 from ember_compiler.runtime.gates import Gate
+from ember_compiler.testing.clock import run as virtual_run
+from ember_compiler.testing.probes import InFlight
 from ember_compiler.xcs.executor import Executor
 from ember_compiler.xcs.plan import Plan, PlanNode
 
@@ -17,23 +18,20 @@ MODELS = {"m": {"provider": "fake"}}
 
 
 class FakeSink:
-    """Answers every request with `Answer: <node id>` after the node's configured delay."""
+    """Answers every request with `Answer: <node id>` after the node's configured delay (virtual time)."""
 
     def __init__(self, delays: dict[str, float] | None = None, fail: str | None = None) -> None:
         self.delays = delays or {}
         self.fail = fail
-        self.starts: dict[str, float] = {}
-        self.ends: dict[str, float] = {}
-        self.t0 = time.perf_counter()
+        self.calls = InFlight()
 
     def supports_n(self, binding):
         return True
 
     async def complete(self, request, priority, row):
         node = request.meta["node_id"]
-        self.starts[node] = time.perf_counter() - self.t0
-        await asyncio.sleep(self.delays.get(node, 0.0))
-        self.ends[node] = time.perf_counter() - self.t0
+        async with self.calls.call(node):
+            await asyncio.sleep(self.delays.get(node, 0.0))
         if node == self.fail:
             raise RuntimeError("provider exploded")
         return Completion(texts=[f"Answer: {node}"] * request.n, input_tokens=3, output_tokens=2)
@@ -50,7 +48,7 @@ def plan(*nodes: PlanNode, outputs: dict | None = None) -> Plan:
 
 
 def run(p: Plan, sink: FakeSink):
-    return asyncio.run(Executor(p).execute(sink, {}, {"seed": 0, "example_id": "x"}))
+    return virtual_run(Executor(p).execute(sink, {}, {"seed": 0, "example_id": "x"}))
 
 
 def test_node_starts_when_its_own_inputs_are_ready_not_after_a_wave():
@@ -60,15 +58,19 @@ def test_node_starts_when_its_own_inputs_are_ready_not_after_a_wave():
     sink = FakeSink({"slow": 0.4, "fast": 0.05, "after": 0.05})
     outputs, _ = run(p, sink)
     assert outputs == {"a": "after", "s": "slow"}
-    assert sink.starts["after"] < sink.ends["slow"] - 0.2
+    calls = sink.calls
+    assert calls.starts["slow"] == calls.starts["fast"] == 0.0
+    assert calls.starts["after"] == pytest.approx(0.05)  # as soon as fast ended, while slow still runs
+    assert calls.ends["after"] == pytest.approx(0.1) and calls.ends["slow"] == pytest.approx(0.4)
 
 
 def test_independent_calls_overlap():
     p = plan(*(gen(f"n{i}") for i in range(10)))
     sink = FakeSink({f"n{i}": 0.2 for i in range(10)})
-    start = time.perf_counter()
     run(p, sink)
-    assert time.perf_counter() - start < 0.2 * 3  # sequential would take 2 s
+    assert sink.calls.peak == 10  # all ten in flight at once
+    assert set(sink.calls.starts.values()) == {0.0}
+    assert max(sink.calls.ends.values()) == pytest.approx(0.2)  # one call's latency, not ten
 
 
 def test_false_guard_skips_node_and_dependents_and_first_takes_the_other_branch():

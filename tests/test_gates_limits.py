@@ -7,11 +7,12 @@ import asyncio
 
 import httpx2
 import pytest
-from provider_kit import KEY, FakeClock, Server, complete, reply, request, runtime
 
 from ember_compiler.providers.base import RateLimits
 from ember_compiler.runtime import limits
 from ember_compiler.runtime.limits import Limiter, TokenBucket, estimate_tokens
+from ember_compiler.testing.clock import virtual_time
+from ember_compiler.testing.providers import KEY, FakeClock, Server, complete, reply, request, runtime
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
 
@@ -177,7 +178,8 @@ def test_concurrency_bound_counts_requests_in_flight():
         return reply("openai_structured.json")
 
     binding = {**OPENAI, "limits": {"concurrency": 3}}
-    results = complete(runtime(Server(slow)), *(request(binding) for _ in range(12)))
+    with virtual_time():  # the server's 10 ms are virtual: which requests overlap is exact
+        results = complete(runtime(Server(slow)), *(request(binding) for _ in range(12)))
     assert all(r.texts for r in results) and peak == 3
 
 

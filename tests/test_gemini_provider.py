@@ -6,11 +6,11 @@ import json
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, one, reply, request
 
 from ember_compiler.errors import ProviderError
 from ember_compiler.ops.prompts import SELECT_SCHEMA
 from ember_compiler.providers.gemini import GeminiProvider, openapi_schema
+from ember_compiler.testing.providers import KEY, Server, one, reply, request
 
 BINDING = {"provider": "gemini", "model": "gemini-2.5-flash", "temperature": 0.7, "max_tokens": 200, "top_p": 0.95}
 

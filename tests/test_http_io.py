@@ -14,12 +14,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from provider_kit import fixture, request
 
 from ember_compiler.errors import ProviderError
 from ember_compiler.providers import http_io
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.runtime.trace import IDLE_FLUSH_S, Tracer
+from ember_compiler.testing.clock import run as virtual_run
+from ember_compiler.testing.providers import fixture, request
 
 BINDING = {"provider": "openai", "model": "m", "max_tokens": 8}
 
@@ -208,7 +209,9 @@ def test_trace_is_written_when_the_run_goes_quiet_and_complete_at_close(tmp_path
         tracer.span("t", tracer.new_span_id(), None, "chat m", "CLIENT", 1.0, 2.0, "OK",
                     {"gen_ai.response.finish_reasons": reasons, "x": Path("p")})
         assert not path.exists()  # nothing written on the call path
-        await asyncio.sleep(IDLE_FLUSH_S * 5)
+        await asyncio.sleep(IDLE_FLUSH_S / 2)
+        assert not path.exists()  # not before the run has been quiet for IDLE_FLUSH_S
+        await asyncio.sleep(IDLE_FLUSH_S)
         assert len(path.read_text().splitlines()) == 1  # written while the run waits
         tracer.span("t", tracer.new_span_id(), None, "node n", "INTERNAL", 1.0, 2.0, "OK", {})
         tracer.close()
@@ -217,7 +220,7 @@ def test_trace_is_written_when_the_run_goes_quiet_and_complete_at_close(tmp_path
         assert lines[0]["attributes"] == {"gen_ai.response.finish_reasons": ["stop"], "x": "p"}
         assert lines[0]["start_time_unix_nano"] == 1_000_000_000
 
-    asyncio.run(main())
+    virtual_run(main())  # the sleeps are virtual: the idle timer fires exactly when due
     outside = Tracer(tmp_path / "sync.jsonl")  # no event loop: written at close
     outside.span("t", "s", None, "n", "INTERNAL", 0.0, 1.0, "OK", {})
     outside.close()

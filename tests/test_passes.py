@@ -8,7 +8,6 @@ import json
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server
 
 from ember_compiler.answers import vote
 from ember_compiler.compiler import compile_spec
@@ -16,6 +15,7 @@ from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.ops.vote import still_needed
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.providers import KEY, Server
 
 SC = """\
 ember: 1

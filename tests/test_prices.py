@@ -8,12 +8,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, complete, reply, request, runtime
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.providers.base import Completion
 from ember_compiler.runs import run_plan
 from ember_compiler.runtime import prices
+from ember_compiler.testing.providers import KEY, Server, complete, reply, request, runtime
 
 DATA = Path(prices.__file__).parent.parent / "data"
 

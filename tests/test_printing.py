@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 
-import pydot
 import pytest
 from test_lower import CASES, ROOT, _at_repo_root, compile_case  # noqa: F401  (autouse fixture)
 
@@ -111,8 +110,11 @@ def test_dot_is_well_formed():
     assert '"end" [label="end\\nllm.generate[extract=\\"say \\\\\\"x\\\\\\" <b> #1 | \\\\\\\\d\\" model=m n=1]"' in text
 
 
+@pytest.mark.needs("dot")
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_dot_parses_as_graphviz(case):
+    import pydot
+
     plan = compile_case(case)
     [graph] = pydot.graph_from_dot_data(to_dot(plan))
     assert len(graph.get_edges()) == sum(1 for _ in edges(plan))

@@ -8,10 +8,10 @@ import logging
 
 import httpx2
 import pytest
-from provider_kit import Server
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.providers import Server
 
 SECRETS = {"OPENAI_API_KEY": "sk-proj-LEAKCHECK-openai-0123456789",
            "ANTHROPIC_API_KEY": "sk-ant-api03-LEAKCHECK-anthropic-0123",

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,10 +23,11 @@ from ember_compiler.eval.ray_executor import RayOptions
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
 from ember_compiler.runs import RunDir
-from ember_compiler.runtime.budget import Limits
+from ember_compiler.runtime.budget import Budget
+from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
 
 pytestmark = pytest.mark.ray
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="needs the `ray` extra: pip install -e '.[ray]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -95,11 +95,6 @@ def test_killing_a_worker_mid_run_keeps_every_row_exactly_once(tmp_path):
 
 
 def test_cluster_wide_rpm_and_concurrency_at_a_fake_server(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from providers import KEY_ENV, FakeServer, binding
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
     monkeypatch.setenv(KEY_ENV, "sk-test-not-a-real-key")
     server = FakeServer(lifetime_s=120)
     try:
@@ -128,7 +123,7 @@ def test_cluster_wide_rpm_and_concurrency_at_a_fake_server(tmp_path, monkeypatch
 def test_budget_is_the_clusters(tmp_path):
     plan = compile_spec(SPECS / "sim" / "self-consistency.yaml", batch=False)  # 5 calls a row, no cut-off
     rows = mixture(2000)
-    job = EvalJob(plan, rows, seed=1, runs_dir=tmp_path, executor=FOUR, budget=Limits(max_calls=1000))
+    job = EvalJob(plan, rows, seed=1, runs_dir=tmp_path, executor=FOUR, budget=Budget(max_calls=1000))
     result = asyncio.run(job.run())
     assert result.budget_exceeded and job.budget.exceeded
     assert job.budget.spent_calls <= 1000 and result.usage.calls == job.budget.spent_calls

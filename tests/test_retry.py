@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import time
+from types import SimpleNamespace
 
 import httpx2
 import pytest
-from provider_kit import KEY, FakeClock, Server, complete, fixture, reply, request, runtime
 
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import ProviderError
+from ember_compiler.providers import http as http_mod
 from ember_compiler.runs import run_plan
 from ember_compiler.runtime.retry import MAX_WAIVED_RETRIES, as_provider_error, backoff_s, next_delay
+from ember_compiler.testing.clock import virtual_time
+from ember_compiler.testing.providers import (
+    KEY,
+    FakeClock,
+    Server,
+    complete,
+    fixture,
+    reply,
+    request,
+    runtime,
+)
 
 OPENAI = {"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 16}
 ANTHROPIC = {"provider": "anthropic", "model": "claude-haiku-4-5", "max_tokens": 16}
@@ -51,10 +62,12 @@ def test_429_waits_for_the_hint_then_succeeds(headers, wait):
     assert clock.sleeps == [pytest.approx(wait)]  # the wait is the model's cool-down
 
 
-def test_429_with_an_http_date():
-    date = email.utils.formatdate(time.time() + 5, usegmt=True)
+def test_429_with_an_http_date(monkeypatch):
+    now = 1_800_000_000.0  # the wall clock the date is read against, frozen: an exact wait
+    monkeypatch.setattr(http_mod, "time", SimpleNamespace(time=lambda: now))
+    date = email.utils.formatdate(now + 5, usegmt=True)
     result, clock = run(Server(httpx2.Response(429, headers={"retry-after": date}), ok()))
-    assert result.texts and 3.0 <= clock.sleeps[0] <= 5.0
+    assert result.texts and clock.sleeps == [5.0]
 
 
 def test_gemini_retry_info_is_honoured():
@@ -212,10 +225,11 @@ def test_per_call_timeout_bounds_a_hanging_server():
         await asyncio.sleep(30)
 
     server = Server(hang)
-    t0 = time.perf_counter()
-    err, _ = run(server, {**OPENAI, "timeout_s": 0.2, "max_retries": 1})
+    with virtual_time() as loop_clock:  # the 30 s hang and the 0.2 s timeouts are virtual: exact
+        err, clock = run(server, {**OPENAI, "timeout_s": 0.2, "max_retries": 1})
     assert isinstance(err, ProviderError) and "timed out after 0.2s" in str(err)
-    assert len(server.requests) == 2 and time.perf_counter() - t0 < 5
+    assert len(server.requests) == 2  # one retry, each attempt cut at its timeout, not the 30 s hang
+    assert loop_clock.now == pytest.approx(0.2 * 2) and len(clock.sleeps) == 1  # (the back-off: FakeClock)
 
 
 def test_cancelling_a_run_cancels_the_request_in_flight():

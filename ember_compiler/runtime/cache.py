@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import time
 from dataclasses import replace
@@ -141,11 +142,35 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        conn.execute("PRAGMA journal_mode=WAL")
+    # Switching to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without the
+    # busy handler, when another connection holds the file meanwhile (many processes opening a new
+    # cache together): retry within the busy timeout, re-reading the mode (another one may have set it).
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.002
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal" or \
+                    conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                break
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                conn.close()
+                raise
+        if time.monotonic() >= deadline:
+            conn.close()
+            raise sqlite3.OperationalError("database is locked (could not switch it to WAL mode)")
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 0.1)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(_SCHEMA)
     return conn
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class ResponseCache:

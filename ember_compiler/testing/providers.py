@@ -1,7 +1,13 @@
-"""Shared helpers of the provider, retry, gate, price and structured-output tests (not a test module).
+"""Fake HTTP providers: a scripted server behind `httpx2.MockTransport`, recorded replies, a fake clock.
 
-Everything runs against `httpx2.MockTransport`: no test reaches the network. `FakeClock` gives the
-runtime a clock whose `sleep` advances time instantly, so waits are exact and tests take no time.
+Everything runs against `httpx2.MockTransport`: no test reaches the network. `recordings/` holds real
+provider responses (OpenAI, Anthropic, Gemini, OpenRouter; bodies only, no keys): `fixture(name)` is
+the JSON, `reply(name)` an `httpx2.Response` of it. `FakeClock` gives the runtime a clock whose
+`sleep` advances time instantly, so waits (rate limits, Retry-After, back-off) are exact and take no time.
+
+    server = Server(reply("openai_chat.json"))
+    [completion] = complete(runtime(server), request({"provider": "openai", "model": "gpt-4o-mini"}))
+    assert server.bodies()[0]["model"] == "gpt-4o-mini"
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ import httpx2
 from ember_compiler.providers.base import Request
 from ember_compiler.runtime.runtime import RowContext, Runtime
 
-FIXTURES = Path(__file__).parent / "fixtures" / "providers"
+RECORDINGS = Path(__file__).parent / "recordings"
 KEY = "sk-test-SECRET-0123456789abcdef"
 
 
 def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return json.loads((RECORDINGS / name).read_text())
 
 
 def reply(name: str, status: int = 200, headers: dict[str, str] | None = None) -> httpx2.Response:
