@@ -1,6 +1,6 @@
 """The Python operator SDK (DESIGN §1): operators, networks, ``jit``, ``vmap``, pytrees.
 
-Public names are re-exported from ``ember_compiler``; see the README section "The Python SDK".
+Public names are re-exported from ``ember_compiler``; see docs/sdk.md.
 """
 
 from ember_compiler.sdk import nodes as _nodes  # noqa: F401  (registers the python node runner)
