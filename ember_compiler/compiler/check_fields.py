@@ -19,6 +19,10 @@ _INPUT_TYPES = {"string": (str,), "number": (int, float), "integer": (int,), "bo
                 "array": (list,), "object": (dict,)}
 
 
+# deprecated field (a path in the document) -> its new name
+_DEPRECATED = {("budget", "max_tokens"): "max_total_tokens"}
+
+
 class FieldChecks:
     """Rules on single fields; ``self`` is the ``Checker`` (its ``doc``, ``view`` and ``error``)."""
 
@@ -27,6 +31,15 @@ class FieldChecks:
     error: Any
     error_at: Any
     _name_in: Any
+    diags: list[Any]
+
+    def _deprecated(self) -> None:
+        for path, new in _DEPRECATED.items():
+            section = self.doc.data.get(path[0]) if isinstance(self.doc.data, dict) else None
+            if isinstance(section, dict) and path[1] in section:
+                self.diags.append(self.doc.diag(path, "W202", f"{_dotted(path)} is deprecated: write "
+                                                f"{path[0]}.{new} (it is read the same way)", key=True,
+                                                severity="warning"))
 
     def _param_number(self, loc: tuple, text: str, kind: str, lo: float | None, hi: float | None,
                       code: str) -> None:

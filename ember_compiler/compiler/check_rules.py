@@ -119,6 +119,7 @@ class Checker(RefChecks, FieldChecks):
         self._inputs()
         self._outputs()
         self._cycles()
+        self._deprecated()
         if self.lint and not any(d.severity == "error" for d in self.diags):
             self._unused()
         return self.diags

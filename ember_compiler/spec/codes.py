@@ -288,6 +288,14 @@ _ALL = (
          "    final: {op: generate, model: m, prompt: \"Improve: {{ draft.text }}\"}\n"
          "  outputs: {answer: \"${final.answer}\"}",
          severity="warning"),
+    Code("W202", "deprecated-field",
+         "a field that still works but has a new name",
+         "The old name is kept so that existing specs keep working, but it will go away, and the new name says "
+         "what the field means: `budget.max_tokens` is a total over all calls, not the per-call `max_tokens` of "
+         "a model binding.",
+         "Rename the field.\n\n  # before\n  budget: {max_tokens: 100000}\n\n"
+         "  # after\n  budget: {max_total_tokens: 100000}",
+         severity="warning"),
     # -- internal ---------------------------------------------------------------------------------------
     Code("E999", "internal-error",
          "internal error (a bug in Ember; validation of other files continues)",
