@@ -13,8 +13,11 @@ Where a new test goes, and which helper to use: see `ember_compiler/testing/__in
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 
 
 def _module(name: str):
@@ -64,3 +67,11 @@ def _private_response_cache(tmp_path_factory, monkeypatch):
     # `ember run`/`ember eval` cache remote and local responses in $XDG_CACHE_HOME/ember by default:
     # never the user's cache, and never one test's answers in another's
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
+@pytest.fixture()
+def at_repo_root(monkeypatch):
+    """Run the test from the repository root (for paths given relative to it, such as the compile cases in
+    `ember_compiler.testing.cases`). Use it with `pytestmark = pytest.mark.usefixtures("at_repo_root")`."""
+    monkeypatch.chdir(ROOT)
+    return ROOT

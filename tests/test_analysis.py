@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from test_lower import _at_repo_root, compile_case  # noqa: F401  (autouse fixture)
 
+from ember_compiler.testing.cases import compile_case
 from ember_compiler.xcs.analysis import analyze
 from ember_compiler.xcs.plan import Plan, PlanNode
+
+pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 
 def test_ensemble_then_judge():

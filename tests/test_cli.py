@@ -9,6 +9,8 @@ import pytest
 from ember_cli.main import app
 from typer.testing import CliRunner
 
+from ember_compiler.testing.fixtures import invalid_cases
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
@@ -138,13 +140,7 @@ def test_failing_run_is_one_line_without_traceback(cli, tmp_path):
     assert "EMBER_TEST_UNSET_KEY" in result.stderr and "Traceback" not in result.output
 
 
-def _invalid_fixtures():
-    from test_validate import CASES
-
-    return CASES
-
-
-@pytest.mark.parametrize("case", _invalid_fixtures(), ids=lambda c: c.path.name)
+@pytest.mark.parametrize("case", invalid_cases(ROOT / "tests" / "fixtures" / "invalid"), ids=lambda c: c.path.name)
 def test_validate_cli_exits_1_at_the_right_line_and_column(cli, case, monkeypatch):
     from ember_compiler.spec.codes import CODES
 

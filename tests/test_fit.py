@@ -9,17 +9,17 @@ import math
 from pathlib import Path
 
 import pytest
-from test_sweep import mixture, plurality_accuracy, rows
 
 from ember_compiler.errors import UsageError
 from ember_compiler.eval.fit import fit_law, fit_scaling, mixture_memberships, subset_vote_accuracy
 from ember_compiler.eval.sweep import sweep_async
+from ember_compiler.testing.analytic import mixture, mixture_rows, plurality_accuracy
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 
 def test_fit_on_small_n_predicts_the_best_n_and_large_n():
-    sweep = asyncio.run(sweep_async(SPECS / "sim" / "self-consistency.yaml", rows(8000, seed=3),
+    sweep = asyncio.run(sweep_async(SPECS / "sim" / "self-consistency.yaml", mixture_rows(8000, seed=3),
                                     ["samples.n=1,3,5,7,9"], seed=4, runs_dir=None))
     fit = sweep.fit()
     odd = list(range(1, 52, 2))

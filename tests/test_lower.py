@@ -17,47 +17,12 @@ from ember_compiler.compiler.passes.prune import prune
 from ember_compiler.errors import EmberError
 from ember_compiler.ops.ensemble import EnsembleNode
 from ember_compiler.ops.refine import RefineNode
-from ember_compiler.ops.registry import Spec
-from ember_compiler.spec.loader import load_document
 from ember_compiler.spec.model import ModelBinding
+from ember_compiler.testing.cases import CASES, compile_case, double_load_spec, lower_case, spec_loader
 from ember_compiler.xcs.expr import Input
 from ember_compiler.xcs.plan import Plan, PlanNode
 
-ROOT = Path(__file__).resolve().parent.parent
-CASES = "tests/cases/compile"
-
-
-# ------------------------------------------------------------------------------------- loading
-
-
-def _double_load_spec(path, sets=None):
-    """Stand-in for ``check.load_spec`` until it exists: load, then validate the model only."""
-    doc = load_document(path)
-    return doc, Spec.model_validate(doc.data)
-
-
-def spec_loader():
-    """The checker's ``load_spec`` once it exists, else the double."""
-    try:
-        from ember_compiler.compiler.check import load_spec
-    except ImportError:
-        return _double_load_spec
-    return load_spec
-
-
-def lower_case(name: str) -> Plan:
-    load = spec_loader()
-    return lower(*load(f"{CASES}/{name}.yaml"), load_spec=load)
-
-
-def compile_case(name: str) -> Plan:
-    """What ``compile_spec`` does: load, lower, run the default passes."""
-    return run_passes(lower_case(name))
-
-
-@pytest.fixture(autouse=True)
-def _at_repo_root(monkeypatch):
-    monkeypatch.chdir(ROOT)  # node sources use the relative paths given
+pytestmark = pytest.mark.usefixtures("at_repo_root")  # node sources use the relative paths given
 
 
 def forms(plan: Plan) -> dict[str, dict]:
@@ -337,7 +302,7 @@ def test_compile_spec_loads_lowers_and_prunes(monkeypatch):
         import ember_compiler.compiler.check  # noqa: F401
     except ImportError:
         fake = types.ModuleType("ember_compiler.compiler.check")
-        fake.load_spec = _double_load_spec
+        fake.load_spec = double_load_spec
         monkeypatch.setitem(sys.modules, "ember_compiler.compiler.check", fake)
     plan = compile_spec(f"{CASES}/prune.yaml")
     assert [n.id for n in plan.nodes] == ["used"]

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
-from test_lower import CASES, ROOT, _at_repo_root, compile_case  # noqa: F401  (autouse fixture)
 
+from ember_compiler.testing.cases import CASES, compile_case
 from ember_compiler.xcs.plan import Plan, PlanNode
 from ember_compiler.xcs.printing import edges, expr_text, to_dot, to_mermaid, to_text
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 CASE_NAMES = sorted(p.stem for p in (ROOT / CASES).glob("*.yaml"))
 RENDERERS = {".plan.txt": to_text, ".mmd": to_mermaid, ".dot": to_dot}

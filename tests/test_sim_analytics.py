@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from itertools import product
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import eval_plan
+from ember_compiler.testing.analytic import majority_accuracy
 
 SPEC = """ember: 1
 name: sc
@@ -22,22 +22,6 @@ nodes:
   v: {{op: vote, candidates: "${{s.answers}}"}}
 outputs: {{answer: "${{v.answer}}"}}
 """
-
-
-def majority_accuracy(n: int, p: float, wrong: list[float]) -> float:
-    """P(plurality vote is correct) with ties broken uniformly at random (first seen, exchangeable)."""
-    probs = [p] + [(1 - p) * w / sum(wrong) for w in wrong]
-    k = len(probs)
-    total = 0.0
-    for counts in product(range(n + 1), repeat=k):
-        if sum(counts) != n:
-            continue
-        ways = math.factorial(n) / math.prod(math.factorial(c) for c in counts)
-        pr = ways * math.prod(q**c for q, c in zip(probs, counts, strict=True))
-        top = max(counts)
-        if counts[0] == top:
-            total += pr / sum(1 for c in counts if c == top)
-    return total
 
 
 def test_formula_sanity():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -13,57 +12,20 @@ from ember_cli.main import app
 from typer.testing import CliRunner
 
 from ember_compiler.errors import UsageError
-from ember_compiler.eval.dataset import Row
-from ember_compiler.eval.simdata import sim_rows
 from ember_compiler.eval.sweep import grid, parse_axes, split_values, sweep_async
+from ember_compiler.testing.analytic import majority_accuracy, mixture, mixture_rows, plurality_accuracy
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-ALPHA, P_EASY, P_HARD, WRONG = 0.6, 0.8, 0.3, [6, 1, 1]
-
-
-def plurality_accuracy(k: int, probs: list[float]) -> float:
-    """Exact P(a plurality vote over k draws is right), ties broken uniformly; probs[0] is the right answer.
-    Same formula as test_sim_analytics.majority_accuracy, enumerating only count vectors that sum to k."""
-    total = 0.0
-
-    def walk(i: int, left: int, counts: list[int]) -> None:
-        nonlocal total
-        if i == len(probs) - 1:
-            c = [*counts, left]
-            top = max(c)
-            if c[0] == top:
-                ways = math.factorial(k) / math.prod(math.factorial(x) for x in c)
-                total += ways * math.prod(q**x for q, x in zip(probs, c, strict=True)) / c.count(top)
-            return
-        for x in range(left + 1):
-            walk(i + 1, left - x, [*counts, x])
-
-    walk(0, k, [])
-    return total
-
-
-def mixture(k: int, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, wrong=WRONG) -> float:
-    easy = [p_easy] + [(1 - p_easy) / 3] * 3
-    hard = [p_hard] + [(1 - p_hard) * w / sum(wrong) for w in wrong]
-    return alpha * plurality_accuracy(k, easy) + (1 - alpha) * plurality_accuracy(k, hard)
-
-
-def rows(n: int, seed: int = 1) -> list[Row]:
-    data = sim_rows(rows=n, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, choices=list("ABCD"), wrong_weights=WRONG,
-                    seed=seed)
-    return [Row(i, d["id"], d) for i, d in enumerate(data)]
 
 
 def test_formula_matches_the_reference_helper():
-    from test_sim_analytics import majority_accuracy
-
     for k in (1, 4, 7):
         assert plurality_accuracy(k, [0.3, 0.42, 0.14, 0.14]) == pytest.approx(majority_accuracy(k, 0.3, [3, 1, 1]))
 
 
 def test_more_calls_can_hurt_and_every_point_matches_the_exact_value():
     ns = [1, 3, 5, 7, 9, 13, 17, 25]
-    sweep = asyncio.run(sweep_async(SPECS / "sim" / "self-consistency.yaml", rows(3000),
+    sweep = asyncio.run(sweep_async(SPECS / "sim" / "self-consistency.yaml", mixture_rows(3000),
                                     [f"samples.n={','.join(map(str, ns))}"], seed=2, runs_dir=None))
     acc = {p.values["samples.n"]: p.summary["metrics"]["accuracy"] for p in sweep.points}
     for p in sweep.points:
@@ -78,7 +40,7 @@ def test_more_calls_can_hurt_and_every_point_matches_the_exact_value():
 
 def _priced_sweep(tmp_path, *extra):
     data = tmp_path / "mix.jsonl"
-    data.write_text("".join(json.dumps(r.data) + "\n" for r in rows(300)))
+    data.write_text("".join(json.dumps(r.data) + "\n" for r in mixture_rows(300)))
     spec = SPECS / "sim" / "self-consistency.yaml"
     res = CliRunner().invoke(app, ["sweep", str(spec), "--data", str(data), "--set", "samples.n=1,3,5",
                                    "--set", "models.worker.price={\"input_per_mtok\": 1, \"output_per_mtok\": 4}",
@@ -134,7 +96,7 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
 def test_fit_without_a_vote_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "mix.jsonl"
-    data.write_text("".join(json.dumps(r.data) + "\n" for r in rows(30)))
+    data.write_text("".join(json.dumps(r.data) + "\n" for r in mixture_rows(30)))
     res = CliRunner().invoke(app, ["sweep", str(SPECS / "sim" / "single.yaml"), "--data", str(data),
                                    "--set", "models.worker.accuracy=0.5,0.6,0.7", "--fit"], catch_exceptions=False)
     assert res.exit_code == 2 and "op: vote" in res.output and "point 1" not in res.output  # before running

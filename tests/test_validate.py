@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ember_compiler.compiler import check as check_mod
 from ember_compiler.compiler.check import check_spec, load_spec, validate_paths
 from ember_compiler.compiler.sets import apply_sets, parse_set
 from ember_compiler.errors import SpecInvalid, UsageError
@@ -19,100 +15,19 @@ from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.codes import CODES
 from ember_compiler.spec.diagnostics import Diagnostic, render_all
 from ember_compiler.spec.loader import load_document
+from ember_compiler.testing.fixtures import FixtureCase, expected, invalid_cases, invalid_files
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INVALID = FIXTURES / "invalid"
 VALID = FIXTURES / "valid"
-# JSON has no comments: expectations of the JSON fixtures live here
-JSON_EXPECT = {
-    "e100_syntax.json": ["5:3 E100"],  # missing comma before "outputs"
-    "e101_duplicate_key.json": ["6:3 E101"],  # "name" twice
-    "e110_unknown_key.json": ["4:39 E110"],  # "temprature"
-}
-EXPECT_RE = re.compile(r"^#\s*expect:\s*(?:(?P<file>[^\s:]+):)?(?P<line>\d+):(?P<col>\d+)\s+(?P<code>[EW]\d{3})")
-# `# validate: ARGS`: the arguments of `ember validate` (`--import`; paths relative to the fixture's folder,
-# default the fixture itself). `# simulate: internal-error`: the test makes validation raise on the file.
-VALIDATE_RE = re.compile(r"^#\s*validate:\s*(?P<args>.*)$")
-SIMULATE_RE = re.compile(r"^#\s*simulate:\s*(?P<what>\S+)")
-
-
-def _expected(path: Path) -> set[tuple[str, int, int, str]]:
-    if path.suffix == ".json":
-        specs = JSON_EXPECT[path.name]
-        return {(str(path), int(s.split(":")[0]), int(s.split(":")[1].split()[0]), s.split()[1]) for s in specs}
-    out = set()
-    for line in path.read_text().splitlines():
-        m = EXPECT_RE.match(line)
-        if m:
-            file = os.path.normpath(path.parent / m["file"]) if m["file"] else str(path)
-            out.add((file, int(m["line"]), int(m["col"]), m["code"]))
-    return out
-
-
-@dataclass(frozen=True)
-class FixtureCase:
-    """How to validate one invalid fixture and what it must report."""
-
-    path: Path
-    targets: tuple[str, ...]  # the paths given to `ember validate`
-    import_operators: bool  # `--import`
-    simulate: str | None  # "internal-error": a test-only patch makes validation raise on this file
-    expected: frozenset[tuple[str, int, int, str]]
-
-    @property
-    def cli_args(self) -> list[str]:
-        return [*(["--import"] if self.import_operators else []), *self.targets]
-
-    @property
-    def has_errors(self) -> bool:
-        return any(CODES[code].severity == "error" for *_, code in self.expected)
-
-    def validate(self) -> list[Diagnostic]:
-        return validate_paths(self.targets, import_operators=self.import_operators)
-
-    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Apply the test-only patch the fixture asks for (none for almost every fixture).
-
-        `internal-error` simulates a bug in Ember: structural validation raises a RuntimeError for this
-        file (only), which `validate_paths` must report as E999 while validating the other files.
-        """
-        if self.simulate is None:
-            return
-        assert self.simulate == "internal-error", f"{self.path.name}: unknown '# simulate: {self.simulate}'"
-        real, target = check_mod.validate_structure, self.path.resolve()
-
-        def crashing(doc, data):
-            if Path(doc.path).resolve() == target:
-                raise RuntimeError("simulated bug (test-only patch)")
-            return real(doc, data)
-
-        monkeypatch.setattr(check_mod, "validate_structure", crashing)
-
-
-def fixture_case(path: Path) -> FixtureCase:
-    targets: list[str] = []
-    import_operators, simulate = False, None
-    if path.suffix != ".json":
-        for line in path.read_text().splitlines():
-            if m := VALIDATE_RE.match(line):
-                for arg in m["args"].split():
-                    if arg == "--import":
-                        import_operators = True
-                    else:
-                        targets.append(os.path.normpath(path.parent / arg))
-            elif m := SIMULATE_RE.match(line):
-                simulate = m["what"]
-    return FixtureCase(path, tuple(targets) or (str(path),), import_operators, simulate, frozenset(_expected(path)))
-
-
-INVALID_FILES = sorted(p for p in INVALID.iterdir() if p.suffix in (".yaml", ".json"))
-CASES = [fixture_case(p) for p in INVALID_FILES]
+INVALID_FILES = invalid_files(INVALID)
+CASES = invalid_cases(INVALID)
 
 
 def test_every_invalid_fixture_states_its_expectation() -> None:
     assert len(INVALID_FILES) >= 30
     for path in INVALID_FILES:
-        assert _expected(path), f"{path.name} has no '# expect: LINE:COL CODE' header"
+        assert expected(path), f"{path.name} has no '# expect: LINE:COL CODE' header"
 
 
 def test_every_registered_code_has_an_invalid_fixture() -> None:

@@ -8,6 +8,12 @@
   provider replies (`fixture`, `reply`), `FakeClock`, and `request` / `runtime` / `complete` / `one`.
 - `ember_compiler.testing.fake_server` — a fake OpenAI-compatible server in a subprocess
   (`FakeServer`, `binding`), for tests and benchmarks that need real HTTP.
+- `ember_compiler.testing.fixtures` — invalid spec fixtures that state their expected diagnostics
+  (`# expect: LINE:COL CODE`): `invalid_cases(folder)` gives one `FixtureCase` per file.
+- `ember_compiler.testing.analytic` — exact analytical results the sim must match: `majority_accuracy`,
+  `plurality_accuracy`, the easy/hard `mixture` and `mixture_rows` drawn from it.
+- `ember_compiler.testing.cases` — the compile cases (`tests/cases/compile/NAME.yaml`): `lower_case(name)`,
+  `compile_case(name)`, relative to the working directory (the tests' `at_repo_root` fixture).
 
 Timing is asserted on virtual time or on structure, never on the wall clock:
 

@@ -1,0 +1,73 @@
+"""Exact analytical results the sim must match: vote accuracies computed by enumeration, not sampling.
+
+- `majority_accuracy(n, p, wrong)` — P(a plurality vote over n sim draws is right), the right answer drawn
+  with probability p and the wrong ones in proportion to `wrong`; ties broken uniformly.
+- `plurality_accuracy(k, probs)` — the same for any answer distribution (probs[0] is the right answer),
+  enumerating only the count vectors that sum to k (fast enough for k in the hundreds).
+- `mixture(k)` — the easy/hard mixture `ember sweep` studies (ALPHA easy rows at P_EASY, the rest at
+  P_HARD with wrong-answer weights WRONG): non-monotone, best at k = 7.
+- `mixture_rows(n, seed)` — `n` sim rows drawn from that same mixture, as eval `Row`s.
+
+A sim study's measured accuracy must agree with these within its sampling error.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+
+from ember_compiler.eval.dataset import Row
+from ember_compiler.eval.simdata import sim_rows
+
+ALPHA, P_EASY, P_HARD, WRONG = 0.6, 0.8, 0.3, [6, 1, 1]
+
+
+def majority_accuracy(n: int, p: float, wrong: list[float]) -> float:
+    """P(plurality vote is correct) with ties broken uniformly at random (first seen, exchangeable)."""
+    probs = [p] + [(1 - p) * w / sum(wrong) for w in wrong]
+    k = len(probs)
+    total = 0.0
+    for counts in product(range(n + 1), repeat=k):
+        if sum(counts) != n:
+            continue
+        ways = math.factorial(n) / math.prod(math.factorial(c) for c in counts)
+        pr = ways * math.prod(q**c for q, c in zip(probs, counts, strict=True))
+        top = max(counts)
+        if counts[0] == top:
+            total += pr / sum(1 for c in counts if c == top)
+    return total
+
+
+def plurality_accuracy(k: int, probs: list[float]) -> float:
+    """Exact P(a plurality vote over k draws is right), ties broken uniformly; probs[0] is the right answer.
+    Same formula as `majority_accuracy`, enumerating only count vectors that sum to k."""
+    total = 0.0
+
+    def walk(i: int, left: int, counts: list[int]) -> None:
+        nonlocal total
+        if i == len(probs) - 1:
+            c = [*counts, left]
+            top = max(c)
+            if c[0] == top:
+                ways = math.factorial(k) / math.prod(math.factorial(x) for x in c)
+                total += ways * math.prod(q**x for q, x in zip(probs, c, strict=True)) / c.count(top)
+            return
+        for x in range(left + 1):
+            walk(i + 1, left - x, [*counts, x])
+
+    walk(0, k, [])
+    return total
+
+
+def mixture(k: int, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, wrong=WRONG) -> float:
+    """Exact plurality-vote accuracy over k draws on the easy/hard mixture."""
+    easy = [p_easy] + [(1 - p_easy) / 3] * 3
+    hard = [p_hard] + [(1 - p_hard) * w / sum(wrong) for w in wrong]
+    return alpha * plurality_accuracy(k, easy) + (1 - alpha) * plurality_accuracy(k, hard)
+
+
+def mixture_rows(n: int, seed: int = 1) -> list[Row]:
+    """`n` sim rows from the mixture `mixture` describes."""
+    data = sim_rows(rows=n, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, choices=list("ABCD"), wrong_weights=WRONG,
+                    seed=seed)
+    return [Row(i, d["id"], d) for i, d in enumerate(data)]
