@@ -12,7 +12,7 @@ from ember_compiler.eval.runner import eval_plan
 from ember_compiler.runs import run_plan
 from ember_compiler.xcs.analysis import analyze
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 SIM = sorted((SPECS / "sim").glob("*.yaml"))
 LOCAL = sorted(SPECS.glob("*.yaml"))
 GUARDED = {"router.yaml", "verifier-prover.yaml"}  # calls depend on what the models say

@@ -29,7 +29,7 @@ from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray", reason="needs the `ray` extra: pip install -e '.[ray]'")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 SAME = ("metrics", "ci95", "rows", "scored", "errors", "calls", "requests", "input_tokens", "output_tokens")
 # four workers on the session's two CPUs: each reserves half a CPU (they wait on I/O, not compute)

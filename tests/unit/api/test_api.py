@@ -20,7 +20,7 @@ from ember_compiler.runtime.budget import Budget, limits_from
 from ember_compiler.runtime.usage import Usage
 from ember_compiler.xcs.plan import Plan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SIM = ROOT / "specs" / "sim"
 DATA = ROOT / "specs" / "data" / "sim-mcq.jsonl"
 

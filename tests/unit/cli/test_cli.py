@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ember_compiler.testing.fixtures import invalid_cases
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SPECS = ROOT / "specs"
 
 

@@ -58,7 +58,7 @@ def test_limit_and_seeded_sample_keep_file_order_and_indices(tmp_path):
 def test_shipped_datasets_load(tmp_path):
     from pathlib import Path
 
-    data = Path(__file__).resolve().parent.parent / "specs" / "data"
+    data = Path(__file__).resolve().parents[3] / "specs" / "data"
     for path in sorted(data.iterdir()):
         rows = load_rows(path)
         assert rows and all(r.error is None for r in rows), path

@@ -11,7 +11,7 @@ import pytest
 from ember_compiler.errors import UsageError
 from ember_compiler.eval.metrics import interval, mc_letter, parse_metric, parse_metrics, parse_number, wilson
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "specs"
 
 
 @pytest.fixture()

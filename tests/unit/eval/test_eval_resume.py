@@ -20,7 +20,7 @@ from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
 from ember_compiler.runs import RunDir, check_same_study
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "specs"
 ROOT = SPECS.parent
 
 

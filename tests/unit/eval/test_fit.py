@@ -15,7 +15,7 @@ from ember_compiler.eval.fit import fit_law, fit_scaling, mixture_memberships, s
 from ember_compiler.eval.sweep import sweep_async
 from ember_compiler.testing.analytic import mixture, mixture_rows, plurality_accuracy
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "specs"
 
 
 def test_fit_on_small_n_predicts_the_best_n_and_large_n():

@@ -14,7 +14,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.eval.dataset import load_rows
 from ember_compiler.eval.runner import eval_plan
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "specs"
 
 
 def run(*args):

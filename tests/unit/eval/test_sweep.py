@@ -15,7 +15,7 @@ from ember_compiler.errors import UsageError
 from ember_compiler.eval.sweep import grid, parse_axes, split_values, sweep_async
 from ember_compiler.testing.analytic import majority_accuracy, mixture, mixture_rows, plurality_accuracy
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "specs"
 
 
 def test_formula_matches_the_reference_helper():

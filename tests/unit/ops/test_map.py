@@ -14,7 +14,7 @@ from ember_compiler.xcs.analysis import analyze
 from ember_compiler.xcs.expr import Input, NodeRef
 from ember_compiler.xcs.printing import to_text
 
-FIX = Path(__file__).parent / "fixtures" / "map"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "map"
 
 
 def test_map_validates_and_lowers_to_one_node_with_a_sub_plan():

@@ -18,7 +18,7 @@ from ember_compiler.errors import EmberError
 from ember_compiler.ops import operators as operators_mod
 from ember_compiler.runs import run_plan
 
-FIX = Path(__file__).parent / "fixtures" / "pyops"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "pyops"
 EMBER = str(Path(sys.executable).parent / "ember")
 
 

@@ -25,7 +25,7 @@ from ember_compiler.spec.model import NodeBase
 from ember_compiler.xcs.plan import NodeKind
 from ember_compiler.xcs.runners import runner_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 OPS = sorted(registry.OPS.values(), key=lambda op: op.name)
 
 
@@ -125,7 +125,7 @@ def test_a_registered_op_validates_compiles_runs_and_prints(shout, tmp_path: Pat
 
 def test_plugins_register_ops_through_the_ember_ops_entry_point_group(monkeypatch):
     class EP:
-        name, value = "shout", "tests.test_registry:SHOUT"
+        name, value = "shout", "tests.unit.ops.test_registry:SHOUT"
 
         def load(self):
             return SHOUT

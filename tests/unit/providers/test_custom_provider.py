@@ -21,7 +21,7 @@ from ember_compiler.providers.base import Completion
 from ember_compiler.runs import run_plan
 from ember_compiler.testing.providers import Server, complete, request, runtime
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom_provider"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "custom_provider"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from ember_compiler.runtime.budget import Budget, Spending
 from ember_compiler.runtime.cache import CacheMiss, ResponseCache, default_path, sample_keys
 from ember_compiler.testing.providers import KEY, Server, complete, request, runtime
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SIM_SC = ROOT / "specs" / "sim" / "self-consistency.yaml"
 BINDING = {"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.8, "max_tokens": 32}
 

@@ -135,7 +135,7 @@ def test_ray_executor_without_ray_says_how_to_install(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     monkeypatch.chdir(tmp_path)
-    specs = Path(__file__).resolve().parent.parent / "specs"
+    specs = Path(__file__).resolve().parents[3] / "specs"
     result = CliRunner().invoke(app, ["eval", str(specs / "sim" / "single.yaml"), "--data",
                                       str(specs / "data" / "sim-mcq.jsonl"), "--executor", "ray"])
     assert result.exit_code == 2
@@ -147,7 +147,7 @@ def test_ray_options_need_the_ray_executor(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     monkeypatch.chdir(tmp_path)
-    specs = Path(__file__).resolve().parent.parent / "specs"
+    specs = Path(__file__).resolve().parents[3] / "specs"
     result = CliRunner().invoke(app, ["eval", str(specs / "sim" / "single.yaml"), "--data",
                                       str(specs / "data" / "sim-mcq.jsonl"), "--workers", "3"])
     assert result.exit_code == 2 and "--executor ray" in result.output

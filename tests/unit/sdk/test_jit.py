@@ -14,7 +14,7 @@ from ember_compiler.compiler.check import validate_paths
 from ember_compiler.sdk.operator import OperatorError
 from ember_compiler.testing.clock import virtual_time
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "examples" / "sdk"))
 import networks  # noqa: E402  (examples/sdk/networks.py)
 

@@ -20,7 +20,7 @@ from ember_compiler import (
     tree_unflatten,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "sdk"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples" / "sdk"))
 import networks  # noqa: E402
 
 

@@ -13,7 +13,7 @@ from ember_compiler import jit, session
 from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "custom_operator"
 EMBER = str(Path(sys.executable).parent / "ember")
 

@@ -13,7 +13,7 @@ from ember_compiler import Model, Network, Operator, jit, ops, vmap
 from ember_compiler.sdk.operator import OperatorError
 from ember_compiler.testing.clock import virtual_time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "sdk"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples" / "sdk"))
 import networks  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from ember_compiler.spec.codes import CODES, all_codes, codes_markdown, explain_
 from ember_compiler.spec.diagnostics import Diagnostic, render_all
 from ember_compiler.spec.loader import load_document
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CODE_LITERAL = re.compile(r"""["']([EW]\d{3})["']""")
 
 

@@ -12,8 +12,8 @@ from ember_compiler.compiler.check import validate_paths
 from ember_compiler.compiler.schema import SCHEMA_PATH, schema_text, spec_json_schema
 from ember_compiler.spec.loader import load_document, to_plain
 
-ROOT = Path(__file__).parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[3]
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 REGENERATE = "the committed schema is stale: regenerate it with `ember schema > schemas/ember-spec.schema.json`"
 
 

@@ -17,7 +17,7 @@ from ember_compiler.spec.diagnostics import Diagnostic, render_all
 from ember_compiler.spec.loader import load_document
 from ember_compiler.testing.fixtures import FixtureCase, expected, invalid_cases, invalid_files
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 INVALID = FIXTURES / "invalid"
 VALID = FIXTURES / "valid"
 INVALID_FILES = invalid_files(INVALID)
@@ -285,7 +285,7 @@ def test_subspec_errors_are_reported_once(tmp_path: Path) -> None:
 
 
 def test_valid_repo_specs() -> None:
-    specs = Path(__file__).parents[1] / "specs"
+    specs = Path(__file__).resolve().parents[3] / "specs"
     if not specs.is_dir():
         pytest.skip("no specs/ folder")
     errors = [d for d in validate_paths([specs]) if d.severity == "error"]

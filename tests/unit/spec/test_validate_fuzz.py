@@ -20,7 +20,7 @@ from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.diagnostics import Diagnostic
 from ember_compiler.spec.loader import load_document, to_plain
 
-VALID = Path(__file__).parent / "fixtures" / "valid"
+VALID = Path(__file__).resolve().parents[2] / "fixtures" / "valid"
 SOURCES = sorted(p.relative_to(VALID) for p in VALID.rglob("*") if p.suffix in (".yaml", ".json"))
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -16,7 +16,7 @@ from ember_compiler.testing.clock import VirtualTimeLoop, virtual_time
 from ember_compiler.testing.clock import run as virtual_run
 from ember_compiler.testing.probes import InFlight
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_library_never_imports_the_testing_package():

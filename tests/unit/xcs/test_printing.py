@@ -1,7 +1,7 @@
 """Plan printing: text (golden), Mermaid and DOT (golden + syntax sanity).
 
 Goldens live next to each case: ``tests/cases/compile/NAME.yaml`` -> ``NAME.plan.txt``,
-``NAME.mmd``, ``NAME.dot``. Regenerate with ``EMBER_UPDATE_GOLDENS=1 pytest tests/test_printing.py``
+``NAME.mmd``, ``NAME.dot``. Regenerate with ``EMBER_UPDATE_GOLDENS=1 pytest tests/unit/xcs/test_printing.py``
 and review the diff.
 """
 
@@ -17,7 +17,7 @@ from ember_compiler.testing.cases import CASES, compile_case
 from ember_compiler.xcs.plan import Plan, PlanNode
 from ember_compiler.xcs.printing import edges, expr_text, to_dot, to_mermaid, to_text
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 CASE_NAMES = sorted(p.stem for p in (ROOT / CASES).glob("*.yaml"))
