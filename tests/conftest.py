@@ -7,7 +7,7 @@
   `@pytest.mark.ray` (the `ray` extra), `@pytest.mark.needs("plot")` (matplotlib),
   `@pytest.mark.needs("dot")` (pydot). Deselect the slow ones with `-m "not e2e and not ray"`.
 
-Where a new test goes, and which helper to use: see `ember_compiler/testing/__init__.py`.
+Where a new test goes, and which helper to use: see `tests/README.md`.
 """
 
 from __future__ import annotations
