@@ -23,6 +23,6 @@ Timing is asserted on virtual time or on structure, never on the wall clock:
 
 How fast something is belongs in `bench/` (printed figures, no assertion).
 
-Nothing in the library imports this package (`tests/test_testing_kit.py` checks it); import the
+Nothing in the library imports this package (`tests/unit/testing/test_testing_kit.py` checks it); import the
 submodule you need.
 """
