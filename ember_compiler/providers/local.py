@@ -95,7 +95,7 @@ class LocalProvider:
         self.threads = threads or _threads()
         self.timeout_s = timeout_s
         # Off unless the binding sets `structured_output: true`. llama.cpp does enforce a schema (as a
-        # grammar; tests/test_structured_output.py checks it end to end), but SmolLM2-135M fills the
+        # grammar; tests/unit/providers/test_structured_output.py checks it end to end), but SmolLM2-135M fills the
         # `reasoning` field until max_tokens: 5 of 8 example runs (specs/*.yaml) ended in a cut-off
         # JSON reply, where the text conventions degrade gracefully (an unread verdict is a "no").
         self.structured = structured

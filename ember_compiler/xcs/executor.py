@@ -27,7 +27,6 @@ from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
 from .scheduling import Scheduler, get_scheduler, node_infos
-from .verify import verify
 
 
 class CallSink(Protocol):
@@ -68,7 +67,7 @@ class Executor:
 
     def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None, *,
                  operators: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> None:
-        verify(plan, models)
+        plan.verified(models)
         self.plan = plan
         self.models = plan.models if models is None else models
         self.scheduler = get_scheduler(scheduler)

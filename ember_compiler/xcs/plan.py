@@ -46,6 +46,7 @@ class PlanNode:
     when: tuple[Expr, ...] = ()  # guard expressions; the node runs only when all are truthy
     source: str | None = None  # "file:line:col" of the spec node this came from
     subplan: Plan | None = None  # a map node's sub-plan (JSON: ``params.plan``)
+    _deps: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # JSON expressions are accepted (tests and plan files write them) and typed once, here
@@ -58,16 +59,17 @@ class PlanNode:
             params = dict(self.params)
             set_(self, "subplan", Plan.sub_from_json(self.id, params.pop("plan"), self.inputs.get("bind")))
             set_(self, "params", params)
+        found: set[str] = set()
+        for expr in (*self.inputs.values(), *self.when):
+            found |= deps(expr)
+        set_(self, "_deps", frozenset(found))
 
     def replace(self, **changes: Any) -> PlanNode:
         return replace(self, **changes)
 
-    def deps(self) -> set[str]:
-        """Ids of the nodes this node reads from (inputs and guards)."""
-        found: set[str] = set()
-        for expr in (*self.inputs.values(), *self.when):
-            found |= deps(expr)
-        return found
+    def deps(self) -> frozenset[str]:
+        """Ids of the nodes this node reads from (inputs and guards), computed once."""
+        return self._deps
 
     def to_json(self) -> dict[str, Any]:
         params = self.params if self.subplan is None else {**self.params, "plan": self.subplan.sub_json()}
@@ -100,6 +102,14 @@ class Plan:
 
     def __str__(self) -> str:
         return printing.to_text(self)
+
+    def verified(self, models: dict[str, Any] | None = None) -> Plan:
+        """``verify(self)`` once per plan (it is immutable) and set of bindings; returns the plan."""
+        done: list[Any] = self.__dict__.setdefault("_verified", [])
+        if not any(m is models for m in done):
+            verify(self, models)
+            done.append(models)
+        return self
 
     # -- structure ---------------------------------------------------------------------------------
     @cached_property

@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import UsageError
+from ..spec.diagnostics import did_you_mean
 from .plan import Plan, PlanNode
 
 ENTRY_POINT_GROUP = "ember.schedulers"
@@ -95,10 +96,10 @@ def get_scheduler(name: str | Scheduler | None) -> Scheduler:
         return Parallel()
     if not isinstance(name, str):
         return name
+    if name in BUILTIN:  # no entry-point scan (milliseconds) for the built-in policies
+        return BUILTIN[name]()
     factories = available()
     if name not in factories:
-        from ..spec.diagnostics import did_you_mean
-
         hint = did_you_mean(name, factories)
         raise UsageError(f"unknown scheduler '{name}'" + (f"; {hint}" if hint else "")
                          + f" (available: {', '.join(sorted(factories))})")
