@@ -1,43 +1,21 @@
-"""The compiler: spec file -> validated spec -> plan -> passes (DESIGN §1)."""
+"""The compiler: spec file -> validated spec -> plan -> passes (DESIGN §1).
+
+``compile_spec`` (in ``compile.py``) is loaded on first access, so that importing one part of the
+compiler (the passes, for a run that only executes a plan) does not load the checker and every
+provider with it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+import importlib
 from typing import Any
 
-from ember_compiler.compiler.check import load_spec
-from ember_compiler.compiler.lower import lower as lower
-from ember_compiler.compiler.passes import PASSES, default_passes, pass_name
-from ember_compiler.compiler.passes import run_passes as run_passes
-from ember_compiler.errors import UsageError
-from ember_compiler.xcs.analysis import PlanStats as PlanStats
-from ember_compiler.xcs.analysis import analyze as analyze
-from ember_compiler.xcs.plan import Plan
+_WHERE = {"compile_spec": "compile", "lower": "lower", "run_passes": "passes"}
 
-__all__ = ["PlanStats", "analyze", "compile_spec", "lower", "run_passes"]
+__all__ = sorted(_WHERE)
 
 
-def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimize: bool = True,
-                 disable: Iterable[str] = (), batch: bool = False) -> Plan:
-    """Load, check and lower the spec at ``path``, then run the default passes.
-
-    Args:
-        path: the spec file; node sources in the plan use this path as given.
-        sets: ``--set`` overrides (dotted path -> value), applied by the checker.
-        optimize: run the default passes (``prune``, ``dedupe``, and for a batch ``vote-cutoff``);
-            False returns the plan as lowered.
-        disable: default passes not to run (``--no-pass NAME``; kebab- or snake_case).
-        batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls.
-
-    Raises:
-        SpecInvalid: the spec (or a sub-spec) failed validation, with every diagnostic.
-    """
-    doc, spec = load_spec(path, sets)
-    plan = lower(doc, spec, load_spec=load_spec)
-    if not optimize:
-        return plan
-    off = {pass_name(p) for p in disable}
-    if unknown := sorted(off - PASSES.keys()):
-        raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(PASSES)})")
-    return run_passes(plan, enabled=[p for p in default_passes(batch=batch) if p not in off])
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"ember_compiler.compiler.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'ember_compiler.compiler' has no attribute {name!r}")

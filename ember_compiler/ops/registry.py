@@ -45,9 +45,8 @@ class OpConflict(ValueError):
 
 
 def register_op(op: OpDef) -> None:
-    """Add ``op`` to the registry and rebuild ``Spec`` (names must be new)."""
+    """Add ``op`` to the registry (names must be new); ``Spec`` then includes it."""
     _add(op)
-    _rebuild()
 
 
 def unregister_op(name: str) -> None:
@@ -55,7 +54,6 @@ def unregister_op(name: str) -> None:
     op = OPS.pop(name)
     for p in op.plan_ops:
         PLAN_OPS.pop(p.name, None)
-    _rebuild()
 
 
 def _add(op: OpDef) -> None:
@@ -118,19 +116,30 @@ def _union(models: tuple[type, ...]) -> Any:
 _BUILT: dict[tuple[type, ...], tuple[Any, type[SpecBase]]] = {}  # the same ops give the same Spec class
 
 
-def _rebuild() -> None:
-    global Node, Spec
+def _rebuild() -> tuple[Any, type[SpecBase]]:
     key = tuple(op.node for op in OPS.values())
     if key not in _BUILT:
         _BUILT[key] = _build_spec()
-    Node, Spec = _BUILT[key]
-    map.MapNode.model_fields["node"].annotation = Node | None  # type: ignore[operator]
+    node, spec = _BUILT[key]
+    map.MapNode.model_fields["node"].annotation = node | None  # type: ignore[operator]
     map.MapNode.model_rebuild(force=True)
+    _CURRENT[:] = [key]
+    return node, spec
+
+
+_CURRENT: list[tuple[type, ...]] = []  # the ops Spec was last built for
+
+
+def __getattr__(name: str) -> Any:
+    """``Spec`` and ``Node`` are built when first asked for (a plan run never needs them), and
+    again after a plugin registers an op."""
+    if name in ("Spec", "Node"):
+        key = tuple(op.node for op in OPS.values())
+        node, spec = _BUILT[key] if _CURRENT == [key] else _rebuild()
+        return spec if name == "Spec" else node
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 for _op in BUILTIN:
     _add(_op)
 _load_plugins()
-Node: Any
-Spec: type[SpecBase]
-_rebuild()
