@@ -135,7 +135,8 @@ def __getattr__(name: str) -> Any:
     again after a plugin registers an op."""
     if name in ("Spec", "Node"):
         key = tuple(op.node for op in OPS.values())
-        node, spec = _BUILT[key] if _CURRENT == [key] else _rebuild()
+        current = bool(_CURRENT) and _CURRENT[0] == key  # MapNode's inline node union is this one
+        node, spec = _BUILT[key] if current else _rebuild()
         return spec if name == "Spec" else node
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
