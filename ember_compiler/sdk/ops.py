@@ -143,3 +143,12 @@ CLASSES: dict[str, type[BuiltinOp]] = {op.sdk.name: _operator_class(op) for op i
 globals().update(CLASSES)
 
 __all__ = ["BuiltinOp", *sorted(CLASSES)]
+
+
+def __getattr__(name: str) -> Any:
+    """The class of an op registered after this module was imported (``register_op`` at run time)."""
+    for op in list(OPS.values()):
+        if op.sdk is not None and op.sdk.name == name:
+            CLASSES[name] = _operator_class(op)
+            return CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

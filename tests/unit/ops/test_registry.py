@@ -121,6 +121,9 @@ def test_a_registered_op_validates_compiles_runs_and_prints(shout, tmp_path: Pat
     plan = compile_spec(spec)
     assert "fn.shout(text=%inputs.question)" in str(plan)
     assert run_plan(plan, {"question": "hi"}, runs_dir=None).outputs == {"answer": "HI"}
+    from ember_compiler import ops
+
+    assert ops.Shout().op == "shout" and ops.Shout()(text="hi").text == "HI"  # its SDK class, eager
 
 
 def test_plugins_register_ops_through_the_ember_ops_entry_point_group(monkeypatch):
