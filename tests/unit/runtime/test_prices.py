@@ -33,7 +33,7 @@ def spec(tmp_path, models: str, nodes: str, outputs: str = '{answer: "${a.answer
 
 def test_the_table_is_a_dated_licensed_snapshot():
     info = prices.table()
-    assert info["snapshot_date"] == "2026-11-26" and info["source"].startswith("LiteLLM 1.110.2")
+    assert info["snapshot_date"] == "2026-12-03" and info["source"].startswith("LiteLLM 1.110.2")
     assert "MIT" in info["license"] and "Berri AI" in (DATA / "LICENSE-litellm.txt").read_text()
     assert set(info["models"]) == {"openai", "anthropic", "gemini"}
     assert all(len(m) >= 20 for m in info["models"].values())
