@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from ember_compiler.errors import ConfigError
-from ember_compiler.providers import capabilities, registry
+from ember_compiler.providers import registry
 from ember_compiler.providers.anthropic import API_VERSION, AnthropicProvider
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.spec.model import ModelBinding
@@ -66,6 +66,8 @@ def test_max_tokens_field_override():
 
 
 def test_the_facts_come_from_the_price_table():
+    from ember_compiler.providers import capabilities
+
     assert capabilities.model_facts("openai", "o3")["reasoning"] is True
     assert "reasoning" not in capabilities.model_facts("openai", "gpt-4o-mini")
     assert capabilities.model_facts("anthropic", "claude-opus-4-7")["sampling_params"] is False
