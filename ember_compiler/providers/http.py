@@ -119,6 +119,7 @@ class HTTPProvider:
         if data.get("error"):
             # some gateways (OpenRouter, proxies) report upstream failures inside a 200
             message, code, _ = self.error_info(data)
+            message = " ".join(message.split())
             inner = code if isinstance(code, int) else None
             raise ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
                                 retryable=inner in RETRY_STATUSES or (inner or 0) >= 500)
