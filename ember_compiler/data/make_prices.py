@@ -5,7 +5,7 @@
 
 It reads `litellm/model_prices_and_context_window_backup.json` and the licence from the wheel with
 zipfile, keeps the chat models of openai, anthropic and gemini with the fields Ember prices with
-(USD per token), and writes `prices.json` and `LICENSE-litellm.txt` next to this file.
+(USD per token) and the capability flags in `FLAGS`, and writes `prices.json` and `LICENSE-litellm.txt` next to this file.
 """
 
 from __future__ import annotations
@@ -23,14 +23,21 @@ FIELDS = {
     "output_cost_per_token": "output",
     "cache_read_input_token_cost": "cache_read",
     "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
     "max_input_tokens": "max_input_tokens",
     "max_output_tokens": "max_output_tokens",
+}
+# capability facts the wire format needs (providers/capabilities.py), kept only where they say something
+FLAGS = {
+    "supports_reasoning": ("reasoning", True),  # OpenAI: `max_completion_tokens`, not `max_tokens`
+    "supports_sampling_params": ("sampling_params", False),  # Anthropic: rejects temperature and top_p
 }
 _TIER = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
 
 
 def trim(entry: dict) -> dict:
     out = {short: entry[key] for key, short in FIELDS.items() if entry.get(key) is not None}
+    out.update({short: value for key, (short, value) in FLAGS.items() if entry.get(key) is value})
     # long-context tier: prompts above N tokens are billed at other rates (Gemini Pro, GPT-5.x, Claude 1M)
     for key in entry:
         m = _TIER.match(key)

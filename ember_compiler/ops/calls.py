@@ -13,7 +13,7 @@ from typing import Any
 from .. import templates
 from ..answers import extract_answer, json_reply, parse_verdict
 from ..errors import OutputError
-from ..providers.base import Completion
+from ..providers.base import Completion, binding_label
 from ..spec.model import NodeBase
 
 
@@ -80,7 +80,7 @@ def reply(node: Any, completion: Completion, key: str) -> dict[str, Any] | None:
     except ValueError as exc:
         cut = " (cut off at max_tokens: raise the binding's max_tokens)" \
             if completion.finish_reasons[:1] in (["length"], ["max_tokens"], ["MAX_TOKENS"]) else ""
-        raise OutputError(f"model '{node.params['model']}': {exc}{cut}") from None
+        raise OutputError(f"{binding_label(node.params['model'])}: {exc}{cut}") from None  # xcs adds the provider
 
 
 def verdict(node: Any, completion: Completion) -> bool:

@@ -2,7 +2,9 @@
 
 One attempt per `complete` (the runtime retries; 529 `overloaded_error` is retryable and starts a
 shared cool-down). The API has no `n`: the op's samples arrive as separate requests. System messages
-go to the top-level `system` field. Structured output is a forced tool call whose `input_schema` is
+go to the top-level `system` field. The `anthropic-version` header goes with every request;
+`temperature` and `top_p` never together (temperature wins), neither for models that reject them
+(capabilities.py; the runtime warns). Structured output is a forced tool call whose `input_schema` is
 the op's schema; its input comes back as the reply text (JSON). Usage counts cache reads and writes
 as part of the input, like the other providers.
 """
@@ -13,11 +15,12 @@ import json
 from typing import Any
 
 from ..errors import ProviderError
+from . import capabilities
 from .base import Completion, Request
 from .http import HTTPProvider, rate_limits
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"  # the SDKs' convention: the path carries /v1
-API_VERSION = "2023-06-01"
+API_VERSION = capabilities.RULES["anthropic"]["api_version"]  # sent on every request, with a key or not
 DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; a binding sets its own with `max_tokens`
 
 
@@ -27,7 +30,11 @@ class AnthropicProvider(HTTPProvider):
     default_base_url = DEFAULT_BASE_URL
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
-        return {"x-api-key": api_key, "anthropic-version": API_VERSION}
+        return {"x-api-key": api_key}
+
+    def base_headers(self) -> dict[str, str]:
+        # required on every request: a gateway at a custom base_url that adds the key itself needs it too
+        return {"anthropic-version": API_VERSION}
 
     def body(self, request: Request) -> dict[str, Any]:
         b = request.model
@@ -40,9 +47,7 @@ class AnthropicProvider(HTTPProvider):
         }
         if system:
             body["system"] = system
-        for key in ("temperature", "top_p"):
-            if b.get(key) is not None:
-                body[key] = b[key]
+        body.update(capabilities.anthropic(b).sampling(b))  # temperature, never with top_p
         if self.use_schema(b, request.schema):
             name = request.schema.get("title") or "reply"  # type: ignore[union-attr]
             schema = {k: v for k, v in request.schema.items() if k != "title"}  # type: ignore[union-attr]
@@ -54,6 +59,7 @@ class AnthropicProvider(HTTPProvider):
         data, headers = await self.post("/v1/messages", self.body(request),
                                         timeout_s=self.timeout_for(request.model))
         out = parse(data)
+        out.cache_write_1h_tokens = cache_write_1h_tokens(data, out.cache_write_tokens)
         out.rate_limits = rate_limits(headers)
         return out
 
@@ -65,6 +71,19 @@ class AnthropicProvider(HTTPProvider):
             message = str(err.get("message") or kind or "")[:500]
             return (f"{kind}: {message}" if kind and kind not in message else message), kind, False
         return super().error_info(data)
+
+
+def cache_write_1h_tokens(data: dict[str, Any], written: int) -> int:
+    """Of the cache writes, those with the 1-hour lifetime (`usage.cache_creation`), billed at 2x input
+    where 5-minute writes cost 1.25x; at most `written` (the total the usage reports)."""
+    usage = data.get("usage")
+    detail = usage.get("cache_creation") if isinstance(usage, dict) else None
+    if not isinstance(detail, dict):
+        return 0
+    try:
+        return min(max(int(detail.get("ephemeral_1h_input_tokens") or 0), 0), written)
+    except (TypeError, ValueError):
+        return 0
 
 
 def parse(data: dict[str, Any]) -> Completion:

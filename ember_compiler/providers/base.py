@@ -62,6 +62,7 @@ class Completion:
     response_id: str | None = None
     cached_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
     cache_write_tokens: int = 0  # of input_tokens, written to the prompt cache (Anthropic)
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written with the 1-hour lifetime (Anthropic)
     rate_limits: RateLimits | None = None
 
     def extend(self, other: Completion) -> None:
@@ -72,6 +73,15 @@ class Completion:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
+
+
+def binding_label(name: str, binding: dict[str, Any] | None = None) -> str:
+    """How every error names a binding: `model 'judge' (openai gpt-4o-mini)`, or `model 'judge'`
+    when the binding is not at hand."""
+    if not binding or not binding.get("provider"):
+        return f"model '{name}'"
+    return f"model '{name}' ({binding['provider']} {binding.get('model') or binding['provider']})"
 
 
 @runtime_checkable

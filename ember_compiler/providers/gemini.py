@@ -12,13 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProviderError
+from . import capabilities
 from .base import Completion, Request
 from .http import HTTPProvider, duration_s
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = capabilities.RULES["gemini"]["n_limit"]  # candidateCount per request
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
 class GeminiProvider(HTTPProvider):
@@ -43,7 +45,9 @@ class GeminiProvider(HTTPProvider):
             body["systemInstruction"] = {"parts": [{"text": system}]}
         config: dict[str, Any] = {}
         if request.n != 1:
-            config["candidateCount"] = min(request.n, MAX_CANDIDATES)
+            n = min(request.n, capabilities.gemini(b).n_limit or MAX_CANDIDATES)
+            if n != 1:
+                config["candidateCount"] = n
         for key, name in (("temperature", "temperature"), ("top_p", "topP"), ("max_tokens", "maxOutputTokens")):
             if b.get(key) is not None:
                 config[name] = b[key]
@@ -67,11 +71,16 @@ class GeminiProvider(HTTPProvider):
         if not isinstance(err, dict):
             return super().error_info(data)
         status = err.get("status")
-        message = str(err.get("message") or status or "")[:500]
+        message = " ".join(str(err.get("message") or status or "").split())[:500]  # one line
         exhausted = any(
             "perday" in str(v.get("quotaId", "")).lower() or "per_day" in str(v.get("quotaId", "")).lower()
             for d in _details(err, _QUOTA_FAILURE) for v in d.get("violations") or () if isinstance(v, dict))
         return (f"{status}: {message}" if status and status not in message else message), err.get("code"), exhausted
+
+    def key_rejected(self, data: dict[str, Any]) -> bool:
+        # a wrong key is a 400 INVALID_ARGUMENT whose ErrorInfo says API_KEY_INVALID
+        err = data.get("error")
+        return isinstance(err, dict) and any(d.get("reason") == "API_KEY_INVALID" for d in _details(err, _ERROR_INFO))
 
     def body_retry_after_s(self, data: dict[str, Any]) -> float | None:
         err = data.get("error")

@@ -51,7 +51,7 @@ class HTTPProvider:
         self._secret = api_key or None
         self._urls: dict[str, httpx2.URL] = {}
         self._client = httpx2.AsyncClient(
-            headers=self.auth_headers(api_key) if api_key else {},
+            headers={**self.base_headers(), **(self.auth_headers(api_key) if api_key else {})},
             timeout=httpx2.Timeout(self.timeout_s),
             # no pool bound: the runtime's gates bound the requests in flight (a pool bound would queue
             # requests that hold a gate slot, and count pool waits against their timeout)
@@ -65,6 +65,10 @@ class HTTPProvider:
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
+
+    def base_headers(self) -> dict[str, str]:
+        """Headers every request carries, with a key or without (e.g. an API version)."""
+        return {}
 
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -115,6 +119,7 @@ class HTTPProvider:
         if data.get("error"):
             # some gateways (OpenRouter, proxies) report upstream failures inside a 200
             message, code, _ = self.error_info(data)
+            message = " ".join(message.split())
             inner = code if isinstance(code, int) else None
             raise ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
                                 retryable=inner in RETRY_STATUSES or (inner or 0) >= 500)
@@ -128,6 +133,7 @@ class HTTPProvider:
             data = None
         if isinstance(data, dict):
             message, _, exhausted = self.error_info(data)
+            message = " ".join(message.split())  # one line, whatever newlines the API's message has
         else:
             message, exhausted = snippet(resp.text), False
         should = resp.headers.get("x-should-retry")  # OpenAI's and Anthropic's servers decide
@@ -143,7 +149,7 @@ class HTTPProvider:
         text = f"HTTP {status}" + (f": {message}" if message else "")
         if exhausted:
             text += " (quota exhausted: not retried)"
-        if status in (401, 403):
+        if status in (401, 403) or (isinstance(data, dict) and self.key_rejected(data)):
             text += " (check the API key and its permissions)"
         return ProviderError(self.scrub(text), status=status, retryable=retryable, retry_after_s=hint,
                              rate_limits=rate_limits(resp.headers))
@@ -160,6 +166,10 @@ class HTTPProvider:
 
     def body_retry_after_s(self, data: dict[str, Any]) -> float | None:
         return None
+
+    def key_rejected(self, data: dict[str, Any]) -> bool:
+        """Whether an error body (of a status other than 401/403) says the key is not valid."""
+        return False
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

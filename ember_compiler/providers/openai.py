@@ -1,8 +1,10 @@
 """OpenAI chat completions over httpx2 — for OpenAI and any OpenAI-compatible server (`base_url`:
 vLLM, llama.cpp, Ollama, LM Studio, OpenRouter, Together, Groq, ...); also the wire of `local`.
 
-One attempt per `complete` (the runtime retries). `n` is sent as is; a server that caps or ignores
-it returns fewer choices and the runtime asks for the rest. Structured output uses
+One attempt per `complete` (the runtime retries). `n` is sent up to the API's limit (128, or the
+binding's `n_limit`); a larger ensemble, or a server that caps or ignores `n`, returns fewer choices
+and the runtime asks for the rest. The token limit goes out as `max_completion_tokens` for reasoning
+models and as `max_tokens` otherwise, or as the binding's `max_tokens_field` (capabilities.py). Structured output uses
 `response_format: {type: json_schema, strict: true}`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProviderError
+from . import capabilities
 from .base import Completion, Request
 from .http import HTTPProvider, rate_limits
 
@@ -30,15 +33,17 @@ class OpenAIProvider(HTTPProvider):
 
     def body(self, request: Request) -> dict[str, Any]:
         b = request.model
+        caps = capabilities.openai(b, vendor=self.base_url == DEFAULT_BASE_URL)
         body: dict[str, Any] = {"model": b.get("model") or "default", "messages": request.messages}
-        if request.n != 1:
-            body["n"] = request.n
+        n = min(request.n, caps.n_limit) if caps.n_limit else request.n
+        if n != 1:  # more than the limit: the runtime asks for the rest in further requests
+            body["n"] = n
         for key in ("temperature", "top_p"):
             if b.get(key) is not None:
                 body[key] = b[key]
         max_tokens = b.get("max_tokens") or self.default_max_tokens
         if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+            body[caps.max_tokens_field] = max_tokens
         if b.get("seed") is not None:
             # requests split from one sampled op differ by `sample_offset`: a fixed seed would repeat them
             body["seed"] = b["seed"] + request.meta.get("sample_offset", 0)

@@ -65,6 +65,9 @@ def _http_factory(provider: str) -> Factory:
         env = api_key_env(binding)
         if env and not os.environ.get(env):
             raise ConfigError(f"{where} needs an API key: set {env}")
+        for key, only in (("max_tokens_field", ("openai",)), ("n_limit", ("openai", "gemini"))):
+            if binding.get(key) is not None and provider not in only:
+                raise ConfigError(f"{where}: `{key}` applies to provider {' and '.join(only)} only")
         # an OpenAI-compatible server may serve one unnamed model; the vendors' APIs need a name
         if not binding.get("model") and (provider != "openai" or not binding.get("base_url")):
             raise ConfigError(f"{where} needs `model:` (for example {_HTTP[provider][3]})")

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import EmberError, ProviderError
-from ..providers.base import Completion, Request
+from ..providers.base import Completion, Request, binding_label
 from .gates import Gate
 from .limits import Limiter, estimate_tokens
 from .pool import Target
-from .retry import COOL_DOWN_STATUSES, MAX_WAIVED_RETRIES, as_provider_error, next_delay
+from .retry import COOL_DOWN_STATUSES, MAX_WAIVED_RETRIES, as_provider_error, next_delay, past_deadline
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -117,7 +117,9 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
             tries = state.tries
             delay = state.judge(err, target, now, rt.rand, waive)
             if delay is None:
-                raise final_error(rt, target, request, err, tries) from exc
+                why = past_deadline(err, state.attempt, now, state.began, state.deadline(target),
+                                    target.max_retries, waive)
+                raise final_error(rt, target, request, err, tries, why) from exc
             if err.status in COOL_DOWN_STATUSES:
                 lim.cool_down(delay)  # everyone queued on this model waits, this retry included
             else:
@@ -131,9 +133,12 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
         return completion
 
 
-def final_error(rt: Runtime, target: Target, request: Request, err: ProviderError, attempt: int) -> ProviderError:
-    """The error a request gives up with: the model, its provider and how many attempts it took."""
-    tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-    text = f"model '{request.binding}' ({target.provider_name} {target.model_name}): {err}{tries}"
+def final_error(rt: Runtime, target: Target, request: Request, err: ProviderError, attempt: int,
+                why: str | None = None) -> ProviderError:
+    """The error a request gives up with: the model, its provider, how many attempts it took and,
+    when it is not the error itself, why it gave up."""
+    tries = f" after {attempt + 1} attempts" if attempt else ""
+    tries = f" (gave up{tries}: {why})" if why else f" (gave up{tries})" if tries else ""
+    text = f"{binding_label(request.binding, target.binding)}: {err}{tries}"
     return ProviderError(rt.scrub(text), status=err.status, retryable=err.retryable,
                          retry_after_s=err.retry_after_s)

@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..providers import registry
-from ..providers.base import Provider
+from ..providers import capabilities, registry
+from ..providers.base import Provider, binding_label
 from ..xcs.plan import Plan, PlanNode
 from . import prices
 from .gates import Gate
@@ -83,6 +83,11 @@ class ProviderPool:
             self._warn(f"no price for {binding['provider']} model '{binding.get('model') or '?'}'"
                        f"{f' (binding {name!r})' if name else ''}: {why}; its cost is reported as unknown "
                        "(null) — set `price:` on the binding to count it")
+        caps = capabilities.for_binding(binding)
+        for key in caps.dropped(binding) if caps is not None else ():
+            why = ("the Messages API takes temperature or top_p, not both: temperature is sent"
+                   if caps.temperature else "this model rejects sampling parameters")
+            self._warn(f"{binding_label(name or '?', binding)}: `{key}` not sent ({why})")
         env = registry.secret_env(binding)
         if env and os.environ.get(env):
             self.secrets.add(os.environ[env])

@@ -24,13 +24,15 @@ _VENDOR_URLS = {"openai": "https://api.openai.com/v1"}  # the endpoints whose li
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per token. Cached input tokens cost `cache_read` (Anthropic cache writes `cache_write`);
-    prompts longer than `tier_above_tokens` are billed at the tier's rates."""
+    """USD per token. Cached input tokens cost `cache_read` (Anthropic cache writes `cache_write`, the
+    1-hour ones `cache_write_1h`, else 2x input); prompts longer than `tier_above_tokens` are billed at
+    the tier's rates."""
 
     input: float
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
     tier_above_tokens: int | None = None
     tier_input: float | None = None
     tier_output: float | None = None
@@ -45,10 +47,15 @@ class Price:
         read = inp if read is None else read
         write = inp if self.cache_write is None else self.cache_write
         fresh = max(0, c.input_tokens - c.cached_tokens - c.cache_write_tokens)
-        return fresh * inp + c.cached_tokens * read + c.cache_write_tokens * write + c.output_tokens * out
+        cost = fresh * inp + c.cached_tokens * read + c.cache_write_tokens * write + c.output_tokens * out
+        if c.cache_write_1h_tokens:  # 1-hour cache writes: 2x the input rate, not the 5-minute rate
+            long = 2 * inp if self.cache_write_1h is None else self.cache_write_1h
+            cost += c.cache_write_1h_tokens * (long - write)
+        return cost
 
 
 FREE = Price(0.0, 0.0)
+_PRICE_FIELDS = frozenset(Price.__dataclass_fields__)  # the table's other fields are limits and capabilities
 
 
 def from_spec(price: dict[str, Any]) -> Price:
@@ -70,7 +77,7 @@ def lookup(vendor: str, model: str) -> Price | None:
     for name in (model, model.removeprefix(f"{vendor}/"), model.removeprefix("models/")):
         entry = models.get(name)
         if entry is not None:
-            return Price(**{k: v for k, v in entry.items() if not k.startswith("max_")})
+            return Price(**{k: v for k, v in entry.items() if k in _PRICE_FIELDS})
     return None
 
 

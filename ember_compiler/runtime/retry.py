@@ -51,6 +51,18 @@ def next_delay(err: ProviderError, attempt: int, now: float, deadline: float, ma
     return delay
 
 
+def past_deadline(err: ProviderError, attempt: int, now: float, began: float, deadline: float,
+                  max_retries: int, waived: bool = False) -> str | None:
+    """Why `next_delay` gave up, when the reason is the server's own wait: it would end past the
+    request's deadline (else None: the usual reasons need no words)."""
+    hint = err.retry_after_s
+    if hint is None or not err.retryable or err.status in NEVER_RETRIED or (attempt >= max_retries and not waived):
+        return None
+    if now + hint <= deadline:
+        return None
+    return f"the server asked to retry after {hint:g} s, past the deadline of {deadline - began:g} s"
+
+
 def as_provider_error(exc: Exception, timeout_s: float | None = None) -> ProviderError:
     """Any failure of a provider's `complete` as a ProviderError the policy can judge.
 

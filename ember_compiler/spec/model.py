@@ -85,6 +85,13 @@ class ModelBinding(_Strict):
         None, description="Ask judge/select/verify for JSON through the API's schema support (default: on for "
                           "openai, anthropic, gemini and plugins; off for local). Set false for OpenAI-compatible "
                           "servers without response_format json_schema.")
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        None, description="openai: the body field that carries max_tokens (default: max_completion_tokens for "
+                          "reasoning models and for models unknown to OpenAI's API, else max_tokens). Set it for an "
+                          "OpenAI-compatible server that reads the other one.")
+    n_limit: int | None = Field(
+        None, ge=1, description="openai, gemini: samples one request may ask for (default: 128 for openai, 8 for "
+                                "gemini); larger ensembles are split into several requests. 1: never send `n`.")
     # sim provider (DESIGN §3)
     accuracy: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     choices: list[str] | None = None

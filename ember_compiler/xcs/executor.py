@@ -19,10 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import NodeFailed
+from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
-from ..providers.base import Completion, Request
+from ..providers.base import Completion, Request, binding_label
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
@@ -180,17 +180,30 @@ class Executor:
         node = c.node
         binding = self.models[node.params["model"]]
         ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
-        if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
-            async def send(requests: list[Request]) -> list[Completion]:
-                return list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
+        try:
+            if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
+                async def send(requests: list[Request]) -> list[Completion]:
+                    return list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
 
-            return await c.rule.drive(node, values, ctx, send)
-        requests = c.rule.build(node, values, ctx)
-        if len(requests) == 1:
-            completions = [await sink.complete(requests[0], c.priority, row)]
-        else:
-            completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
-        return c.rule.finish(node, values, completions)
+                return await c.rule.drive(node, values, ctx, send)
+            requests = c.rule.build(node, values, ctx)
+            if len(requests) == 1:
+                completions = [await sink.complete(requests[0], c.priority, row)]
+            else:
+                completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
+            return c.rule.finish(node, values, completions)
+        except OutputError as exc:
+            raise _named(exc, node.params["model"], binding) from None
+
+
+def _named(exc: OutputError, name: str, binding: dict[str, Any]) -> OutputError:
+    """An unreadable reply's error naming the binding as provider errors do: the op knows only the
+    binding's name (`model 'm': …`), the executor its provider and model (`model 'm' (openai gpt-4o-mini): …`)."""
+    short, full = binding_label(name), binding_label(name, binding)
+    text = str(exc)
+    if short == full or not text.startswith(short + ":"):
+        return exc
+    return OutputError(full + text[len(short):])
 
 
 class MapRunner:

@@ -26,9 +26,9 @@ def test_request_shape_and_text_response():
     assert str(req.url) == "https://api.anthropic.com/v1/messages"
     assert req.headers["x-api-key"] == KEY and req.headers["anthropic-version"] == API_VERSION
     assert "authorization" not in req.headers
-    # the system prompt is a top-level field; no seed and no n in this API
+    # the system prompt is a top-level field; no seed and no n in this API; temperature, never with top_p
     assert json.loads(req.content) == {
-        "model": "claude-haiku-4-5", "max_tokens": 300, "system": "Be brief.", "temperature": 0.2, "top_p": 0.9,
+        "model": "claude-haiku-4-5", "max_tokens": 300, "system": "Be brief.", "temperature": 0.2,
         "messages": [{"role": "user", "content": "What is 7 * 6?"}]}
     assert c.texts == ["7 times 6 is 42.\nAnswer: 42"] and c.finish_reasons == ["end_turn"]
     # cache reads and writes are part of the input, reported apart for pricing

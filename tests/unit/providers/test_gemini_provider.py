@@ -85,3 +85,19 @@ def test_safety_stop_without_content_is_an_empty_text():
     body = {"candidates": [{"finishReason": "SAFETY", "index": 0}], "usageMetadata": {"promptTokenCount": 5}}
     c = one(make(Server(httpx2.Response(200, json=body))), request(BINDING))
     assert c.texts == [""] and c.finish_reasons == ["SAFETY"] and c.input_tokens == 5
+
+
+def test_errors_are_one_line_and_a_rejected_key_gets_the_hint():
+    # row 11: the API's message may span lines; 400 API_KEY_INVALID is a key problem like 401/403
+    with pytest.raises(ProviderError) as err:
+        one(make(Server(reply("gemini_400_invalid.json", 400))), request(BINDING))
+    assert str(err.value) == ("HTTP 400: INVALID_ARGUMENT: API key not valid. Please pass a valid API key. "
+                              "(check the API key and its permissions)")
+    body = {"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                      "message": "* GenerateContentRequest.contents: contents is not specified\n"
+                                 "* GenerateContentRequest.generation_config: bad\n"}}
+    with pytest.raises(ProviderError) as err:
+        one(make(Server(httpx2.Response(400, json=body))), request(BINDING))
+    assert "\n" not in str(err.value) and "check the API key" not in str(err.value)
+    assert str(err.value) == ("HTTP 400: INVALID_ARGUMENT: * GenerateContentRequest.contents: contents is not "
+                              "specified * GenerateContentRequest.generation_config: bad")

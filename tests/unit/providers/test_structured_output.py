@@ -168,3 +168,16 @@ def test_local_server_enforces_the_schema_when_asked():
     if structured.finish_reasons == ["stop"]:
         assert json.loads(text)["verdict"] in ("yes", "no")
     assert not plain.texts[0].strip().startswith('{"reasoning"')  # off by default for local
+
+
+def test_an_unreadable_reply_names_provider_and_model_like_provider_errors(monkeypatch, tmp_path):
+    # row 12: `model 'judge' (openai gpt-4o-mini): …`, as a provider error names it (runtime/attempts.py)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC.format(provider="openai", model="gpt-4o-mini", extra=""))
+    cut = json.dumps({"reasoning": "Let me think about this very care"})[:-2]
+    server = Server(httpx2.Response(200, json={"choices": [{"index": 0, "message": {"content": cut},
+                                                            "finish_reason": "length"}]}))
+    result = run_plan(compile_spec(path), {"question": "q"}, runs_dir=None, transport=server.transport)
+    assert "model 'judge' (openai gpt-4o-mini): the reply is JSON without a readable \"answer\"" in result.error
+    assert "cut off at max_tokens" in result.error and "\n" not in result.error

@@ -13,7 +13,7 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.providers.base import Completion
 from ember_compiler.runs import run_plan
 from ember_compiler.runtime import prices
-from ember_compiler.testing.providers import KEY, Server, complete, reply, request, runtime
+from ember_compiler.testing.providers import KEY, Server, complete, fixture, reply, request, runtime
 
 DATA = Path(prices.__file__).parent.parent / "data"
 
@@ -33,7 +33,7 @@ def spec(tmp_path, models: str, nodes: str, outputs: str = '{answer: "${a.answer
 
 def test_the_table_is_a_dated_licensed_snapshot():
     info = prices.table()
-    assert info["snapshot_date"] == "2026-11-26" and info["source"].startswith("LiteLLM 1.110.2")
+    assert info["snapshot_date"] == "2026-12-03" and info["source"].startswith("LiteLLM 1.110.2")
     assert "MIT" in info["license"] and "Berri AI" in (DATA / "LICENSE-litellm.txt").read_text()
     assert set(info["models"]) == {"openai", "anthropic", "gemini"}
     assert all(len(m) >= 20 for m in info["models"].values())
@@ -135,3 +135,29 @@ def test_no_usage_in_a_response_is_zero_tokens_not_a_crash():
     rt = runtime(Server(httpx2.Response(200, json={"choices": [{"index": 0, "message": {"content": "hi"}}]})))
     complete(rt, request({"provider": "openai", "model": "gpt-4o-mini"}))
     assert rt.usage.cost_usd == 0.0 and rt.usage.requests == 1
+
+
+def test_one_hour_cache_writes_cost_twice_the_input_rate():
+    # row 9: of 1500 written tokens, 1000 with the 1-hour lifetime (2x input), 500 with 5 minutes (1.25x)
+    p = prices.lookup("anthropic", "claude-haiku-4-5")
+    assert p.cache_write == pytest.approx(1.25 * p.input) and p.cache_write_1h == pytest.approx(2 * p.input)
+    c = Completion(["x"], input_tokens=4521, output_tokens=12, cached_tokens=3000, cache_write_tokens=1500,
+                   cache_write_1h_tokens=1000)
+    assert p.cost(c) == pytest.approx(21 * p.input + 3000 * p.cache_read + 500 * 1.25 * p.input
+                                      + 1000 * 2 * p.input + 12 * p.output)
+    # a price without a 1-hour rate (a binding's `price:`): 2x its input rate
+    own = prices.Price(input=1.0, output=0.0, cache_write=1.25)
+    assert own.cost(Completion(["x"], input_tokens=10, cache_write_tokens=10, cache_write_1h_tokens=4)) \
+        == pytest.approx(6 * 1.25 + 4 * 2.0)
+
+
+def test_one_hour_cache_writes_are_read_from_anthropic_usage(tmp_path):
+    body = fixture("anthropic_message.json")
+    body["usage"]["cache_creation"] = {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1000}
+    server = Server(httpx2.Response(200, json=body))
+    rt = runtime(server)
+    (c,) = complete(rt, request({"provider": "anthropic", "model": "claude-haiku-4-5"}))
+    assert (c.cache_write_tokens, c.cache_write_1h_tokens) == (1500, 1000)
+    p = prices.lookup("anthropic", "claude-haiku-4-5")
+    assert rt.usage.cost_usd == pytest.approx(21 * p.input + 3000 * p.cache_read + 500 * p.cache_write
+                                              + 1000 * 2 * p.input + 12 * p.output)

@@ -220,6 +220,23 @@ def test_a_hint_past_the_deadline_gives_up_at_once():
     assert clock.sleeps == []
 
 
+def test_a_hint_past_the_deadline_says_why_it_gave_up():
+    server = Server(httpx2.Response(429, headers={"retry-after": "91"}, json={"error": {"message": "slow down"}}))
+    err, _ = run(server, {**OPENAI, "timeout_s": 10})
+    assert str(err) == ("model 'm' (openai gpt-4o-mini): HTTP 429: slow down (gave up: the server asked to retry "
+                        "after 91 s, past the deadline of 90 s)")
+    # after a retry, the attempts are counted too; one line either way
+    server = Server(httpx2.Response(503, json={"error": {"message": "busy"}}),
+                    httpx2.Response(429, headers={"retry-after": "120"}, json={"error": {"message": "slow down"}}))
+    err, _ = run(server, {**OPENAI, "timeout_s": 10})
+    assert str(err).endswith("(gave up after 2 attempts: the server asked to retry after 120 s, past the deadline "
+                             "of 90 s)") and "\n" not in str(err)
+    # a hint within the deadline with no retries left gives up for that reason alone: no such words
+    server = Server(httpx2.Response(429, headers={"retry-after": "1"}))
+    err, _ = run(server, {**OPENAI, "timeout_s": 10, "max_retries": 0})
+    assert "past the deadline" not in str(err)
+
+
 def test_per_call_timeout_bounds_a_hanging_server():
     async def hang(request):
         await asyncio.sleep(30)
