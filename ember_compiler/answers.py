@@ -59,10 +59,11 @@ def normalize(answer: Any, mode: str = "strip") -> str:
 
 
 def vote(candidates: Iterable[Any], regex: str | None = None, mode: str = "strip") -> dict[str, Any]:
-    """Plurality over extracted, normalized answers; ties go to the answer seen first. Nulls are skipped."""
+    """Plurality over extracted, normalized answers; ties go to the answer seen first. Nulls and blank
+    texts (a refusal or empty reply: never an answer) are skipped."""
     counts: dict[str, int] = {}
     for c in candidates:
-        if c is None:
+        if c is None or (isinstance(c, str) and not c.strip()):
             continue
         key = normalize(extract_answer(c, regex), mode)
         counts[key] = counts.get(key, 0) + 1

@@ -9,6 +9,14 @@ A provider makes **one attempt** per `complete` call and raises `ProviderError` 
 `retryable`, `retry_after_s`) when it fails: the runtime owns retries, rate limits and cool-downs,
 so that every provider — built-in or plugin — gets the same ones. A provider that supports `n` may
 return fewer texts than asked (a server that caps or ignores `n`); the runtime asks for the rest.
+
+**Samples that are not answers.** A refusal, a reply blocked by a safety filter, or an empty reply (a
+reasoning model that spent ``max_tokens`` thinking) is never an answer. A provider records one as the
+text ``""`` and says why in its finish reason: ``refusal`` (OpenAI's ``refusal`` field, Anthropic's
+``stop_reason: refusal``), a filter's reason (OpenAI ``content_filter``, Gemini ``SAFETY``,
+``RECITATION``, ...), a length (``length``, ``max_tokens``, ``MAX_TOKENS``) or anything else. Texts stay
+aligned with the samples; `no_answer(text, reason)` is the one rule every reader (ops, usage, trace)
+applies: ``"refusal"``, ``"blocked"``, ``"length"`` or ``"empty"``, or None for an answer.
 """
 
 from __future__ import annotations
@@ -72,6 +80,35 @@ class Completion:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.cache_write_tokens += other.cache_write_tokens
+
+
+REFUSAL = "refusal"
+# finish reasons that mean a filter stopped the reply (OpenAI, Gemini's FinishReason), lower-cased
+BLOCKED_REASONS = frozenset({
+    "content_filter", "safety", "recitation", "blocklist", "prohibited_content", "spii", "image_safety",
+    "image_prohibited_content", "image_recitation", "language",
+})
+LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
+NO_ANSWER_KINDS = ("refusal", "blocked", "length", "empty")
+
+
+def no_answer(text: str | None, reason: str | None = None) -> str | None:
+    """Why a sample is not an answer — ``refusal``, ``blocked``, ``length`` (empty, cut off at
+    max_tokens) or ``empty`` — or None when it is one (its text is not blank)."""
+    if text is not None and text.strip():
+        return None
+    r = (reason or "").lower()
+    if r == REFUSAL:
+        return "refusal"
+    if r in BLOCKED_REASONS:
+        return "blocked"
+    return "length" if r in LENGTH_REASONS else "empty"
+
+
+def no_answers(completion: Completion) -> list[str | None]:
+    """`no_answer` for each sample of a completion, in order."""
+    reasons = completion.finish_reasons
+    return [no_answer(t, reasons[j] if j < len(reasons) else None) for j, t in enumerate(completion.texts)]
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProviderError
-from .base import Completion, Request
+from .base import BLOCKED_REASONS, Completion, Request
 from .http import HTTPProvider, duration_s
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -117,9 +117,12 @@ def parse(data: dict[str, Any]) -> Completion:
     try:
         for c in sorted(candidates, key=lambda c: c.get("index", 0)):
             parts = (c.get("content") or {}).get("parts") or []
-            # thought summaries (thinking models) are not the answer
-            texts.append("".join(p.get("text") or "" for p in parts if not p.get("thought")))
-            reasons.append(c.get("finishReason") or "")
+            # thought summaries (thinking models) are not the answer; a blocked candidate (SAFETY,
+            # RECITATION, ...) is "" whatever it holds (providers/base.py)
+            reason = c.get("finishReason") or ""
+            blocked = reason.lower() in BLOCKED_REASONS
+            texts.append("" if blocked else "".join(p.get("text") or "" for p in parts if not p.get("thought")))
+            reasons.append(reason)
     except (AttributeError, TypeError):
         raise ProviderError("HTTP 200 with malformed candidates in the response", status=200) from None
     usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}

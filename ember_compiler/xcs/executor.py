@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import NodeFailed
+from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
@@ -184,13 +184,30 @@ class Executor:
             async def send(requests: list[Request]) -> list[Completion]:
                 return list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
 
-            return await c.rule.drive(node, values, ctx, send)
+            try:
+                return await c.rule.drive(node, values, ctx, send)
+            except OutputError as exc:
+                raise named_model(exc, node.params["model"], binding) from None
         requests = c.rule.build(node, values, ctx)
         if len(requests) == 1:
             completions = [await sink.complete(requests[0], c.priority, row)]
         else:
             completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
-        return c.rule.finish(node, values, completions)
+        try:
+            return c.rule.finish(node, values, completions)
+        except OutputError as exc:
+            raise named_model(exc, node.params["model"], binding) from None
+
+
+def named_model(exc: OutputError, name: str, binding: dict[str, Any]) -> OutputError:
+    """An op's reply error that names only its binding (``model 'm': ...``), naming its provider and
+    model too, as provider errors do (``model 'm' (openai gpt-4o-mini): ...``)."""
+    head = f"model '{name}':"
+    text = str(exc)
+    if not text.startswith(head) or "provider" not in binding:
+        return exc
+    model = binding.get("model") or binding["provider"]
+    return OutputError(f"model '{name}' ({binding['provider']} {model}):{text[len(head):]}")
 
 
 class MapRunner:
