@@ -179,7 +179,7 @@ def test_row5_openai_refusals_are_not_votes(tmp_path, monkeypatch):
     (chat,) = [s for s in spans if s["name"].startswith("chat") and s["attributes"]["ember.node.id"] == "ens"]
     assert chat["attributes"]["ember.response.no_answer"] == ["refusal", "refusal", None]
     assert chat["attributes"]["gen_ai.response.finish_reasons"] == ["refusal", "refusal", "stop"]
-    assert result.usage.refusals == 2
+    assert result.usage.refusals == 2 and result.to_json()["refusals"] == 2 and "empty" not in result.to_json()
 
 
 def test_row6_anthropic_refusal_fails_the_node(tmp_path, monkeypatch):
