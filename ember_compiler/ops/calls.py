@@ -87,7 +87,7 @@ def no_answer_error(node: Any, sample_kinds: list[str | None]) -> OutputError:
         counts[k or "empty"] = counts.get(k or "empty", 0) + 1
     why = ", ".join(f"{v} {_KIND_TEXT[k]}" for k, v in counts.items())
     n = len(sample_kinds)
-    hint = " (reasoning or thinking may have used the whole budget: raise the binding's max_tokens)" \
+    hint = ": reasoning or thinking may have used the whole budget; raise the binding's max_tokens" \
         if "length" in counts else ""
     return OutputError(f"model '{node.params['model']}': no answer in {n} sample{'s' if n != 1 else ''} "
                        f"({why}){hint}")

@@ -75,8 +75,9 @@ async def drive_cutoff(node: Any, values: dict[str, Any], ctx: CallContext, send
         # requested as the ensemble's own samples (same node id and indices: the same draws)
         completions = await send(ctx.requests(msgs, need, offset=drawn, role="generate",
                                               node_id=node.params.get("ensemble", node.id)))
-        kinds += calls.kinds(completions)
-        for text, kind in zip(calls.texts(completions), calls.kinds(completions), strict=True):
+        batch = calls.kinds(completions)
+        kinds += batch
+        for text, kind in zip(calls.texts(completions), batch, strict=True):
             if kind is not None:  # a refusal, block or empty reply is no vote
                 continue
             key = normalize(extract_answer(extract_answer(text, regex), vote_regex), mode)
