@@ -50,12 +50,14 @@ def texts(completions: list[Completion]) -> list[str]:
     return [t for c in completions for t in c.texts]
 
 
-def usage(completions: list[Completion]) -> dict[str, int]:
+def usage(completions: list[Completion], sample_kinds: list[str | None] | None = None) -> dict[str, int]:
+    """Tokens and samples; `sample_kinds` (`kinds(completions)`, computed when not given) for the counts
+    of samples that were no answer."""
     return {
         "input_tokens": sum(c.input_tokens for c in completions),
         "output_tokens": sum(c.output_tokens for c in completions),
         "samples": sum(len(c.texts) for c in completions),
-        **non_answer_counts(kinds(completions)),
+        **non_answer_counts(kinds(completions) if sample_kinds is None else sample_kinds),
     }
 
 
@@ -76,6 +78,8 @@ def first_kind(completion: Completion) -> str | None:
 
 def non_answer_counts(sample_kinds: list[str | None]) -> dict[str, int]:
     """``refusals`` (refused or blocked) and ``empty`` (empty, by length or not): a node's usage."""
+    if not any(sample_kinds):
+        return {"refusals": 0, "empty": 0}
     return {"refusals": sum(k in ("refusal", "blocked") for k in sample_kinds),
             "empty": sum(k in ("length", "empty") for k in sample_kinds)}
 
@@ -100,13 +104,17 @@ def first_answer(node: Any, completions: list[Completion]) -> None:
         raise no_answer_error(node, [kind])
 
 
-def answered(node: Any, completions: list[Completion]) -> list[str | None]:
+def answered(node: Any, completions: list[Completion],
+             sample_kinds: list[str | None] | None = None) -> list[str | None]:
     """The texts of the samples, None for each one that is not an answer; raises `no_answer_error`
     when none is (and there was at least one)."""
-    sample_kinds = kinds(completions)
+    if sample_kinds is None:
+        sample_kinds = kinds(completions)
     if sample_kinds and all(sample_kinds):
         raise no_answer_error(node, sample_kinds)
     out = texts(completions)
+    if not any(sample_kinds):
+        return out
     return [None if k else t for t, k in zip(out, sample_kinds, strict=True)]
 
 

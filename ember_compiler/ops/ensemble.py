@@ -70,11 +70,12 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
-    samples = calls.answered(node, completions)  # None: a refusal, block or empty reply
+    kinds = calls.kinds(completions)
+    samples = calls.answered(node, completions, kinds)  # None: a refusal, block or empty reply
     regex = node.params.get("extract")
     return {"responses": calls.texts(completions),
             "answers": [None if t is None else extract_answer(t, regex) for t in samples],
-            "usage": calls.usage(completions)}
+            "usage": calls.usage(completions, kinds)}
 
 
 def sample_lengths(node: Any, lengths: Any) -> dict[str, int | None]:

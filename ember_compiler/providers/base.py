@@ -105,10 +105,21 @@ def no_answer(text: str | None, reason: str | None = None) -> str | None:
     return "length" if r in LENGTH_REASONS else "empty"
 
 
+def all_answers(texts: list[str]) -> bool:
+    """Whether no text is blank (the common case, checked at C speed)."""
+    try:
+        return all(map(str.strip, texts))
+    except TypeError:  # a None text (a plugin's): not blank-checkable by str.strip
+        return all(t is not None and t.strip() for t in texts)
+
+
 def no_answers(completion: Completion) -> list[str | None]:
     """`no_answer` for each sample of a completion, in order."""
+    texts = completion.texts
+    if all_answers(texts):
+        return [None] * len(texts)
     reasons = completion.finish_reasons
-    return [no_answer(t, reasons[j] if j < len(reasons) else None) for j, t in enumerate(completion.texts)]
+    return [no_answer(t, reasons[j] if j < len(reasons) else None) for j, t in enumerate(texts)]
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..providers.base import Completion, no_answers
+from ..providers.base import Completion, all_answers, no_answers
 
 
 @dataclass(slots=True)
@@ -81,6 +81,8 @@ class Usage:
 
     def count_no_answers(self, completion: Completion) -> None:
         """Count the samples of a completion an op received (fresh or cached) that are no answer."""
+        if all_answers(completion.texts):  # the common case, quickly
+            return
         for kind in no_answers(completion):
             if kind is not None:
                 if kind in ("refusal", "blocked"):
