@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..errors import ProviderError
-from .base import REFUSAL, Completion, Request
+from .base import Completion, Request
 from .http import HTTPProvider, rate_limits
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"  # the SDKs' convention: the path carries /v1
@@ -82,7 +82,7 @@ def parse(data: dict[str, Any]) -> Completion:
     # a forced tool call is the structured reply; its JSON is the text the op parses. Only `text`
     # blocks are the answer (not `thinking`/`redacted_thinking`); a refusal is "" (providers/base.py)
     text = json.dumps(tool_input) if tool_input is not None else "".join(texts)
-    if data.get("stop_reason") == REFUSAL:
+    if data.get("stop_reason") == "refusal":
         text = ""
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     read = int(usage.get("cache_read_input_tokens") or 0)

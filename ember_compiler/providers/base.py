@@ -82,6 +82,25 @@ class Completion:
         self.cache_write_tokens += other.cache_write_tokens
 
 
+@runtime_checkable
+class Provider(Protocol):
+    """A model provider. One instance per (provider, endpoint); shared by all calls of a run."""
+
+    name: str
+    supports_n: bool  # True when one request can return n samples
+
+    async def complete(self, request: Request) -> Completion:
+        """One attempt; raise `ProviderError` on failure (see the module docstring)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    def default_concurrency(self, binding: dict[str, Any]) -> int:
+        """Calls in flight per model when the spec sets no `limits.concurrency`."""
+        ...
+
+
+# -- samples that are not answers (see the module docstring) -----------------------------------------
 REFUSAL = "refusal"
 # finish reasons that mean a filter stopped the reply (OpenAI, Gemini's FinishReason), lower-cased
 BLOCKED_REASONS = frozenset({
@@ -120,21 +139,3 @@ def no_answers(completion: Completion) -> list[str | None]:
         return [None] * len(texts)
     reasons = completion.finish_reasons
     return [no_answer(t, reasons[j] if j < len(reasons) else None) for j, t in enumerate(texts)]
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """A model provider. One instance per (provider, endpoint); shared by all calls of a run."""
-
-    name: str
-    supports_n: bool  # True when one request can return n samples
-
-    async def complete(self, request: Request) -> Completion:
-        """One attempt; raise `ProviderError` on failure (see the module docstring)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-    def default_concurrency(self, binding: dict[str, Any]) -> int:
-        """Calls in flight per model when the spec sets no `limits.concurrency`."""
-        ...

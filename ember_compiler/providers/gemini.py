@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProviderError
-from .base import BLOCKED_REASONS, Completion, Request
+from .base import Completion, Request
 from .http import HTTPProvider, duration_s
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -105,6 +105,11 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# FinishReason values meaning a filter stopped the candidate (its content, if any, is not an answer)
+BLOCKED_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE",
+                            "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
+
+
 def parse(data: dict[str, Any]) -> Completion:
     candidates = data.get("candidates")
     if not isinstance(candidates, list) or not candidates:
@@ -120,7 +125,7 @@ def parse(data: dict[str, Any]) -> Completion:
             # thought summaries (thinking models) are not the answer; a blocked candidate (SAFETY,
             # RECITATION, ...) is "" whatever it holds (providers/base.py)
             reason = c.get("finishReason") or ""
-            blocked = reason.lower() in BLOCKED_REASONS
+            blocked = reason in BLOCKED_FINISH
             texts.append("" if blocked else "".join(p.get("text") or "" for p in parts if not p.get("thought")))
             reasons.append(reason)
     except (AttributeError, TypeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ProviderError
-from .base import BLOCKED_REASONS, REFUSAL, Completion, Request
+from .base import Completion, Request
 from .http import HTTPProvider, rate_limits
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -70,8 +70,8 @@ def _sample(message: dict[str, Any], reason: str) -> tuple[str, str]:
     """One choice's text and finish reason; a refusal (`content: null, refusal: "..."`, finish reason
     `stop`) is the text "" with reason `refusal`, and a filtered reply is "" (see providers/base.py)."""
     if message.get("refusal"):
-        return "", REFUSAL
-    if reason in BLOCKED_REASONS:
+        return "", "refusal"
+    if reason == "content_filter":
         return "", reason
     return message.get("content") or "", reason
 
