@@ -5,7 +5,7 @@ providers that can enforce one reply in JSON, the others (the sim) in the text c
 §2, and the ops read either. A JSON reply without the needed field (cut off by max_tokens, typically)
 is an ``OutputError`` naming the model, not a guess.
 
-A sample that is a refusal, a safety block or an empty reply (``providers.base.no_answer``) is never an
+A sample that is a refusal, a safety block or an empty reply (``answers.no_answer``) is never an
 answer: its extracted answer is None, votes and the choice ops skip it like a skipped candidate, the
 node's ``usage`` counts it (``refusals``, ``empty``), and a node none of whose samples is an answer fails
 with one line naming the model and why (``no_answer_error``).
@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
-from ..answers import extract_answer, json_reply, parse_verdict
+from ..answers import extract_answer, json_reply, no_answer_kinds, parse_verdict
 from ..errors import OutputError
-from ..providers.base import Completion, no_answers
+from ..providers.base import Completion
 from ..spec.model import NodeBase
 
 
@@ -68,12 +68,12 @@ _KIND_TEXT = {"refusal": "refused", "blocked": "blocked by a safety filter", "le
 
 def kinds(completions: list[Completion]) -> list[str | None]:
     """Per sample (in order, aligned with `texts`): why it is not an answer, or None for an answer."""
-    return [k for c in completions for k in no_answers(c)]
+    return [k for c in completions for k in no_answer_kinds(c.texts, c.finish_reasons)]
 
 
 def first_kind(completion: Completion) -> str | None:
     """`kinds` of a completion's first sample (the one a judge, select or verify reads)."""
-    return no_answers(completion)[0] if completion.texts else "empty"
+    return no_answer_kinds(completion.texts, completion.finish_reasons)[0] if completion.texts else "empty"
 
 
 def non_answer_counts(sample_kinds: list[str | None]) -> dict[str, int]:

@@ -15,14 +15,16 @@ reasoning model that spent ``max_tokens`` thinking) is never an answer. A provid
 text ``""`` and says why in its finish reason: ``refusal`` (OpenAI's ``refusal`` field, Anthropic's
 ``stop_reason: refusal``), a filter's reason (OpenAI ``content_filter``, Gemini ``SAFETY``,
 ``RECITATION``, ...), a length (``length``, ``max_tokens``, ``MAX_TOKENS``) or anything else. Texts stay
-aligned with the samples; `no_answer(text, reason)` is the one rule every reader (ops, usage, trace)
-applies: ``"refusal"``, ``"blocked"``, ``"length"`` or ``"empty"``, or None for an answer.
+aligned with the samples; `answers.no_answer(text, reason)` is the one rule every reader (ops, usage,
+trace) applies (`no_answers(completion)` per sample): ``"refusal"``, ``"blocked"``, ``"length"`` or ``"empty"``, or None for an answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ..answers import no_answer_kinds
 
 
 @dataclass(slots=True)
@@ -100,42 +102,6 @@ class Provider(Protocol):
         ...
 
 
-# -- samples that are not answers (see the module docstring) -----------------------------------------
-REFUSAL = "refusal"
-# finish reasons that mean a filter stopped the reply (OpenAI, Gemini's FinishReason), lower-cased
-BLOCKED_REASONS = frozenset({
-    "content_filter", "safety", "recitation", "blocklist", "prohibited_content", "spii", "image_safety",
-    "image_prohibited_content", "image_recitation", "language",
-})
-LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
-NO_ANSWER_KINDS = ("refusal", "blocked", "length", "empty")
-
-
-def no_answer(text: str | None, reason: str | None = None) -> str | None:
-    """Why a sample is not an answer — ``refusal``, ``blocked``, ``length`` (empty, cut off at
-    max_tokens) or ``empty`` — or None when it is one (its text is not blank)."""
-    if text is not None and text.strip():
-        return None
-    r = (reason or "").lower()
-    if r == REFUSAL:
-        return "refusal"
-    if r in BLOCKED_REASONS:
-        return "blocked"
-    return "length" if r in LENGTH_REASONS else "empty"
-
-
-def all_answers(texts: list[str]) -> bool:
-    """Whether no text is blank (the common case, checked at C speed)."""
-    try:
-        return all(map(str.strip, texts))
-    except TypeError:  # a None text (a plugin's): not blank-checkable by str.strip
-        return all(t is not None and t.strip() for t in texts)
-
-
 def no_answers(completion: Completion) -> list[str | None]:
-    """`no_answer` for each sample of a completion, in order."""
-    texts = completion.texts
-    if all_answers(texts):
-        return [None] * len(texts)
-    reasons = completion.finish_reasons
-    return [no_answer(t, reasons[j] if j < len(reasons) else None) for j, t in enumerate(texts)]
+    """`answers.no_answer` for each sample of a completion, in order (None: an answer)."""
+    return no_answer_kinds(completion.texts, completion.finish_reasons)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..providers.base import Completion, all_answers, no_answers
+from ..answers import all_answers
+from ..providers.base import Completion, no_answers
 
 
 @dataclass(slots=True)
@@ -24,7 +25,7 @@ class Usage:
     unpriced: int = 0  # requests whose price is unknown: the cost is then unknown, never 0
     cached_tokens: int = 0
     cache_hits: int = 0  # samples answered by the response cache: not calls, no cost
-    refusals: int = 0  # samples that were refusals or safety blocks (providers.base.no_answer): no answer
+    refusals: int = 0  # samples that were refusals or safety blocks (answers.no_answer): no answer
     empty: int = 0  # samples that were empty (cut off at max_tokens, or nothing at all): no answer
 
     @property

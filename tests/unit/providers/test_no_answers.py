@@ -16,9 +16,10 @@ import json
 import httpx2
 import pytest
 
+from ember_compiler.answers import no_answer
 from ember_compiler.compiler import compile_spec
 from ember_compiler.providers import anthropic, gemini, openai
-from ember_compiler.providers.base import Completion, no_answer, no_answers
+from ember_compiler.providers.base import Completion, no_answers
 from ember_compiler.runs import RunOptions, run_plan
 from ember_compiler.testing.providers import KEY, Server
 
