@@ -62,8 +62,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         ci_text = f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
         lines.append(f"{'accuracy (' + name + ')' if i == 0 else name}: {shown}{ci_text}")
     errors = summary["errors"]
+    refusals, empty = summary.get("refusals") or 0, summary.get("empty") or 0
     lines.append(f"rows: {summary['scored']:,} scored of {summary['rows']:,}"
-                 + (f", {errors:,} error{'s' if errors != 1 else ''}" if errors else ""))
+                 + (f", {errors:,} error{'s' if errors != 1 else ''}" if errors else "")
+                 + (f"; samples with no answer: {refusals:,} refused, {empty:,} empty" if refusals or empty else ""))
     return lines
 
 

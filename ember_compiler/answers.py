@@ -1,6 +1,6 @@
 """Text conventions shared by every op and by the sim provider (DESIGN §2): answer extraction,
-normalization, voting, verdicts, and the JSON replies of structured output (judge, select, verify) with
-their fallback to the text. Layer 0 (core): imports nothing of Ember, so providers and ops share one definition.
+normalization, voting, verdicts, the JSON replies of structured output (judge, select, verify) with
+their fallback to the text, and which samples are no answer (`no_answer`: refusals, blocks, empty). Layer 0 (core): imports nothing of Ember, so providers and ops share one definition.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def normalize(answer: Any, mode: str = "strip") -> str:
 
 
 def vote(candidates: Iterable[Any], regex: str | None = None, mode: str = "strip") -> dict[str, Any]:
-    """Plurality over extracted, normalized answers; ties go to the answer seen first. Nulls are skipped."""
+    """Plurality over extracted, normalized answers; ties go to the answer seen first. Nulls and blank
+    texts (a refusal or empty reply: never an answer) are skipped."""
     counts: dict[str, int] = {}
     for c in candidates:
-        if c is None:
+        if c is None or (isinstance(c, str) and not c.strip()):
             continue
         key = normalize(extract_answer(c, regex), mode)
         counts[key] = counts.get(key, 0) + 1
@@ -142,3 +143,42 @@ def before_answer(text: str) -> str:
     for last in _ANSWER_LINE.finditer(text or ""):  # noqa: B007
         pass
     return (text[: last.start()] if last else text or "").strip()
+
+
+# -- samples that are not answers: refusals, safety blocks, empty replies (providers/base.py) -----------
+REFUSAL = "refusal"
+# finish reasons that mean a filter stopped the reply (OpenAI, Gemini's FinishReason), lower-cased
+BLOCKED_REASONS = frozenset({
+    "content_filter", "safety", "recitation", "blocklist", "prohibited_content", "spii", "image_safety",
+    "image_prohibited_content", "image_recitation", "language",
+})
+LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
+NO_ANSWER_KINDS = ("refusal", "blocked", "length", "empty")
+
+
+def no_answer(text: str | None, reason: str | None = None) -> str | None:
+    """Why a sample is not an answer — ``refusal``, ``blocked``, ``length`` (empty, cut off at
+    max_tokens) or ``empty`` — or None when it is one (its text is not blank)."""
+    if text is not None and text.strip():
+        return None
+    r = (reason or "").lower()
+    if r == REFUSAL:
+        return "refusal"
+    if r in BLOCKED_REASONS:
+        return "blocked"
+    return "length" if r in LENGTH_REASONS else "empty"
+
+
+def all_answers(texts: list[str]) -> bool:
+    """Whether no text is blank (the common case, checked at C speed)."""
+    try:
+        return all(map(str.strip, texts))
+    except TypeError:  # a None text (a plugin's): not blank-checkable by str.strip
+        return all(t is not None and t.strip() for t in texts)
+
+
+def no_answer_kinds(texts: list[str], finish_reasons: list[str]) -> list[str | None]:
+    """`no_answer` for each sample (text with its finish reason, which may be missing), in order."""
+    if all_answers(texts):
+        return [None] * len(texts)
+    return [no_answer(t, finish_reasons[j] if j < len(finish_reasons) else None) for j, t in enumerate(texts)]

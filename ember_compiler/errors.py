@@ -48,8 +48,27 @@ class ProviderError(EmberError):
         self.rate_limits = rate_limits
 
 
+def binding_label(name: str, binding: dict | None = None) -> str:
+    """How every error names a binding: `model 'judge' (openai gpt-4o-mini)`, or `model 'judge'`
+    when the binding is not at hand."""
+    if not binding or not binding.get("provider"):
+        return f"model '{name}'"
+    return f"model '{name}' ({binding['provider']} {binding.get('model') or binding['provider']})"
+
+
 class OutputError(EmberError):
-    """A model answered, but its reply cannot be read (e.g. structured output that is not JSON)."""
+    """A model answered, but its reply cannot be used (structured output that is not JSON, no answer).
+
+    ``binding`` names the model binding. Ops know only its name; the executor, which knows its
+    provider and model, re-raises the error ``naming`` them: ``model 'm' (openai gpt-4o-mini): ...``.
+    """
+
+    def __init__(self, reason: str, binding: str | None = None, model: dict | None = None) -> None:
+        self.reason, self.binding = reason, binding
+        super().__init__(f"{binding_label(binding, model)}: {reason}" if binding is not None else reason)
+
+    def naming(self, model: dict) -> OutputError:
+        return OutputError(self.reason, self.binding, model) if self.binding is not None else self
 
 
 class BudgetExceeded(EmberError):

@@ -129,6 +129,10 @@ class EvalJob:
                       output_tokens=u.output_tokens, cost_usd=u.cost_usd)
         if u.cache_hits:
             record["cache_hits"] = u.cache_hits
+        if u.refusals:
+            record["refusals"] = u.refusals  # samples that were refusals or safety blocks
+        if u.empty:
+            record["empty"] = u.empty  # samples that were empty replies
         if error is not None:
             record["error"] = error
             record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect

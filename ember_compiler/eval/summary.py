@@ -1,5 +1,8 @@
 """The summary of an eval, computed from its per-row records (so a resumed run summarizes exactly like
-an uninterrupted one): each metric with its 95% interval, calls per row, tokens, cost, latency, errors."""
+an uninterrupted one): each metric with its 95% interval, calls per row, tokens, cost, latency, errors,
+and the samples that were no answer (`refusals`: refused or blocked; `empty`: empty replies). A row is
+scored wrong for them only when its answer node failed (every sample was one): a vote that still has
+real answers is scored as usual."""
 
 from __future__ import annotations
 
@@ -24,12 +27,14 @@ class RowStat:
     latency_s: float
     error: bool
     cache_hits: int = 0
+    refusals: int = 0  # samples that were refusals or safety blocks (no answer)
+    empty: int = 0  # samples that were empty replies (no answer)
 
     def usage(self) -> Usage:
         """This row's usage (its cost unknown when `cost_usd` is None)."""
         unknown = self.cost_usd is None
         return Usage(self.calls, self.requests, self.input_tokens, self.output_tokens,
-                     0.0 if unknown else self.cost_usd, int(unknown), 0, self.cache_hits)
+                     0.0 if unknown else self.cost_usd, int(unknown), 0, self.cache_hits, self.refusals, self.empty)
 
     @classmethod
     def from_record(cls, record: dict[str, Any], metric_names: list[str]) -> RowStat:
@@ -39,7 +44,7 @@ class RowStat:
             int(record.get("calls") or 0), int(record.get("requests") or 0),
             int(record.get("input_tokens") or 0), int(record.get("output_tokens") or 0),
             record.get("cost_usd", 0.0), float(record.get("latency_s") or 0.0), "error" in record,
-            int(record.get("cache_hits") or 0),
+            int(record.get("cache_hits") or 0), int(record.get("refusals") or 0), int(record.get("empty") or 0),
         )
 
 
@@ -77,7 +82,7 @@ def summarize(stats: list[RowStat], metric_names: list[str], *, wall_s: float, r
     return {
         **({"cache_hits": u.cache_hits} if u.cache_hits else {}),
         "metrics": metrics, "ci95": ci95, "rows": n, "scored": len(scored),
-        "errors": sum(s.error for s in stats), "calls": u.calls,
+        "errors": sum(s.error for s in stats), "refusals": u.refusals, "empty": u.empty, "calls": u.calls,
         "calls_per_row": round(u.calls / n, 4) if n else None, "requests": u.requests,
         "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost_usd": u.cost_usd,
         "cost_per_row_usd": None if u.cost_usd is None or not n else round(u.cost_usd / n, 10),

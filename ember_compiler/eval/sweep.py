@@ -109,8 +109,8 @@ class SweepPoint:
     def to_json(self) -> dict[str, Any]:
         s = self.summary
         return {"point": self.values, **{k: s[k] for k in (
-            "metrics", "ci95", "rows", "errors", "calls", "calls_per_row", "input_tokens", "output_tokens",
-            "cost_usd", "cost_per_row_usd", "wall_s", "latency_p50_s", "latency_p95_s")},
+            "metrics", "ci95", "rows", "errors", "refusals", "empty", "calls", "calls_per_row", "input_tokens",
+            "output_tokens", "cost_usd", "cost_per_row_usd", "wall_s", "latency_p50_s", "latency_p95_s")},
             "run_dir": str(self.result.run_dir) if self.result.run_dir else None}
 
 

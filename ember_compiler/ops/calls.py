@@ -4,6 +4,11 @@
 providers that can enforce one reply in JSON, the others (the sim) in the text conventions of DESIGN
 §2, and the ops read either. A JSON reply without the needed field (cut off by max_tokens, typically)
 is an ``OutputError`` naming the model, not a guess.
+
+A sample that is a refusal, a safety block or an empty reply (``answers.no_answer``) is never an
+answer: its extracted answer is None, votes and the choice ops skip it like a skipped candidate, the
+node's ``usage`` counts it (``refusals``, ``empty``), and a node none of whose samples is an answer fails
+with one line naming the model and why (``no_answer_error``).
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
-from ..answers import extract_answer, json_reply, parse_verdict
+from ..answers import extract_answer, json_reply, no_answer_kinds, parse_verdict
 from ..errors import OutputError
-from ..providers.base import Completion, binding_label
+from ..providers.base import Completion
 from ..spec.model import NodeBase
 
 
@@ -45,12 +50,71 @@ def texts(completions: list[Completion]) -> list[str]:
     return [t for c in completions for t in c.texts]
 
 
-def usage(completions: list[Completion]) -> dict[str, int]:
+def usage(completions: list[Completion], sample_kinds: list[str | None] | None = None) -> dict[str, int]:
+    """Tokens and samples; `sample_kinds` (`kinds(completions)`, computed when not given) for the counts
+    of samples that were no answer."""
     return {
         "input_tokens": sum(c.input_tokens for c in completions),
         "output_tokens": sum(c.output_tokens for c in completions),
         "samples": sum(len(c.texts) for c in completions),
+        **non_answer_counts(kinds(completions) if sample_kinds is None else sample_kinds),
     }
+
+
+# -- samples that are not answers (refusals, safety blocks, empty replies) ----------------------------
+_KIND_TEXT = {"refusal": "refused", "blocked": "blocked by a safety filter", "length": "empty, cut off at max_tokens",
+              "empty": "empty"}
+
+
+def kinds(completions: list[Completion]) -> list[str | None]:
+    """Per sample (in order, aligned with `texts`): why it is not an answer, or None for an answer."""
+    return [k for c in completions for k in no_answer_kinds(c.texts, c.finish_reasons)]
+
+
+def first_kind(completion: Completion) -> str | None:
+    """`kinds` of a completion's first sample (the one a judge, select or verify reads)."""
+    return no_answer_kinds(completion.texts, completion.finish_reasons)[0] if completion.texts else "empty"
+
+
+def non_answer_counts(sample_kinds: list[str | None]) -> dict[str, int]:
+    """``refusals`` (refused or blocked) and ``empty`` (empty, by length or not): a node's usage."""
+    if not any(sample_kinds):
+        return {"refusals": 0, "empty": 0}
+    return {"refusals": sum(k in ("refusal", "blocked") for k in sample_kinds),
+            "empty": sum(k in ("length", "empty") for k in sample_kinds)}
+
+
+def no_answer_error(node: Any, sample_kinds: list[str | None]) -> OutputError:
+    """The error of a node none of whose samples is an answer: how many, and why."""
+    counts: dict[str, int] = {}
+    for k in sample_kinds:
+        counts[k or "empty"] = counts.get(k or "empty", 0) + 1
+    why = ", ".join(f"{v} {_KIND_TEXT[k]}" for k, v in counts.items())
+    n = len(sample_kinds)
+    hint = ": reasoning or thinking may have used the whole budget; raise the binding's max_tokens" \
+        if "length" in counts else ""
+    return OutputError(f"no answer in {n} sample{'s' if n != 1 else ''} ({why}){hint}", node.params["model"])
+
+
+def first_answer(node: Any, completions: list[Completion]) -> None:
+    """Raise `no_answer_error` when the first sample (the reply a choice op reads) is not an answer."""
+    kind = first_kind(completions[0])
+    if kind is not None:
+        raise no_answer_error(node, [kind])
+
+
+def answered(node: Any, completions: list[Completion],
+             sample_kinds: list[str | None] | None = None) -> list[str | None]:
+    """The texts of the samples, None for each one that is not an answer; raises `no_answer_error`
+    when none is (and there was at least one)."""
+    if sample_kinds is None:
+        sample_kinds = kinds(completions)
+    if sample_kinds and all(sample_kinds):
+        raise no_answer_error(node, sample_kinds)
+    out = texts(completions)
+    if not any(sample_kinds):
+        return out
+    return [None if k else t for t, k in zip(out, sample_kinds, strict=True)]
 
 
 def candidates(values: dict[str, Any]) -> list[str]:
@@ -59,7 +123,8 @@ def candidates(values: dict[str, Any]) -> list[str]:
         return []
     if not isinstance(raw, list):
         raw = [raw]
-    return [c if isinstance(c, str) else str(c) for c in raw if c is not None]
+    # a null candidate (skipped) and a blank one (a refusal or empty reply upstream) are not candidates
+    return [c if isinstance(c, str) else str(c) for c in raw if c is not None and str(c).strip()]
 
 
 def question(values: dict[str, Any]) -> str:
@@ -80,7 +145,7 @@ def reply(node: Any, completion: Completion, key: str) -> dict[str, Any] | None:
     except ValueError as exc:
         cut = " (cut off at max_tokens: raise the binding's max_tokens)" \
             if completion.finish_reasons[:1] in (["length"], ["max_tokens"], ["MAX_TOKENS"]) else ""
-        raise OutputError(f"{binding_label(node.params['model'])}: {exc}{cut}") from None  # xcs adds the provider
+        raise OutputError(f"{exc}{cut}", node.params["model"]) from None  # the executor names its provider
 
 
 def verdict(node: Any, completion: Completion) -> bool:

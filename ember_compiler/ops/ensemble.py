@@ -70,10 +70,12 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
-    texts = calls.texts(completions)
+    kinds = calls.kinds(completions)
+    samples = calls.answered(node, completions, kinds)  # None: a refusal, block or empty reply
     regex = node.params.get("extract")
-    return {"responses": texts, "answers": [extract_answer(t, regex) for t in texts],
-            "usage": calls.usage(completions)}
+    return {"responses": calls.texts(completions),
+            "answers": [None if t is None else extract_answer(t, regex) for t in samples],
+            "usage": calls.usage(completions, kinds)}
 
 
 def sample_lengths(node: Any, lengths: Any) -> dict[str, int | None]:
@@ -83,10 +85,10 @@ def sample_lengths(node: Any, lengths: Any) -> dict[str, int | None]:
 
 def concat(node: Any, values: dict[str, Any]) -> dict[str, Any]:
     parts = values["parts"]
-    total = {"input_tokens": 0, "output_tokens": 0, "samples": 0}
+    total: dict[str, int] = {}
     for p in parts:
-        for k in total:
-            total[k] += p["usage"].get(k, 0)
+        for k, v in p["usage"].items():
+            total[k] = total.get(k, 0) + v
     return {
         "responses": [r for p in parts for r in p["responses"]],
         "answers": [a for p in parts for a in p["answers"]],

@@ -32,6 +32,7 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
+    calls.first_answer(node, completions)  # a refusal, block or empty reply fails the node
     text = calls.texts(completions)[0]
     return {"text": text, "answer": extract_answer(text, node.params.get("extract")),
             "usage": calls.usage(completions)}

@@ -22,6 +22,7 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
     if not completions:
         return {"answer": None, "reasoning": "", "text": ""}
+    calls.first_answer(node, completions)  # a refusal, block or empty reply is no judgement
     text = completions[0].texts[0]
     obj = calls.reply(node, completions[0], "answer")
     if obj is not None:

@@ -63,6 +63,7 @@ def build_check(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any
 
 
 def finish_check(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
+    calls.first_answer(node, completions)  # a refusal, block or empty reply is no verdict
     return {"accepted": calls.verdict(node, completions[0]), "text": completions[0].texts[0]}
 
 

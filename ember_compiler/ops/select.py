@@ -24,6 +24,7 @@ def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[st
     if not completions or not cands:
         return {"answer": None, "index": None}
     answers = [extract_answer(c) for c in cands]
+    calls.first_answer(node, completions)  # a refusal, block or empty reply picks nothing (not candidate 1)
     obj = calls.reply(node, completions[0], "answer")
     said = str(obj["answer"]) if obj is not None else extract_answer(completions[0].texts[0])
     index = chosen_index(said, answers)

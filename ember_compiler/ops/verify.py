@@ -34,7 +34,11 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
     answers = calls.candidate_answers(values)
-    verdicts = [calls.verdict(node, c) for c in completions]
+    # a verifier's refusal, block or empty reply is no verdict (None); none at all fails the node
+    firsts = [calls.first_kind(c) for c in completions]
+    if firsts and all(firsts):
+        raise calls.no_answer_error(node, firsts)
+    verdicts = [None if k else calls.verdict(node, c) for k, c in zip(firsts, completions, strict=True)]
     accepted = [a for a, ok in zip(answers, verdicts, strict=True) if ok]
     if accepted:
         answer = accepted[0] if node.params.get("then", "first") == "first" else vote(accepted)["answer"]
@@ -61,7 +65,7 @@ OP = OpDef(
     name="verify",
     summary="One verifier call per candidate; answer from the accepted ones.",
     node=VerifyNode,
-    ports={"verdicts": list[bool], "accepted": list, "answer": Any},
+    ports={"verdicts": list[bool | None], "accepted": list, "answer": Any},
     lower=lower,
     plan_ops=(VERIFY,),
     model_fields=("model",),

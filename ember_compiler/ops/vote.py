@@ -70,14 +70,21 @@ async def drive_cutoff(node: Any, values: dict[str, Any], ctx: CallContext, send
     mode = node.params.get("normalize", "strip")
     counts: dict[str, int] = {}
     drawn = 0
+    kinds: list[str | None] = []
     while (need := still_needed(counts, n - drawn)) > 0:
         # requested as the ensemble's own samples (same node id and indices: the same draws)
         completions = await send(ctx.requests(msgs, need, offset=drawn, role="generate",
                                               node_id=node.params.get("ensemble", node.id)))
-        for text in calls.texts(completions):
+        batch = calls.kinds(completions)
+        kinds += batch
+        for text, kind in zip(calls.texts(completions), batch, strict=True):
+            if kind is not None:  # a refusal, block or empty reply is no vote
+                continue
             key = normalize(extract_answer(extract_answer(text, regex), vote_regex), mode)
             counts[key] = counts.get(key, 0) + 1
         drawn += need
+    if kinds and all(kinds):
+        raise calls.no_answer_error(node, kinds)
     answer, best = None, -1
     for key, v in counts.items():  # first-seen order: ">" keeps the first on ties, as `vote` does
         if v > best:

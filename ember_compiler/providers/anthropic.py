@@ -98,8 +98,11 @@ def parse(data: dict[str, Any]) -> Completion:
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use" and tool_input is None:
             tool_input = block.get("input")
-    # a forced tool call is the structured reply; its JSON is the text the op parses
+    # a forced tool call is the structured reply; its JSON is the text the op parses. Only `text`
+    # blocks are the answer (not `thinking`/`redacted_thinking`); a refusal is "" (providers/base.py)
     text = json.dumps(tool_input) if tool_input is not None else "".join(texts)
+    if data.get("stop_reason") == "refusal":
+        text = ""
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     read = int(usage.get("cache_read_input_tokens") or 0)
     written = int(usage.get("cache_creation_input_tokens") or 0)

@@ -9,12 +9,22 @@ A provider makes **one attempt** per `complete` call and raises `ProviderError` 
 `retryable`, `retry_after_s`) when it fails: the runtime owns retries, rate limits and cool-downs,
 so that every provider — built-in or plugin — gets the same ones. A provider that supports `n` may
 return fewer texts than asked (a server that caps or ignores `n`); the runtime asks for the rest.
+
+**Samples that are not answers.** A refusal, a reply blocked by a safety filter, or an empty reply (a
+reasoning model that spent ``max_tokens`` thinking) is never an answer. A provider records one as the
+text ``""`` and says why in its finish reason: ``refusal`` (OpenAI's ``refusal`` field, Anthropic's
+``stop_reason: refusal``), a filter's reason (OpenAI ``content_filter``, Gemini ``SAFETY``,
+``RECITATION``, ...), a length (``length``, ``max_tokens``, ``MAX_TOKENS``) or anything else. Texts stay
+aligned with the samples; `answers.no_answer(text, reason)` is the one rule every reader (ops, usage,
+trace) applies (`no_answers(completion)` per sample): ``"refusal"``, ``"blocked"``, ``"length"`` or ``"empty"``, or None for an answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ..answers import no_answer_kinds
 
 
 @dataclass(slots=True)
@@ -76,14 +86,6 @@ class Completion:
         self.cache_write_1h_tokens += other.cache_write_1h_tokens
 
 
-def binding_label(name: str, binding: dict[str, Any] | None = None) -> str:
-    """How every error names a binding: `model 'judge' (openai gpt-4o-mini)`, or `model 'judge'`
-    when the binding is not at hand."""
-    if not binding or not binding.get("provider"):
-        return f"model '{name}'"
-    return f"model '{name}' ({binding['provider']} {binding.get('model') or binding['provider']})"
-
-
 @runtime_checkable
 class Provider(Protocol):
     """A model provider. One instance per (provider, endpoint); shared by all calls of a run."""
@@ -100,3 +102,8 @@ class Provider(Protocol):
     def default_concurrency(self, binding: dict[str, Any]) -> int:
         """Calls in flight per model when the spec sets no `limits.concurrency`."""
         ...
+
+
+def no_answers(completion: Completion) -> list[str | None]:
+    """`answers.no_answer` for each sample of a completion, in order (None: an answer)."""
+    return no_answer_kinds(completion.texts, completion.finish_reasons)

@@ -114,6 +114,11 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# FinishReason values meaning a filter stopped the candidate (its content, if any, is not an answer)
+BLOCKED_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE",
+                            "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"})
+
+
 def parse(data: dict[str, Any]) -> Completion:
     candidates = data.get("candidates")
     if not isinstance(candidates, list) or not candidates:
@@ -126,9 +131,12 @@ def parse(data: dict[str, Any]) -> Completion:
     try:
         for c in sorted(candidates, key=lambda c: c.get("index", 0)):
             parts = (c.get("content") or {}).get("parts") or []
-            # thought summaries (thinking models) are not the answer
-            texts.append("".join(p.get("text") or "" for p in parts if not p.get("thought")))
-            reasons.append(c.get("finishReason") or "")
+            # thought summaries (thinking models) are not the answer; a blocked candidate (SAFETY,
+            # RECITATION, ...) is "" whatever it holds (providers/base.py)
+            reason = c.get("finishReason") or ""
+            blocked = reason in BLOCKED_FINISH
+            texts.append("" if blocked else "".join(p.get("text") or "" for p in parts if not p.get("thought")))
+            reasons.append(reason)
     except (AttributeError, TypeError):
         raise ProviderError("HTTP 200 with malformed candidates in the response", status=200) from None
     usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}

@@ -71,14 +71,27 @@ class OpenAIProvider(HTTPProvider):
         return message, code, code in _QUOTA_CODES or kind in _QUOTA_CODES
 
 
+def _sample(message: dict[str, Any], reason: str) -> tuple[str, str]:
+    """One choice's text and finish reason; a refusal (`content: null, refusal: "..."`, finish reason
+    `stop`) is the text "" with reason `refusal`, and a filtered reply is "" (see providers/base.py)."""
+    if message.get("refusal"):
+        return "", "refusal"
+    if reason == "content_filter":
+        return "", reason
+    return message.get("content") or "", reason
+
+
 def parse(data: dict[str, Any]) -> Completion:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise ProviderError("HTTP 200 with no choices in the response", status=200)
     try:
         choices = sorted(choices, key=lambda c: c.get("index", 0))
-        texts = [(c.get("message") or {}).get("content") or "" for c in choices]
-        reasons = [c.get("finish_reason") or "" for c in choices]
+        texts, reasons = [], []
+        for c in choices:
+            text, reason = _sample(c.get("message") or {}, c.get("finish_reason") or "")
+            texts.append(text)
+            reasons.append(reason)
     except (AttributeError, TypeError):
         raise ProviderError("HTTP 200 with malformed choices in the response", status=200) from None
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}

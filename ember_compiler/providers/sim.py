@@ -2,7 +2,9 @@
 
 Every sample is an independent draw from two uniforms hashed out of (run seed [+ binding seed],
 example id, node id, sample index) with blake2b — stable across processes and Python versions.
-The first uniform decides correct/accept; the second picks which wrong answer or candidate.
+The first uniform decides correct/accept; the second picks which wrong answer or candidate. With a
+`refusal_rate`, a third uniform per sample (hashed apart, so the other two stay the same draws) makes
+it a refusal: the text "" with finish reason `refusal`, which no op counts as an answer.
 Hot path: per-binding settings are parsed once and cached; a sample costs about a microsecond.
 """
 
@@ -21,7 +23,8 @@ from ..spec.diagnostics import did_you_mean
 from .base import Completion, Request
 
 DEFAULT_CHOICES = ("A", "B", "C", "D")
-FIELDS = ("accuracy", "choices", "wrong_weights", "tpr", "fpr", "judge_accuracy", "latency_ms", "seed")
+FIELDS = ("accuracy", "choices", "wrong_weights", "tpr", "fpr", "judge_accuracy", "refusal_rate", "latency_ms",
+          "seed")
 _INV64 = 2.0**-64
 _unpack = struct.Struct("<QQ").unpack
 _blake2b = hashlib.blake2b
@@ -48,7 +51,7 @@ class SimConfig:
     """Resolved sim settings for one binding (plus any per-row overrides)."""
 
     __slots__ = ("accuracy", "judge_accuracy", "tpr", "fpr", "choices", "wrong_weights", "latency_s",
-                 "seed", "_pools")
+                 "seed", "refusal_rate", "_pools")
 
     def __init__(self, fields: dict[str, Any]) -> None:
         g = fields.get
@@ -57,6 +60,7 @@ class SimConfig:
         self.judge_accuracy = self.accuracy if ja is None else _num("judge_accuracy", ja)
         self.tpr = _num("tpr", g("tpr", 0.9))
         self.fpr = _num("fpr", g("fpr", 0.1))
+        self.refusal_rate = _num("refusal_rate", g("refusal_rate", 0.0))
         self.latency_s = _num("latency_ms", g("latency_ms", 0), 0.0, float("inf")) / 1000.0
         seed = g("seed")
         self.seed = 0 if seed is None else int(seed)
@@ -201,7 +205,13 @@ class SimProvider:
             digest_size=16,
         )
         n = request.n
-        texts = sampler(Draws(base, get("sample_offset") or 0, n), cfg, meta, truth)
+        draws = Draws(base, get("sample_offset") or 0, n)
+        texts = sampler(draws, cfg, meta, truth)
+        reasons = ["stop"] * n
+        if cfg.refusal_rate > 0.0:
+            for j, u in enumerate(draws.refusals()):
+                if u * _INV64 < cfg.refusal_rate:
+                    texts[j], reasons[j] = "", "refusal"
         out_chars = 0
         for text in texts:
             out_chars += (len(text) + 3) >> 2
@@ -213,7 +223,7 @@ class SimProvider:
             input_tokens=(in_chars + 3) >> 2,
             output_tokens=out_chars,
             model="sim",
-            finish_reasons=["stop"] * n,
+            finish_reasons=reasons,
         )
 
 
@@ -232,6 +242,15 @@ class Draws:
             h = base.copy()
             h.update(b"%d" % j)
             out.append(_unpack(h.digest()))
+        return out
+
+    def refusals(self) -> list[int]:
+        """One more uniform per sample (``refusal_rate``), independent of the two of ``pairs()``."""
+        base, out = self.base, []
+        for j in range(self.start, self.start + self.n):
+            h = base.copy()
+            h.update(b"refuse\x1f%d" % j)
+            out.append(_unpack(h.digest())[0])
         return out
 
 

@@ -80,6 +80,10 @@ class RunResult:
         }
         if u.cache_hits:
             out["cache_hits"] = u.cache_hits
+        if u.refusals:
+            out["refusals"] = u.refusals  # samples refused or blocked: no answer
+        if u.empty:
+            out["empty"] = u.empty  # samples that were empty replies: no answer
         if self.budget is not None:
             out["budget"] = self.budget
         return out

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import EmberError, ProviderError
-from ..providers.base import Completion, Request, binding_label
+from ..errors import EmberError, ProviderError, binding_label
+from ..providers.base import Completion, Request
 from .gates import Gate
 from .limits import Limiter, estimate_tokens
 from .pool import Target

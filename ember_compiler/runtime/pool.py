@@ -8,8 +8,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..errors import binding_label
 from ..providers import capabilities, registry
-from ..providers.base import Provider, binding_label
+from ..providers.base import Provider
 from ..xcs.plan import Plan, PlanNode
 from . import prices
 from .gates import Gate

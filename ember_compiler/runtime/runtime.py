@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ProviderError
-from ..providers.base import Completion, Request
+from ..providers.base import Completion, Request, no_answers
 from ..xcs.plan import Plan
 from . import prices
 from .attempts import WAIT_ALLOWANCE_S, RetryState, final_error, send
@@ -83,13 +83,17 @@ class Runtime:
                 if lookup.complete is not None:
                     if row is not None:
                         self.span(row, request, target, time.time(), lookup.complete, None, 0.0, cached=True)
+                    (row.usage if row is not None else self.usage).count_no_answers(lookup.complete)
                     return lookup.complete
                 request = lookup.rest
         completion = await (send(self, target, request, priority, row) if self.budget is None
                             else self._send(target, request, priority, row))
         if len(completion.texts) < request.n:
             completion = await self._top_up(target, request, priority, row, completion)
-        return completion if lookup is None else lookup.store(completion)
+        completion = completion if lookup is None else lookup.store(completion)
+        # refusals and empty replies, counted once per sample the op receives (cached ones included)
+        (row.usage if row is not None else self.usage).count_no_answers(completion)
+        return completion
 
     async def _send(self, target: Target, request: Request, priority: float, row: RowContext | None) -> Completion:
         """`attempts.send`, within the budget when there is one (runtime/budget.py)."""
@@ -177,6 +181,9 @@ class Runtime:
                 attrs["gen_ai.response.model"] = completion.model
             if completion.finish_reasons:  # a copy: the span is encoded later, and a top-up extends the list
                 attrs["gen_ai.response.finish_reasons"] = list(completion.finish_reasons)
+            kinds = no_answers(completion)
+            if any(kinds):  # per sample: refusal, blocked, length or empty (null: an answer)
+                attrs["ember.response.no_answer"] = kinds
         elif error is not None:
             attrs["error.type"] = str(error.status) if error.status else "ProviderError"
             if error.status:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..providers.base import Completion
+from ..answers import all_answers
+from ..providers.base import Completion, no_answers
 
 
 @dataclass(slots=True)
@@ -24,6 +25,8 @@ class Usage:
     unpriced: int = 0  # requests whose price is unknown: the cost is then unknown, never 0
     cached_tokens: int = 0
     cache_hits: int = 0  # samples answered by the response cache: not calls, no cost
+    refusals: int = 0  # samples that were refusals or safety blocks (answers.no_answer): no answer
+    empty: int = 0  # samples that were empty (cut off at max_tokens, or nothing at all): no answer
 
     @property
     def cost_usd(self) -> float | None:
@@ -40,6 +43,8 @@ class Usage:
         self.unpriced += other.unpriced
         self.cached_tokens += other.cached_tokens
         self.cache_hits += other.cache_hits
+        self.refusals += other.refusals
+        self.empty += other.empty
 
     def __iadd__(self, other: Usage) -> Usage:
         self.add(other)
@@ -61,7 +66,7 @@ class Usage:
     def copy(self) -> Usage:
         """A snapshot (later calls do not change it)."""
         return Usage(self.calls, self.requests, self.input_tokens, self.output_tokens, self.cost_known,
-                     self.unpriced, self.cached_tokens, self.cache_hits)
+                     self.unpriced, self.cached_tokens, self.cache_hits, self.refusals, self.empty)
 
     def record(self, completion: Completion, cost: float | None) -> None:
         """Count one answered request; `cost` None: its price is unknown."""
@@ -75,10 +80,22 @@ class Usage:
         else:
             self.cost_known += cost
 
+    def count_no_answers(self, completion: Completion) -> None:
+        """Count the samples of a completion an op received (fresh or cached) that are no answer."""
+        if all_answers(completion.texts):  # the common case, quickly
+            return
+        for kind in no_answers(completion):
+            if kind is not None:
+                if kind in ("refusal", "blocked"):
+                    self.refusals += 1
+                else:
+                    self.empty += 1
+
     def to_json(self) -> dict[str, Any]:
         return {"calls": self.calls, "requests": self.requests, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cached_tokens": self.cached_tokens,
-                "cache_hits": self.cache_hits, "cost_usd": self.cost_usd}
+                "cache_hits": self.cache_hits, "refusals": self.refusals, "empty": self.empty,
+                "cost_usd": self.cost_usd}
 
 
 _FIELDS = fields(Usage)

@@ -99,6 +99,8 @@ class ModelBinding(_Strict):
     tpr: float | None = Field(None, ge=0, le=1)
     fpr: float | None = Field(None, ge=0, le=1)
     judge_accuracy: float | None = Field(None, ge=0, le=1)
+    refusal_rate: float | None = Field(None, ge=0, le=1, description="sim: probability a sample is a refusal "
+                                       "(no answer), independent of its correctness; default 0.")
     latency_ms: Annotated[float, Field(ge=0)] | Ref | None = None
 
 

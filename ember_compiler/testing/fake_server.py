@@ -10,7 +10,10 @@ stdin. Endpoints:
 - `POST …/chat/completions` — waits the configured latency (a timer, no CPU), then answers like
   OpenAI: `n` choices whose `message.content` is a short reasoning ending "Answer: A" (or, when the
   request carries `response_format: json_schema`, a JSON object filling that schema), and `usage`
-  (prompt tokens ≈ characters / 4, 12 completion tokens per choice).
+  (prompt tokens ≈ characters / 4, 12 completion tokens per choice). A prompt containing `[refuse K]`
+  gets its first K choices as refusals (`content: null, refusal: "..."`, as OpenAI sends them), and
+  `[empty K]` its first K as empty replies cut off by length (`content: ""`, `finish_reason: length`,
+  a reasoning model that spent `max_tokens` thinking): a dataset says exactly which samples are no answer.
 - `GET /stats` — counters since the last reset: `requests` (chat requests received), `ok`, `rejected`
   (429s), `in_flight`, `max_in_flight` (chat requests between the end of their headers and the write of
   their response), `max_answers_in_prompt` (the most of this server's replies one request's messages quoted: a
@@ -37,6 +40,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,6 +48,8 @@ import time
 HOST = "127.0.0.1"
 MARK = "the first one fits best"  # counted in prompts: how many candidate replies a request carries
 REPLY = f"The question asks for one option; working through it, {MARK}.\nAnswer: A"
+REFUSAL = "I'm sorry, but I can't help with that."
+_MARKER = re.compile(r"\[(refuse|empty) (\d+)\]")
 
 
 class State:
@@ -106,13 +112,22 @@ def completion(state: State, body: dict) -> dict:
         content = json.dumps(_fill((fmt.get("json_schema") or {}).get("schema") or {}))
     else:
         content = REPLY
-    chars = sum(len(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m, dict))
+    prompt = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m, dict))
+    chars = len(prompt)
+    marks = {kind: int(k) for kind, k in _MARKER.findall(prompt)}
     state.ids += 1
+    choices = []
+    for i in range(n):
+        message, finish = {"role": "assistant", "content": content, "refusal": None}, "stop"
+        if i < marks.get("refuse", 0):
+            message = {"role": "assistant", "content": None, "refusal": REFUSAL}
+        elif i < marks.get("refuse", 0) + marks.get("empty", 0):
+            message, finish = {"role": "assistant", "content": "", "refusal": None}, "length"
+        choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
     return {
         "id": f"chatcmpl-fake-{state.ids}", "object": "chat.completion", "created": int(time.time()),
         "model": body.get("model") or "fake", "system_fingerprint": "fp_fake",
-        "choices": [{"index": i, "message": {"role": "assistant", "content": content, "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"} for i in range(n)],
+        "choices": choices,
         "usage": {"prompt_tokens": chars // 4 + 8, "completion_tokens": 12 * n, "total_tokens": chars // 4 + 8 + 12 * n,
                   "prompt_tokens_details": {"cached_tokens": 0}},
     }

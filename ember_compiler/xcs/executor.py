@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
-from ..providers.base import Completion, Request, binding_label
+from ..providers.base import Completion, Request
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
@@ -193,17 +193,7 @@ class Executor:
                 completions = list(await asyncio.gather(*(sink.complete(r, c.priority, row) for r in requests)))
             return c.rule.finish(node, values, completions)
         except OutputError as exc:
-            raise _named(exc, node.params["model"], binding) from None
-
-
-def _named(exc: OutputError, name: str, binding: dict[str, Any]) -> OutputError:
-    """An unreadable reply's error naming the binding as provider errors do: the op knows only the
-    binding's name (`model 'm': …`), the executor its provider and model (`model 'm' (openai gpt-4o-mini): …`)."""
-    short, full = binding_label(name), binding_label(name, binding)
-    text = str(exc)
-    if short == full or not text.startswith(short + ":"):
-        return exc
-    return OutputError(full + text[len(short):])
+            raise exc.naming(binding) from None
 
 
 class MapRunner:

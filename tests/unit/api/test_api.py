@@ -277,11 +277,12 @@ def test_run_dir_without_a_folder_writes_nothing(tmp_path, monkeypatch):
 # -- Usage ----------------------------------------------------------------------------------------
 def test_usage_adds_and_subtracts_every_field():
     a = Usage(calls=3, requests=2, input_tokens=10, output_tokens=5, cost_known=0.5, unpriced=0,
-              cached_tokens=4, cache_hits=2)
+              cached_tokens=4, cache_hits=2, refusals=2, empty=1)
     b = Usage(calls=1, requests=1, input_tokens=1, output_tokens=1, cost_known=0.25, unpriced=1,
-              cached_tokens=1, cache_hits=1)
+              cached_tokens=1, cache_hits=1, refusals=1, empty=1)
     total = a + b
-    assert total == Usage(4, 3, 11, 6, 0.75, 1, 5, 3) and total - b == a and a == Usage(3, 2, 10, 5, 0.5, 0, 4, 2)
+    assert total == Usage(4, 3, 11, 6, 0.75, 1, 5, 3, 3, 2) and total - b == a
+    assert a == Usage(3, 2, 10, 5, 0.5, 0, 4, 2, 2, 1)
     assert total.cost_usd is None and a.cost_usd == 0.5
     c = a.copy()
     c += b
@@ -291,7 +292,9 @@ def test_usage_adds_and_subtracts_every_field():
     u.record(Completion(["z"], input_tokens=1, output_tokens=1), None)
     assert u == Usage(3, 2, 8, 4, 0.1, 1, 2, 0)
     assert u.to_json() == {"calls": 3, "requests": 2, "input_tokens": 8, "output_tokens": 4, "cached_tokens": 2,
-                           "cache_hits": 0, "cost_usd": None}
+                           "cache_hits": 0, "refusals": 0, "empty": 0, "cost_usd": None}
+    u.count_no_answers(Completion(["", "", "Answer: 4", ""], finish_reasons=["refusal", "SAFETY", "stop", "length"]))
+    assert (u.refusals, u.empty) == (2, 1)
 
 
 def test_jit_usage_keeps_cached_tokens_and_cache_hits(tmp_path):

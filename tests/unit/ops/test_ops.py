@@ -79,3 +79,19 @@ def test_refine_result_takes_the_last_round_that_ran():
     checks = [{"accepted": False}, {"accepted": True}, None]
     assert fn_refine_result(None, {"proofs": proofs, "checks": checks}) == {
         "answer": "B", "rounds": 2, "accepted": True}
+
+
+def test_vote_ignores_blank_candidates_and_a_varied_ensemble_sums_its_no_answers():
+    from ember_compiler.ops.ensemble import concat
+    from ember_compiler.ops.ensemble import finish as finish_ensemble
+
+    assert vote(["", "Answer: 4", None, "  ", "Answer: 4"]) == {"answer": "4", "counts": {"4": 2}, "confidence": 1.0}
+    node = PlanNode(id="e/a", kind="llm", op="ensemble", params={"model": "m", "n": 3, "prompt": "p"}, inputs={},
+                    outputs=(), when=())
+    a = finish_ensemble(node, {}, [Completion(["", "Answer: 4", ""], finish_reasons=["refusal", "stop", "length"])])
+    assert a["responses"] == ["", "Answer: 4", ""] and a["answers"] == [None, "4", None]
+    assert (a["usage"]["refusals"], a["usage"]["empty"], a["usage"]["samples"]) == (1, 1, 3)
+    b = finish_ensemble(node, {}, [Completion(["Answer: 5", "", "Answer: 4"], finish_reasons=["stop", "SAFETY", "stop"])])
+    both = concat(None, {"parts": [a, b]})
+    assert both["answers"] == [None, "4", None, "5", None, "4"]
+    assert both["usage"] == {"input_tokens": 0, "output_tokens": 0, "samples": 6, "refusals": 2, "empty": 1}

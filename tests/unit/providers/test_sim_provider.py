@@ -292,3 +292,46 @@ def test_sim_reads_answers_with_the_ops_convention() -> None:
     texts = ["Work.\n**Answer:** 42", "Answer：42", "> answer: *42*", None]
     assert sim_mod._candidate_answers({"candidates": texts}) == ["42", "42", "42", None]
     assert [answers.extract_answer(t) for t in texts[:3]] == ["42", "42", "42"]
+
+
+# -- refusal_rate ------------------------------------------------------------------------------------
+
+def test_refusal_rate_refuses_independently_of_the_other_draws():
+    plain = run(req(n=N, truth="B"))
+    refusing = run(req({"refusal_rate": 0.1}, n=N, truth="B"))
+    refused = [j for j, r in enumerate(refusing.finish_reasons) if r == "refusal"]
+    assert within(len(refused), N, 0.1) and all(refusing.texts[j] == "" for j in refused)
+    # the samples that did not refuse are the very same draws as without a refusal rate
+    assert all(refusing.texts[j] == plain.texts[j] for j in range(N) if j not in set(refused))
+    split = [run(req({"refusal_rate": 0.1}, n=1, truth="B", sample_offset=j)).finish_reasons[0] for j in range(50)]
+    assert split == refusing.finish_reasons[:50]  # seeded per sample, like the other draws
+    assert run(req({"refusal_rate": 1.0}, n=5, role="verify", candidate="Answer: B")).texts == [""] * 5
+    with pytest.raises(ConfigError, match="refusal_rate"):
+        check_binding("w", {"provider": "sim", "refusal_rate": 1.5})
+
+
+def test_a_vote_fails_a_row_only_when_every_sample_refuses(tmp_path):
+    from ember_compiler.compiler import compile_spec
+    from ember_compiler.eval.dataset import Row
+    from ember_compiler.eval.runner import eval_plan
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("""ember: 1
+name: refusing
+inputs: {question: string}
+models:
+  m: {provider: sim, accuracy: 1.0, refusal_rate: 0.5}
+nodes:
+  ens: {op: ensemble, model: m, n: 3, prompt: "{{ inputs.question }}"}
+  tally: {op: vote, candidates: "${ens.answers}"}
+outputs: {answer: "${tally.answer}"}
+""")
+    rows = [Row(i, f"r{i}", {"id": f"r{i}", "question": "q", "answer": "A"}) for i in range(4000)]
+    s = eval_plan(compile_spec(spec), rows, runs_dir=None).summary
+    # a row is wrong exactly when all 3 samples refused (0.5 ** 3); the others vote for the truth
+    assert s["errors"] == s["rows"] - round(s["metrics"]["accuracy"] * s["rows"])
+    assert within(s["errors"], 4000, 0.125)
+    assert within(s["refusals"], 12000, 0.5) and s["calls"] == 12000
+    # the vote cut-off (ensemble and vote fused) draws the same samples: the same rows fail
+    cut = eval_plan(compile_spec(spec, batch=True), rows, runs_dir=None).summary
+    assert (cut["errors"], cut["metrics"]) == (s["errors"], s["metrics"]) and cut["calls"] < s["calls"]
