@@ -63,9 +63,11 @@ def vote(candidates: Iterable[Any], regex: str | None = None, mode: str = "strip
     texts (a refusal or empty reply: never an answer) are skipped."""
     counts: dict[str, int] = {}
     for c in candidates:
-        if c is None or (isinstance(c, str) and not c.strip()):
+        if c is None:
             continue
         key = normalize(extract_answer(c, regex), mode)
+        if key == "" and not str(c).strip():  # a blank text: checked only when its answer is empty
+            continue
         counts[key] = counts.get(key, 0) + 1
     if not counts:
         return {"answer": None, "counts": {}, "confidence": 0.0}
