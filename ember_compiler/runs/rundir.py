@@ -28,6 +28,33 @@ TRACE, RESULT, ROWS, STUDY = "trace.jsonl", "result.json", "rows.jsonl", "study.
 IDENTITY = ("plan_hash", "data_sha256", "seed", "sets", "map", "limit", "sample", "metrics")
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` atomically: a temp file in the same folder, fsync, `os.replace`.
+
+    A kill at any moment leaves either the old file or the new one, never a truncated one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def worker_trace(worker: str) -> str:
     """The trace file of one Ray worker in the driver's run folder (`trace.<worker>.jsonl`)."""
     return f"trace.{worker}.jsonl"
@@ -100,7 +127,7 @@ class RunDir:
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
         if self.path is not None:
             self.mkdir()
-            (self.path / name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+            atomic_write_text(self.path / name, json.dumps(data, indent=2, default=str) + "\n")
 
     def write_result(self, result: dict[str, Any]) -> None:
         """Write `result.json` (indented JSON, one trailing newline)."""
@@ -140,14 +167,19 @@ class RunDir:
         return (self.path / ROWS).open("a" if append else "w", encoding="utf-8")
 
     def load_records(self) -> list[dict[str, Any]]:
-        """The finished rows of an interrupted run. A torn last line (killed mid-write) is dropped and the
-        file rewritten without it, so appending continues from whole records; a later duplicate index wins."""
+        """The finished rows of an interrupted run. A torn last line (killed mid-write: not JSON, or no
+        trailing newline) is dropped and the file rewritten atomically without it, so appending continues
+        from whole records; a later duplicate index wins."""
         path = self.file(ROWS)
         if path is None or not path.is_file():
             return []
         by_index: dict[int, dict[str, Any]] = {}
         torn = False
-        for line in path.read_text(encoding="utf-8").splitlines():
+        text = path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        if lines[-1]:  # the last record's newline never made it to disk: torn, whatever it holds
+            torn = True
+        for line in lines[:-1]:
             if not line.strip():
                 continue
             try:
@@ -159,7 +191,7 @@ class RunDir:
                 by_index[record["index"]] = record
         records = sorted(by_index.values(), key=lambda r: r["index"])
         if torn:
-            path.write_text("".join(json.dumps(r, default=str) + "\n" for r in records), encoding="utf-8")
+            atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
         return records
 
     def __repr__(self) -> str:
