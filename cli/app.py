@@ -52,11 +52,22 @@ def errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort):
         raise
+    except OSError as exc:  # disk full, read-only, `.ember` a file: the file and the reason, one line
+        if _state["debug"]:
+            traceback.print_exc()
+        output.error(os_error_text(exc))
+        raise typer.Exit(1) from None
     except Exception as exc:  # a bug in Ember: still one line unless --debug
         if _state["debug"]:
             traceback.print_exc()
         output.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
         raise typer.Exit(1) from None
+
+
+def os_error_text(exc: OSError) -> str:
+    """`cannot write .ember/runs/x/rows.jsonl: No space left on device` (the file, then the reason)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
 
 
 def renamed(new: Any, old: Any, old_flag: str, new_flag: str) -> Any:
@@ -88,6 +99,9 @@ CacheModeOpt = Annotated[str, typer.Option("--cache-mode", help="read-write (def
 RowConcurrencyOpt = Annotated[int | None, typer.Option(
     "--row-concurrency", min=1, help="Rows in flight at once (default 64; per-model calls in flight are the "
                                      "binding's limits.concurrency).")]
+RunsDirOpt = Annotated[Path | None, typer.Option(
+    "--runs-dir", envvar="EMBER_RUNS_DIR", help="Where run folders go (default .ember/runs; env EMBER_RUNS_DIR).")]
+NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="Do not write trace.jsonl into the run folder.")]
 OldConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", min=1, hidden=True,
                                                        help="Deprecated: --row-concurrency.")]
 
@@ -96,7 +110,8 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
                 no_pass: list[str] | None = None, max_cost: float | None = None, max_calls: int | None = None,
                 max_tokens: int | None = None, old_max_tokens: int | None = None, cache: Path | None = None,
                 no_cache: bool = False, cache_mode: str = "read-write", row_concurrency: int | None = None,
-                old_concurrency: int | None = None) -> api.RunOptions:
+                old_concurrency: int | None = None, runs_dir: Path | None = None,
+                no_trace: bool = False) -> api.RunOptions:
     """The flags shared by run, eval, sweep and plan as the library's `RunOptions`."""
     max_tokens = renamed(max_tokens, old_max_tokens, "--max-tokens", "--max-total-tokens")
     rows = renamed(row_concurrency, old_concurrency, "--concurrency", "--row-concurrency")
@@ -106,4 +121,5 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
     return api.RunOptions(seed=seed, scheduler=scheduler, sets=api.parse_sets(set_items),
                           disable_passes=tuple(no_pass or ()), budget=None if budget.empty else budget,
                           cache=cache, cache_mode="off" if no_cache else cache_mode,
-                          row_concurrency=rows if rows is not None else 64)
+                          row_concurrency=rows if rows is not None else 64, trace=not no_trace,
+                          **({"runs_dir": runs_dir} if runs_dir is not None else {}))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,13 +23,16 @@ from .app import (
     MaxTokensOpt,
     NoCacheOpt,
     NoPassOpt,
+    NoTraceOpt,
     OldConcurrencyOpt,
     OldMaxTokensOpt,
     RowConcurrencyOpt,
+    RunsDirOpt,
     SchedulerOpt,
     SetOpt,
     app,
     errors,
+    os_error_text,
     run_options,
 )
 
@@ -98,6 +105,8 @@ def eval_(
     address: AddressOpt = None,
     workers: WorkersOpt = None,
     worker_cpus: WorkerCpusOpt = 1.0,
+    runs_dir: RunsDirOpt = None,
+    no_trace: NoTraceOpt = False,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
     from .progress import RowProgress
@@ -105,21 +114,32 @@ def eval_(
     with errors():
         options = run_options(scheduler=scheduler, no_pass=no_pass, max_cost=max_cost, max_calls=max_calls,
                               max_tokens=max_tokens, old_max_tokens=old_max_tokens, cache=cache, no_cache=no_cache,
-                              cache_mode=cache_mode, row_concurrency=row_concurrency, old_concurrency=old_concurrency)
+                              cache_mode=cache_mode, row_concurrency=row_concurrency, old_concurrency=old_concurrency,
+                              runs_dir=runs_dir, no_trace=no_trace)
         ray = {k: v for k, v in (("address", address), ("workers", workers)) if v is not None}
         ray.update({"worker_cpus": worker_cpus} if worker_cpus != 1.0 else {})
         setup = api.eval_job(spec, data, options, metrics=metric, map=map, limit=limit, sample=sample, seed=seed,
                              sets=set, resume=resume, executor=executor, ray=ray)
         job, n_rows = setup.job, len(setup.rows)
+        terminated: list[int] = []
         try:
-            with RowProgress(n_rows, enabled=progress and not json_out) as bar:
+            with RowProgress(n_rows, enabled=progress and not json_out) as bar, _sigterm_as_sigint(terminated):
                 bar.start_from(setup.resumed)
                 result = asyncio.run(api.run_eval(setup, bar.update))
         except KeyboardInterrupt:
             print_warnings(job.warnings)
-            output.error(f"interrupted: {job.done:,} of {n_rows:,} rows finished and kept in {_rows_file(job)}; "
-                         f"resume with: ember eval --resume {job.run_id}")
-            raise typer.Exit(130) from None
+            output.error(f"{'terminated' if terminated else 'interrupted'}: {job.done:,} of {n_rows:,} rows "
+                         f"finished and kept in {_rows_file(job)}; resume with: ember eval --resume {job.run_id}"
+                         f"{_runs_dir_flag(runs_dir)}")
+            raise typer.Exit(143 if terminated else 130) from None
+        except OSError as exc:  # disk full, read-only: what was recorded stays; name the file
+            print_warnings(job.warnings)
+            kept = (f"{job.done:,} of {n_rows:,} rows finished and kept in {_rows_file(job)}; "
+                    f"resume with: ember eval --resume {job.run_id}{_runs_dir_flag(runs_dir)} once it can be "
+                    "written" if job.run_dir is not None and (job.run_dir / "study.json").is_file()
+                    else "nothing was recorded")
+            output.error(f"{os_error_text(exc)}; {kept}")
+            raise typer.Exit(1) from None
         print_eval(result, json_out)
         print_warnings(job.warnings)
         if result.budget_exceeded and job.budget is not None:
@@ -127,6 +147,34 @@ def eval_(
                          f"{_rows_file(job)}; {result.summary.get('unfinished_rows', 0):,} not finished (not "
                          f"recorded); finish them with: ember eval --resume {job.run_id} (and a new budget)")
             raise typer.Exit(3)
+
+
+def _runs_dir_flag(runs_dir: Path | None) -> str:
+    """` --runs-dir DIR` when the run is not in the default place (the resume must look there too)."""
+    return f" --runs-dir {runs_dir}" if runs_dir is not None else ""
+
+
+@contextmanager
+def _sigterm_as_sigint(terminated: list[int]) -> Iterator[None]:
+    """SIGTERM is handled as Ctrl-C (the rows recorded are flushed, `result.json` says interrupted); the
+    caller exits 143 instead of 130. Only in the main thread (signals cannot be handled elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)  # asyncio.run's own: it cancels the eval, then raises
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _rows_file(job: Any) -> Any:

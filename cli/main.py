@@ -23,7 +23,9 @@ from .app import (
     MaxTokensOpt,
     NoCacheOpt,
     NoPassOpt,
+    NoTraceOpt,
     OldMaxTokensOpt,
+    RunsDirOpt,
     SchedulerOpt,
     SetOpt,
     SpecArg,
@@ -90,12 +92,15 @@ def run(
     no_cache: NoCacheOpt = False,
     cache_mode: CacheModeOpt = "read-write",
     no_pass: NoPassOpt = None,
+    runs_dir: RunsDirOpt = None,
+    no_trace: NoTraceOpt = False,
 ) -> None:
     """Run a spec once and print its outputs."""
     with errors():
         options = run_options(seed=seed, scheduler=scheduler, set_items=set, no_pass=no_pass, max_cost=max_cost,
                               max_calls=max_calls, max_tokens=max_tokens, old_max_tokens=old_max_tokens,
-                              cache=cache, no_cache=no_cache, cache_mode=cache_mode)
+                              cache=cache, no_cache=no_cache, cache_mode=cache_mode, runs_dir=runs_dir,
+                              no_trace=no_trace)
         result = api.run(spec, api.parse_inputs(input, inputs), options)
         for message in result.warnings:
             output.warning(message)
@@ -106,7 +111,7 @@ def run(
             output.error(result.error)
         else:
             output.print_outputs(result)
-        if result.run_dir is not None and not json_out:
+        if result.run_dir is not None and not json_out and not no_trace:
             output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
         if result.error:
             raise typer.Exit(3 if result.budget_exceeded else 1)

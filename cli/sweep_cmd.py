@@ -13,8 +13,10 @@ from ember_compiler import api
 from . import output
 from .app import (
     NoPassOpt,
+    NoTraceOpt,
     OldConcurrencyOpt,
     RowConcurrencyOpt,
+    RunsDirOpt,
     SchedulerOpt,
     SpecArg,
     app,
@@ -70,6 +72,8 @@ def sweep(
     no_pass: NoPassOpt = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on a terminal.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    runs_dir: RunsDirOpt = None,
+    no_trace: NoTraceOpt = False,
 ) -> None:
     """Run SPEC over a dataset at every point of a --set grid; table, plot and scaling-law fit."""
     from .progress import RowProgress
@@ -77,7 +81,8 @@ def sweep(
     with errors():
         horizon = renamed(fit_horizon, old_max_calls, "sweep --max-calls", "--fit-horizon") or 1000
         options = run_options(seed=seed, scheduler=scheduler, no_pass=no_pass, row_concurrency=row_concurrency,
-                              old_concurrency=old_concurrency, no_cache=True)
+                              old_concurrency=old_concurrency, no_cache=True, runs_dir=runs_dir,
+                              no_trace=no_trace)
         if plot is not None:
             api.require_plot()  # a missing extra is reported before the sweep runs, not after
         rows = api.load_rows(data, limit=limit, map=map, sample=sample, seed=seed)
@@ -93,7 +98,7 @@ def sweep(
                 result = api.sweep(spec, rows, set, options, metrics=metric,
                                    fit=fit or fit_upto is not None, on_point=on_point, on_row=bar.update)
             except KeyboardInterrupt:
-                output.error("interrupted: the finished points are in .ember/runs/ (a sweep is not resumable; "
+                output.error(f"interrupted: the finished points are in {options.runs_dir}/ (a sweep is not resumable; "
                              "rerun it, or use ember eval --set for one point)")
                 raise typer.Exit(130) from None
         law = result.fit(k_max=horizon, upto=fit_upto) if fit or fit_upto is not None else None

@@ -189,11 +189,17 @@ class EvalJob:
         cursor = iter(todo)
         stats, names = self.stats, self.names
 
+        broken: list[OSError] = []  # the rows file could not be written (disk full, read-only)
+
         def flush() -> None:
             nonlocal last_flush
-            if out is not None and buffer:
-                out.write("\n".join(buffer) + "\n")
-                out.flush()
+            if out is not None and buffer and not broken:
+                try:
+                    out.write("\n".join(buffer) + "\n")
+                    out.flush()
+                except OSError as exc:  # a write error names no file: name rows.jsonl
+                    broken.append(OSError(exc.errno, exc.strerror, str(run.rows_path)))
+                    raise broken[0] from exc
                 buffer.clear()
             last_flush = time.perf_counter()
 
@@ -239,12 +245,21 @@ class EvalJob:
             status = "failed"
             raise
         finally:
+            # every step runs even when one cannot write (disk full): the rows first, then the trace and
+            # result.json; the first write error is raised, naming its file
+            write_errors: list[OSError] = []
             self.warnings = list(runtime.warnings)
+            for step in (flush, out.close if out is not None else None):
+                try:
+                    if step is not None:
+                        step()
+                except OSError as exc:
+                    write_errors.append(exc)
             if own_runtime:
-                await runtime.aclose()
-            flush()
-            if out is not None:
-                out.close()
+                try:
+                    await runtime.aclose()
+                except OSError as exc:
+                    write_errors.append(exc)
             result = self._result(time.perf_counter() - start, len(previous))
             if self.cluster is not None:
                 result.summary["ray"] = {"shards": len(self.cluster.worker_pids),
@@ -254,10 +269,15 @@ class EvalJob:
                 if budget.exceeded:
                     result.budget_exceeded = True
                     result.summary["unfinished_rows"] = len(self.rows) - len(self.stats)
-            run.write_result({
-                **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
-                "seed": self.seed, "total_rows": len(self.rows),
-            })
+            try:
+                run.write_result({
+                    **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
+                    "seed": self.seed, "total_rows": len(self.rows),
+                })
+            except OSError as exc:
+                write_errors.append(exc)
+            if write_errors:
+                raise write_errors[0]
         return result
 
     def _result(self, wall_s: float, resumed: int) -> EvalResult:

@@ -12,6 +12,7 @@ attribute values they will not mutate); the buffer is encoded and written when t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -32,6 +33,7 @@ class Tracer:
         self._ids = itertools.count(1)
         self._prefix = os.urandom(4).hex()
         self.count = 0
+        self.error: OSError | None = None  # the trace could not be written: tracing stops, `close` raises it
 
     def new_trace(self) -> str:
         return os.urandom(16).hex()
@@ -71,6 +73,16 @@ class Tracer:
             self._idle = None
         if not self._buffer or self.path is None:
             return
+        try:
+            self._write()
+        except OSError as exc:  # disk full, read-only: a write error names no file, so name it; a span
+            # never fails the row that made it — tracing stops and `close` reports the error
+            self.error = OSError(exc.errno, exc.strerror, str(self.path))
+            self.path = None
+            self._buffer.clear()
+
+    def _write(self) -> None:
+        assert self.path is not None
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
@@ -86,5 +98,8 @@ class Tracer:
     def close(self) -> None:
         self.flush()
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
+        if self.error is not None:
+            raise self.error
