@@ -22,13 +22,43 @@ from typing import Any
 
 import httpx2
 
-from ..errors import ProviderError
+from ..errors import ConfigError, ProviderError
 from . import http_io
 from .base import RateLimits
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 FINAL_STATUSES = frozenset({400, 401, 403, 404, 422})  # the same request fails again, whatever a header says
 MAX_HINT_S = 24 * 3600.0  # a larger hint is nonsense; the runtime compares hints with its deadline
+MIN_SECRET_CHARS = 8  # a shorter "key" is not scrubbed: replacing every `k` would mangle all output
+_NOT_IN_HEADER = re.compile(r"[^\x21-\x7e]")  # a key is visible ASCII; anything else cannot be sent
+
+
+def read_key(env: str | None) -> str | None:
+    """The key in `$env` without surrounding whitespace (a trailing newline from `$(cat key.txt)`);
+    None when unset or blank. A key with characters no header can carry is a `ConfigError` naming
+    the variable, never the value."""
+    if not env:
+        return None
+    key = os.environ.get(env, "").strip()
+    if _NOT_IN_HEADER.search(key):
+        raise ConfigError(f"{env} holds characters an HTTP header cannot carry (control characters, spaces "
+                          "or non-ASCII inside the key): set it to the key alone")
+    return key or None
+
+
+def scrubbable(secret: str | None) -> bool:
+    return bool(secret) and len(secret) >= MIN_SECRET_CHARS  # type: ignore[arg-type]
+
+
+def scrub_tree(value: Any, scrub: Any) -> Any:
+    """`value` (decoded JSON) with `scrub` applied to every string in it, before anything is cut."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_tree(k, scrub): scrub_tree(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_tree(v, scrub) for v in value]
+    return value
 
 
 class HTTPProvider:
@@ -48,7 +78,7 @@ class HTTPProvider:
         self.timeout_s = float(timeout_s)
         self.structured = structured  # may this endpoint be sent a JSON schema (Request.schema)?
         self._concurrency = concurrency
-        self._secret = api_key or None
+        self._secret = api_key if scrubbable(api_key) else None
         self._urls: dict[str, httpx2.URL] = {}
         self._client = httpx2.AsyncClient(
             headers={**self.base_headers(), **(self.auth_headers(api_key) if api_key else {})},
@@ -112,13 +142,13 @@ class HTTPProvider:
             data = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             # a truncated body (a proxy cut the connection) is worth another attempt
-            raise ProviderError(self.scrub(f"HTTP 200 with a malformed JSON body: {snippet(resp.text)}"),
+            raise ProviderError(f"HTTP 200 with a malformed JSON body: {snippet(self.scrub(resp.text))}",
                                 status=200, retryable=True) from None
         if not isinstance(data, dict):
             raise ProviderError("HTTP 200 with an unexpected body (not a JSON object)", status=200)
         if data.get("error"):
             # some gateways (OpenRouter, proxies) report upstream failures inside a 200
-            message, code, _ = self.error_info(data)
+            message, code, _ = self.error_info(scrub_tree(data, self.scrub))  # scrubbed before it is cut
             message = " ".join(message.split())
             inner = code if isinstance(code, int) else None
             raise ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
@@ -132,10 +162,11 @@ class HTTPProvider:
         except ValueError:
             data = None
         if isinstance(data, dict):
+            data = scrub_tree(data, self.scrub)  # scrubbed before error_info cuts the message
             message, _, exhausted = self.error_info(data)
             message = " ".join(message.split())  # one line, whatever newlines the API's message has
         else:
-            message, exhausted = snippet(resp.text), False
+            message, exhausted = snippet(self.scrub(resp.text)), False  # scrubbed, then cut
         should = resp.headers.get("x-should-retry")  # OpenAI's and Anthropic's servers decide
         if should in ("true", "false"):
             retryable = should == "true"

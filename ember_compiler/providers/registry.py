@@ -9,7 +9,6 @@ factories through the entry-point group `ember.providers` (loaded on first use) 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -24,7 +23,7 @@ from .anthropic import AnthropicProvider
 from .base import Provider
 from .gemini import DEFAULT_BASE_URL as GEMINI_URL
 from .gemini import GeminiProvider
-from .http import key_env
+from .http import key_env, read_key
 from .openai import DEFAULT_BASE_URL, OpenAIProvider
 from .sim import SimProvider, build_config
 
@@ -57,13 +56,13 @@ def _http_factory(provider: str) -> Factory:
 
     def factory(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
         env = api_key_env(binding)
-        return cls(binding.get("base_url"), (os.environ.get(env) or None) if env else None,
+        return cls(binding.get("base_url"), read_key(env),
                    transport=transport, timeout_s=binding.get("timeout_s") or 60)
 
     def check(binding_name: str, binding: dict[str, Any]) -> None:
         where = f"model '{binding_name}' (provider {provider})"
         env = api_key_env(binding)
-        if env and not os.environ.get(env):
+        if env and not read_key(env):  # stripped; a key a header cannot carry is refused by name
             raise ConfigError(f"{where} needs an API key: set {env}")
         for key, only in (("max_tokens_field", ("openai",)), ("n_limit", ("openai", "gemini"))):
             if binding.get(key) is not None and provider not in only:

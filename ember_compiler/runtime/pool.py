@@ -3,7 +3,6 @@ resolved once to a `Target` (provider, gate, price, timeout, retries)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from ..errors import binding_label
 from ..providers import capabilities, registry
 from ..providers.base import Provider
+from ..providers.http import MIN_SECRET_CHARS, read_key, scrubbable
 from ..xcs.plan import Plan, PlanNode
 from . import prices
 from .gates import Gate
@@ -90,8 +90,12 @@ class ProviderPool:
                    if caps.temperature else "this model rejects sampling parameters")
             self._warn(f"{binding_label(name or '?', binding)}: `{key}` not sent ({why})")
         env = registry.secret_env(binding)
-        if env and os.environ.get(env):
-            self.secrets.add(os.environ[env])
+        key = read_key(env)  # stripped, as the provider sends it
+        if key and not scrubbable(key):
+            self._warn(f"the key in {env} is shorter than {MIN_SECRET_CHARS} characters: it is not scrubbed "
+                       "from output (scrubbing it would mangle every message)")
+        elif key:
+            self.secrets.add(key)
         # keyed by id(): the target holds the binding, so the id stays unique while cached
         return Target(binding, provider, gate, price)
 

@@ -134,6 +134,11 @@ class Runtime:
     def account(self, row: RowContext | None, request: Request, target: Target, start: float,
                 completion: Completion, attempt: int) -> None:
         """Count an answered request in its row's usage (else the runtime's) and trace it."""
+        if self.pool.secrets:  # a hostile server may echo the key: never into usage, trace, rows or cache
+            scrub = self.scrub
+            if completion.model:
+                completion.model = scrub(completion.model)
+            completion.texts[:] = [scrub(t) if isinstance(t, str) else t for t in completion.texts]
         price = target.price
         cost = None if price is None else price.cost(completion) if price is not prices.FREE else 0.0
         (row.usage if row is not None else self.usage).record(completion, cost)

@@ -14,6 +14,10 @@ stdin. Endpoints:
   gets its first K choices as refusals (`content: null, refusal: "..."`, as OpenAI sends them), and
   `[empty K]` its first K as empty replies cut off by length (`content: ""`, `finish_reason: length`,
   a reasoning model that spent `max_tokens` thinking): a dataset says exactly which samples are no answer.
+  Two hostile modes (issue 17), each bounded to the first 4 KB of the header: `[echo auth]` answers 500
+  with a text body that echoes the request's `Authorization` header after 166 characters of filler (a
+  200-character snippet cuts a key that is not scrubbed first), and `[model key]` answers with the
+  bearer token as the response's `model`.
 - `GET /stats` — counters since the last reset: `requests` (chat requests received), `ok`, `rejected`
   (429s), `in_flight`, `max_in_flight` (chat requests between the end of their headers and the write of
   their response), `max_answers_in_prompt` (the most of this server's replies one request's messages quoted: a
@@ -50,6 +54,7 @@ MARK = "the first one fits best"  # counted in prompts: how many candidate repli
 REPLY = f"The question asks for one option; working through it, {MARK}.\nAnswer: A"
 REFUSAL = "I'm sorry, but I can't help with that."
 _MARKER = re.compile(r"\[(refuse|empty) (\d+)\]")
+ECHO_FILLER = "upstream failed; request was: " + "." * 136  # 166 characters, then the echoed header
 
 
 class State:
@@ -105,14 +110,18 @@ def _fill(schema: dict) -> dict:
     return out
 
 
-def completion(state: State, body: dict) -> dict:
+def prompt_of(body: dict) -> str:
+    return "\n".join(str(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m, dict))
+
+
+def completion(state: State, body: dict, auth: str = "") -> dict:
     n = int(body.get("n") or 1)
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         content = json.dumps(_fill((fmt.get("json_schema") or {}).get("schema") or {}))
     else:
         content = REPLY
-    prompt = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [] if isinstance(m, dict))
+    prompt = prompt_of(body)
     chars = len(prompt)
     marks = {kind: int(k) for kind, k in _MARKER.findall(prompt)}
     state.ids += 1
@@ -126,17 +135,20 @@ def completion(state: State, body: dict) -> dict:
         choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
     return {
         "id": f"chatcmpl-fake-{state.ids}", "object": "chat.completion", "created": int(time.time()),
-        "model": body.get("model") or "fake", "system_fingerprint": "fp_fake",
+        "model": (auth.removeprefix("Bearer ")[:4096] if "[model key]" in prompt else body.get("model") or "fake"),
+        "system_fingerprint": "fp_fake",
         "choices": choices,
         "usage": {"prompt_tokens": chars // 4 + 8, "completion_tokens": 12 * n, "total_tokens": chars // 4 + 8 + 12 * n,
                   "prompt_tokens_details": {"cached_tokens": 0}},
     }
 
 
-def response(status: int, payload: dict, extra: dict[str, str] | None = None, *, close: bool = False) -> bytes:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+def response(status: int, payload: dict | str, extra: dict[str, str] | None = None, *, close: bool = False) -> bytes:
+    text = isinstance(payload, str)  # a text body (a proxy's error page), else JSON
+    body = payload.encode() if text else json.dumps(payload, separators=(",", ":")).encode()
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+    head = [f"HTTP/1.1 {status} {reason}", f"content-type: {'text/plain' if text else 'application/json'}",
+            f"content-length: {len(body)}",
             "connection: close" if close else "connection: keep-alive"]
     head += [f"{k}: {v}" for k, v in (extra or {}).items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -186,7 +198,7 @@ class Connection(asyncio.Protocol):
         close = headers.get("connection", "").lower() == "close"
         state = self.state
         if method == "POST" and path.endswith("/chat/completions"):
-            self.chat(raw, close)
+            self.chat(raw, close, headers.get("authorization", ""))
         elif method == "GET" and path == "/stats":
             self.send(response(200, state.stats(), close=close), close)
         elif method == "POST" and path == "/reset":
@@ -208,7 +220,7 @@ class Connection(asyncio.Protocol):
         elif self.buf:
             self.next_request()
 
-    def chat(self, raw: bytes, close: bool) -> None:
+    def chat(self, raw: bytes, close: bool, auth: str = "") -> None:
         state = self.state
         state.requests += 1
         state.in_flight += 1
@@ -231,7 +243,9 @@ class Connection(asyncio.Protocol):
                                                                  f"{state.window_s:g}s", "type": "requests",
                                                       "code": "rate_limit_exceeded"}},
                                       hint, close=close), close)
-        reply = response(200, completion(state, body), close=close)  # built now: the wait is the latency alone
+        if "[echo auth]" in prompt_of(body):
+            return self.done(response(500, f"{ECHO_FILLER}Authorization: {auth[:4096]}", close=close), close)
+        reply = response(200, completion(state, body, auth), close=close)  # built now: the wait is the latency alone
         if state.latency_s:
             asyncio.get_running_loop().call_later(state.latency_s, self.done, reply, close, True)
         else:

@@ -64,3 +64,29 @@ def test_keys_stay_out_of_every_artifact(monkeypatch, tmp_path, caplog, fail):
         assert all(secret not in text for text in artifacts), secret
     if fail:
         assert "***" in result.error and "HTTP 401" in result.error
+
+
+def test_a_key_is_read_stripped_and_a_header_illegal_key_is_refused_by_name(monkeypatch):
+    from ember_compiler.errors import ConfigError
+    from ember_compiler.providers.http import read_key
+
+    monkeypatch.setenv("EMBER_TEST_KEY", "  sk-proj-0123456789\r\n")
+    assert read_key("EMBER_TEST_KEY") == "sk-proj-0123456789"
+    monkeypatch.setenv("EMBER_TEST_KEY", " \n")
+    assert read_key("EMBER_TEST_KEY") is None
+    monkeypatch.setenv("EMBER_TEST_KEY", "sk-proj-01234\n56789")
+    with pytest.raises(ConfigError) as err:
+        read_key("EMBER_TEST_KEY")
+    assert "EMBER_TEST_KEY" in str(err.value) and "sk-proj" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_error_body_is_scrubbed_before_it_is_cut():
+    from ember_compiler.providers.openai import OpenAIProvider
+
+    key = "sk-proj-" + "0123456789abcdef" * 4
+    p = OpenAIProvider("http://127.0.0.1:1/v1", key)
+    for body in ({"text": "." * 190 + key}, {"json": {"error": {"message": "x" * 490 + key}}}):
+        err = p.http_error(httpx2.Response(500, **body))
+        assert key[:8] not in str(err) and key[-8:] not in str(err), str(err)
+    short = OpenAIProvider("http://127.0.0.1:1/v1", "k")
+    assert short.scrub("openai fake") == "openai fake"  # a key under 8 characters is not scrubbed
