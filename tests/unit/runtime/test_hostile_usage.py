@@ -129,3 +129,42 @@ outputs: {{answer: "${{tally.answer}}"}}
     assert spent.spent_cost <= 1.0 + requests * 4 * 1e-3 + 1e-9
     assert any("more output tokens than max_tokens (16)" in w for w in job.warnings)
     assert any(f"more samples than the {n} asked" in w for w in job.warnings)
+
+
+def test_a_run_without_usage_says_its_cost_is_estimated(tmp_path):
+    # row 15 end to end: `ember run --json` and result.json carry cost_estimated and the warning
+    from ember_compiler.runs import run_plan
+
+    path = tmp_path / "s.yaml"
+    path.write_text("""ember: 1
+name: s
+inputs: {question: string}
+models:
+  w: {provider: openai, model: gpt-4o-mini, max_tokens: 16}
+nodes:
+  a: {op: generate, model: w, prompt: "{{ inputs.question }}"}
+outputs: {answer: "${a.answer}"}
+""")
+    result = run_plan(compile_spec(path), {"question": "q"}, runs_dir=tmp_path / "runs",
+                      transport=Server(answer(1)).transport)
+    out = result.to_json()
+    assert result.error is None and out["cost_estimated"] is True and out["cost_usd"] > 0
+    assert out["usage"]["output_tokens"] == 16
+    saved = json.loads((result.run_dir / "result.json").read_text())
+    assert saved["cost_estimated"] is True and any("carried no usage" in w for w in saved["warnings"])
+
+
+@pytest.mark.parametrize("provider, body", [
+    ("anthropic", {"content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                   "usage": {"input_tokens": "lots", "output_tokens": -3}}),
+    ("gemini", {"candidates": [{"content": {"parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": "lots", "candidatesTokenCount": -3}}),
+])
+def test_every_provider_reads_invalid_counts_without_raising(provider, body):
+    from ember_compiler.providers import anthropic, gemini
+    from ember_compiler.providers.base import INVALID_TOKENS
+
+    c = {"anthropic": anthropic, "gemini": gemini}[provider].parse(body)
+    assert (c.input_tokens, c.output_tokens, c.usage_missing) == (INVALID_TOKENS, INVALID_TOKENS, False)
+    del body["usage" if provider == "anthropic" else "usageMetadata"]
+    assert {"anthropic": anthropic, "gemini": gemini}[provider].parse(body).usage_missing
