@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ProviderError
 from . import capabilities
-from .base import Completion, Request
+from .base import Completion, Request, token_count
 from .http import HTTPProvider, rate_limits
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"  # the SDKs' convention: the path carries /v1
@@ -104,15 +104,16 @@ def parse(data: dict[str, Any]) -> Completion:
     if data.get("stop_reason") == "refusal":
         text = ""
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
+    read = max(0, token_count(usage, "cache_read_input_tokens"))
+    written = max(0, token_count(usage, "cache_creation_input_tokens"))
     return Completion(
         texts=[text],
-        input_tokens=int(usage.get("input_tokens") or 0) + read + written,
-        output_tokens=int(usage.get("output_tokens") or 0),
+        input_tokens=token_count(usage, "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
+        output_tokens=token_count(usage, "output_tokens"),
         model=data.get("model"),
         finish_reasons=[data.get("stop_reason") or ""],
         response_id=data.get("id"),
         cached_tokens=read,
         cache_write_tokens=written,
+        usage_missing=not isinstance(data.get("usage"), dict),
     )

@@ -17,6 +17,12 @@ text ``""`` and says why in its finish reason: ``refusal`` (OpenAI's ``refusal``
 ``RECITATION``, ...), a length (``length``, ``max_tokens``, ``MAX_TOKENS``) or anything else. Texts stay
 aligned with the samples; `answers.no_answer(text, reason)` is the one rule every reader (ops, usage,
 trace) applies (`no_answers(completion)` per sample): ``"refusal"``, ``"blocked"``, ``"length"`` or ``"empty"``, or None for an answer.
+
+**Usage is the server's claim, checked by the runtime.** A provider reads token counts with
+`token_count` (a count that is not a non-negative integer — ``-5``, ``1.5``, ``"lots"`` — reads as
+`INVALID_TOKENS`, never an exception) and sets `usage_missing` when the response has no usage; the
+runtime (`runtime/attempts.py`) replaces what is invalid or missing by its estimate, caps output
+tokens at ``max_tokens`` per sample and drops samples beyond ``n``, with a run warning each.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ class Completion:
     cache_write_tokens: int = 0  # of input_tokens, written to the prompt cache (Anthropic)
     cache_write_1h_tokens: int = 0  # of cache_write_tokens, written with the 1-hour lifetime (Anthropic)
     rate_limits: RateLimits | None = None
+    usage_missing: bool = False  # the response carried no usage: the runtime charges its estimate
+    usage_estimated: bool = False  # set by the runtime: the token counts are its estimate, not the server's
 
     def extend(self, other: Completion) -> None:
         """Append `other`'s samples and add its token counts (a request answered in parts)."""
@@ -84,6 +92,7 @@ class Completion:
         self.cached_tokens += other.cached_tokens
         self.cache_write_tokens += other.cache_write_tokens
         self.cache_write_1h_tokens += other.cache_write_1h_tokens
+        self.usage_estimated = self.usage_estimated or other.usage_estimated
 
 
 @runtime_checkable
@@ -107,3 +116,22 @@ class Provider(Protocol):
 def no_answers(completion: Completion) -> list[str | None]:
     """`answers.no_answer` for each sample of a completion, in order (None: an answer)."""
     return no_answer_kinds(completion.texts, completion.finish_reasons)
+
+
+INVALID_TOKENS = -1  # a usage count the server reported that is not a non-negative integer
+
+
+def token_count(usage: dict[str, Any], *keys: str) -> int:
+    """The sum of `usage`'s counts at `keys` (absent or null: 0), or `INVALID_TOKENS` when one of them
+    is not a non-negative integer (a bool, a negative or fractional number, a string): never raises."""
+    total = 0
+    for key in keys:
+        value = usage.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return INVALID_TOKENS
+        total += value
+    return total

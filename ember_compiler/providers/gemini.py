@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ProviderError
 from . import capabilities
-from .base import Completion, Request
+from .base import Completion, Request, token_count
 from .http import HTTPProvider, duration_s
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -142,11 +142,12 @@ def parse(data: dict[str, Any]) -> Completion:
     usage = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
     return Completion(
         texts=texts,
-        input_tokens=int(usage.get("promptTokenCount") or 0) + int(usage.get("toolUsePromptTokenCount") or 0),
+        input_tokens=token_count(usage, "promptTokenCount", "toolUsePromptTokenCount"),
         # thinking tokens are billed as output
-        output_tokens=int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0),
+        output_tokens=token_count(usage, "candidatesTokenCount", "thoughtsTokenCount"),
         model=data.get("modelVersion"),
         finish_reasons=reasons,
         response_id=data.get("responseId"),
-        cached_tokens=int(usage.get("cachedContentTokenCount") or 0),
+        cached_tokens=max(0, token_count(usage, "cachedContentTokenCount")),
+        usage_missing=not isinstance(data.get("usageMetadata"), dict),
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ProviderError
 from . import capabilities
-from .base import Completion, Request
+from .base import Completion, Request, token_count
 from .http import HTTPProvider, rate_limits
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -99,10 +99,11 @@ def parse(data: dict[str, Any]) -> Completion:
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Completion(
         texts=texts,
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
+        input_tokens=token_count(usage, "prompt_tokens"),
+        output_tokens=token_count(usage, "completion_tokens"),
         model=data.get("model"),
         finish_reasons=reasons,
         response_id=data.get("id"),
-        cached_tokens=int(cached or 0),
+        cached_tokens=max(0, token_count({"cached": cached}, "cached")),
+        usage_missing=not isinstance(data.get("usage"), dict),
     )

@@ -84,6 +84,8 @@ class RunResult:
             out["refusals"] = u.refusals  # samples refused or blocked: no answer
         if u.empty:
             out["empty"] = u.empty  # samples that were empty replies: no answer
+        if u.estimated:
+            out["cost_estimated"] = True  # some response had no (valid) usage: tokens and cost are estimates
         if self.budget is not None:
             out["budget"] = self.budget
         return out

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import EmberError, ProviderError, binding_label
 from ..providers.base import Completion, Request
 from .gates import Gate
-from .limits import Limiter, estimate_tokens
+from .limits import DEFAULT_OUTPUT_ESTIMATE, Limiter, estimate_tokens
 from .pool import Target
 from .retry import COOL_DOWN_STATUSES, MAX_WAIVED_RETRIES, as_provider_error, next_delay, past_deadline
 
@@ -125,12 +125,64 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
             else:
                 await rt.sleep(delay)
             continue
+        vet(rt, target, request, completion)
         if completion.rate_limits is not None:
             lim.learn(completion.rate_limits)
         if charged:
             lim.settle(charged, completion.input_tokens + completion.output_tokens)
         rt.account(row, request, target, start, completion, 0 if state is None else state.tries)
         return completion
+
+
+def vet(rt: Runtime, target: Target, request: Request, completion: Completion) -> None:
+    """What a server said, made plausible before anything counts it (limiter, budget, usage, cache),
+    for every provider alike — each fix with a run warning:
+
+    - samples beyond the `n` asked are dropped (a vote never counts more than it asked for);
+    - usage that is missing, or a count that is not a non-negative integer (providers read those as
+      `INVALID_TOKENS`), is replaced by the estimate the budget reserved — the prompt at 4 characters
+      a token + 4 per message, `max_tokens` (else 1,024) per sample — and the completion is marked
+      `usage_estimated` (the run's cost then says `cost_estimated`);
+    - output tokens beyond `max_tokens` × samples asked are not believed: charged `max_tokens` per
+      sample (a server honouring `max_tokens` never reports more).
+    """
+    n = max(1, request.n)
+    label = binding_label(request.binding, target.binding)
+    extra = len(completion.texts) - n
+    if extra > 0:
+        rt.warn(f"{label}: the server returned more samples than the {n} asked: the extra ones were dropped")
+        del completion.texts[n:], completion.finish_reasons[n:]
+    max_tokens = request.model.get("max_tokens")
+    limit = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
+    out_estimate = n * (limit if limit is not None else DEFAULT_OUTPUT_ESTIMATE)
+    in_estimate = estimate_tokens(request) - out_estimate
+    inp, out, cached = completion.input_tokens, completion.output_tokens, completion.cached_tokens
+    if completion.usage_missing:
+        rt.warn(f"{label}: a response carried no usage: its tokens and cost are estimated "
+                "(prompt at 4 characters a token, max_tokens per sample)")
+        inp, out, cached = in_estimate, out_estimate, 0
+        completion.usage_estimated = True
+    else:
+        bad = [name for name, v in (("input", inp), ("output", out), ("cached", cached)) if not _count_ok(v)]
+        if bad:
+            rt.warn(f"{label}: a response reported invalid usage ({', '.join(bad)} tokens not a non-negative "
+                    "integer): its tokens and cost are estimated")
+            inp = inp if _count_ok(inp) else in_estimate
+            out = out if _count_ok(out) else out_estimate
+            cached = cached if _count_ok(cached) else 0
+            completion.usage_estimated = True
+    if limit is not None and out > n * limit:
+        rt.warn(f"{label}: a response reported more output tokens than max_tokens ({limit:,}) per sample: "
+                "charged max_tokens per sample")
+        out = n * limit
+    completion.input_tokens, completion.output_tokens, completion.cached_tokens = inp, out, min(cached, inp)
+    for name in ("cache_write_tokens", "cache_write_1h_tokens"):
+        if not _count_ok(getattr(completion, name)):
+            setattr(completion, name, 0)
+
+
+def _count_ok(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def final_error(rt: Runtime, target: Target, request: Request, err: ProviderError, attempt: int,

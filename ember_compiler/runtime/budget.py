@@ -9,7 +9,8 @@ later one raise `BudgetExceeded`, while the requests already in flight finish an
 request cancelled in flight — its row failed — is counted at its worst case).
 
 So the recorded spend never exceeds the limit, as long as a provider does not bill more input
-tokens than the estimate (the output side is a true bound: `max_tokens`). Cache hits cost nothing
+tokens than the estimate (the output side is a true bound: `max_tokens` — the runtime charges no more
+per sample, and replaces missing or invalid usage by the estimate: attempts.py `vet`, docs/cost.md). Cache hits cost nothing
 and reserve nothing. All state is a few floats on one event loop: O(1) per call, and a runtime
 without a budget never calls in here.
 """

@@ -27,6 +27,7 @@ class Usage:
     cache_hits: int = 0  # samples answered by the response cache: not calls, no cost
     refusals: int = 0  # samples that were refusals or safety blocks (answers.no_answer): no answer
     empty: int = 0  # samples that were empty (cut off at max_tokens, or nothing at all): no answer
+    estimated: int = 0  # requests whose usage was missing or invalid: their tokens and cost are estimates
 
     @property
     def cost_usd(self) -> float | None:
@@ -45,6 +46,7 @@ class Usage:
         self.cache_hits += other.cache_hits
         self.refusals += other.refusals
         self.empty += other.empty
+        self.estimated += other.estimated
 
     def __iadd__(self, other: Usage) -> Usage:
         self.add(other)
@@ -66,7 +68,8 @@ class Usage:
     def copy(self) -> Usage:
         """A snapshot (later calls do not change it)."""
         return Usage(self.calls, self.requests, self.input_tokens, self.output_tokens, self.cost_known,
-                     self.unpriced, self.cached_tokens, self.cache_hits, self.refusals, self.empty)
+                     self.unpriced, self.cached_tokens, self.cache_hits, self.refusals, self.empty,
+                     self.estimated)
 
     def record(self, completion: Completion, cost: float | None) -> None:
         """Count one answered request; `cost` None: its price is unknown."""
@@ -75,6 +78,7 @@ class Usage:
         self.input_tokens += completion.input_tokens
         self.output_tokens += completion.output_tokens
         self.cached_tokens += completion.cached_tokens
+        self.estimated += completion.usage_estimated
         if cost is None:
             self.unpriced += 1
         else:
@@ -95,7 +99,7 @@ class Usage:
         return {"calls": self.calls, "requests": self.requests, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cached_tokens": self.cached_tokens,
                 "cache_hits": self.cache_hits, "refusals": self.refusals, "empty": self.empty,
-                "cost_usd": self.cost_usd}
+                "cost_usd": self.cost_usd, **({"cost_estimated": True} if self.estimated else {})}
 
 
 _FIELDS = fields(Usage)

@@ -18,6 +18,9 @@ stdin. Endpoints:
   with a text body that echoes the request's `Authorization` header after 166 characters of filler (a
   200-character snippet cuts a key that is not scrubbed first), and `[model key]` answers with the
   bearer token as the response's `model`.
+  Hostile usage, for the budget tests: `[prompt_tokens V]` / `[completion_tokens V]` report V (a JSON
+  value: `5000`, `-99999000`, `"lots"`) instead of the real count, `[no usage]` leaves `usage` out, and
+  `[extra K]` returns K choices more than `n`.
 - `GET /stats` — counters since the last reset: `requests` (chat requests received), `ok`, `rejected`
   (429s), `in_flight`, `max_in_flight` (chat requests between the end of their headers and the write of
   their response), `max_answers_in_prompt` (the most of this server's replies one request's messages quoted: a
@@ -53,7 +56,8 @@ HOST = "127.0.0.1"
 MARK = "the first one fits best"  # counted in prompts: how many candidate replies a request carries
 REPLY = f"The question asks for one option; working through it, {MARK}.\nAnswer: A"
 REFUSAL = "I'm sorry, but I can't help with that."
-_MARKER = re.compile(r"\[(refuse|empty) (\d+)\]")
+_MARKER = re.compile(r"\[(refuse|empty|extra) (\d+)\]")
+_USAGE = re.compile(r"\[(prompt_tokens|completion_tokens) ([^\]]+)\]")
 ECHO_FILLER = "upstream failed; request was: " + "." * 136  # 166 characters, then the echoed header
 
 
@@ -126,14 +130,14 @@ def completion(state: State, body: dict, auth: str = "") -> dict:
     marks = {kind: int(k) for kind, k in _MARKER.findall(prompt)}
     state.ids += 1
     choices = []
-    for i in range(n):
+    for i in range(n + marks.get("extra", 0)):
         message, finish = {"role": "assistant", "content": content, "refusal": None}, "stop"
         if i < marks.get("refuse", 0):
             message = {"role": "assistant", "content": None, "refusal": REFUSAL}
         elif i < marks.get("refuse", 0) + marks.get("empty", 0):
             message, finish = {"role": "assistant", "content": "", "refusal": None}, "length"
         choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
-    return {
+    out = {
         "id": f"chatcmpl-fake-{state.ids}", "object": "chat.completion", "created": int(time.time()),
         "model": (auth.removeprefix("Bearer ")[:4096] if "[model key]" in prompt else body.get("model") or "fake"),
         "system_fingerprint": "fp_fake",
@@ -141,6 +145,11 @@ def completion(state: State, body: dict, auth: str = "") -> dict:
         "usage": {"prompt_tokens": chars // 4 + 8, "completion_tokens": 12 * n, "total_tokens": chars // 4 + 8 + 12 * n,
                   "prompt_tokens_details": {"cached_tokens": 0}},
     }
+    for key, value in _USAGE.findall(prompt):  # hostile usage: whatever the prompt says
+        out["usage"][key] = json.loads(value)
+    if "[no usage]" in prompt:
+        del out["usage"]
+    return out
 
 
 def response(status: int, payload: dict | str, extra: dict[str, str] | None = None, *, close: bool = False) -> bytes:

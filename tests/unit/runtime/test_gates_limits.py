@@ -96,7 +96,7 @@ def test_rpm_window_at_low_rates_and_when_headers_report_less():
 
 def test_tpm_bucket_is_charged_an_estimate_and_corrected_by_usage():
     clock = FakeClock()
-    server, times = stamped(clock)  # every reply reports 182 + 24 = 206 tokens
+    server, times = stamped(clock)  # every reply reports 182 + 24 tokens: charged 182 + 16 (max_tokens) = 198
     binding = {**OPENAI, "limits": {"tpm": 6000}}  # 100 a second, holds 100
     rt = runtime(server, clock)
     req = request(binding)
@@ -109,9 +109,9 @@ def test_tpm_bucket_is_charged_an_estimate_and_corrected_by_usage():
         await rt.aclose()
 
     asyncio.run(sequential())
-    # after each call the bucket is 206 - est lower than the charge said: the next caller pays the debt
-    # the 5th may start once 100 (full) - 4 × 206 + 100 t >= est
-    assert times[-1] - times[0] == pytest.approx((4 * 206 - 100 + est) / 100)
+    # after each call the bucket is 198 - est lower than the charge said: the next caller pays the debt
+    # the 5th may start once 100 (full) - 4 × 198 + 100 t >= est
+    assert times[-1] - times[0] == pytest.approx((4 * 198 - 100 + est) / 100)
 
 
 def test_limits_are_learned_from_headers_and_a_spent_window_cools_down():
