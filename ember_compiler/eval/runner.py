@@ -133,6 +133,8 @@ class EvalJob:
             record["refusals"] = u.refusals  # samples that were refusals or safety blocks
         if u.empty:
             record["empty"] = u.empty  # samples that were empty replies
+        if u.estimated:
+            record["estimated"] = u.estimated  # requests without valid usage: tokens and cost estimated
         if error is not None:
             record["error"] = error
             record["scores"] = dict.fromkeys(self.names, 0.0)  # a failed row counts as incorrect

@@ -29,12 +29,15 @@ class RowStat:
     cache_hits: int = 0
     refusals: int = 0  # samples that were refusals or safety blocks (no answer)
     empty: int = 0  # samples that were empty replies (no answer)
+    estimated: int = 0  # requests whose usage was missing or invalid (their tokens and cost are estimates)
 
     def usage(self) -> Usage:
         """This row's usage (its cost unknown when `cost_usd` is None)."""
         unknown = self.cost_usd is None
-        return Usage(self.calls, self.requests, self.input_tokens, self.output_tokens,
-                     0.0 if unknown else self.cost_usd, int(unknown), 0, self.cache_hits, self.refusals, self.empty)
+        u = Usage(self.calls, self.requests, self.input_tokens, self.output_tokens,
+                  0.0 if unknown else self.cost_usd, int(unknown), 0, self.cache_hits, self.refusals, self.empty)
+        u.estimated = self.estimated
+        return u
 
     @classmethod
     def from_record(cls, record: dict[str, Any], metric_names: list[str]) -> RowStat:
@@ -45,6 +48,7 @@ class RowStat:
             int(record.get("input_tokens") or 0), int(record.get("output_tokens") or 0),
             record.get("cost_usd", 0.0), float(record.get("latency_s") or 0.0), "error" in record,
             int(record.get("cache_hits") or 0), int(record.get("refusals") or 0), int(record.get("empty") or 0),
+            int(record.get("estimated") or 0),
         )
 
 
@@ -85,6 +89,7 @@ def summarize(stats: list[RowStat], metric_names: list[str], *, wall_s: float, r
         "errors": sum(s.error for s in stats), "refusals": u.refusals, "empty": u.empty, "calls": u.calls,
         "calls_per_row": round(u.calls / n, 4) if n else None, "requests": u.requests,
         "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost_usd": u.cost_usd,
+        **({"cost_estimated": True, "estimated_requests": u.estimated} if u.estimated else {}),
         "cost_per_row_usd": None if u.cost_usd is None or not n else round(u.cost_usd / n, 10),
         "wall_s": round(wall_s, 4), "latency_p50_s": percentile(lat, 0.5), "latency_p95_s": percentile(lat, 0.95),
         "run_id": run_id,

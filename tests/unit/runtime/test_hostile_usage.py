@@ -168,3 +168,28 @@ def test_every_provider_reads_invalid_counts_without_raising(provider, body):
     assert (c.input_tokens, c.output_tokens, c.usage_missing) == (INVALID_TOKENS, INVALID_TOKENS, False)
     del body["usage" if provider == "anthropic" else "usageMetadata"]
     assert {"anthropic": anthropic, "gemini": gemini}[provider].parse(body).usage_missing
+
+
+def test_an_eval_says_how_many_requests_had_no_usage(server, tmp_path, monkeypatch):
+    # row 15 in `ember eval`: rows.jsonl and the summary carry the estimated requests
+    monkeypatch.setenv(KEY_ENV, "fake-key")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"""ember: 1
+name: s
+inputs: {{question: string}}
+models:
+  m: {{provider: openai, base_url: '{server.url}/v1', api_key_env: {KEY_ENV}, model: fake, max_tokens: 16,
+      price: {{input_per_mtok: 1, output_per_mtok: 4}}}}
+nodes:
+  a: {{op: generate, model: m, prompt: "{{{{ inputs.question }}}}"}}
+outputs: {{answer: "${{a.answer}}"}}
+""")
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"id": f"r{i}", "question": f"Q{i}?" + (" [no usage]" if i < 3 else ""),
+                                        "answer": "A"}) + "\n" for i in range(10)))
+    job = EvalJob(compile_spec(spec), load_rows(data), runs_dir=tmp_path / "runs")
+    result = asyncio.run(job.run())
+    summary = result.to_json()  # the `ember eval --json` shape
+    assert summary["cost_estimated"] is True and summary["estimated_requests"] == 3
+    rows = [json.loads(line) for line in (job.run_dir / "rows.jsonl").read_text().splitlines()]
+    assert sum(r.get("estimated", 0) for r in rows) == 3
