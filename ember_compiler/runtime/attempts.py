@@ -147,32 +147,30 @@ def vet(rt: Runtime, target: Target, request: Request, completion: Completion) -
       sample (a server honouring `max_tokens` never reports more).
     """
     n = max(1, request.n)
-    label = binding_label(request.binding, target.binding)
-    extra = len(completion.texts) - n
-    if extra > 0:
-        rt.warn(f"{label}: the server returned more samples than the {n} asked: the extra ones were dropped")
+    label = lambda: binding_label(request.binding, target.binding)  # noqa: E731 - only for a warning
+    if len(completion.texts) > n:
+        rt.warn(f"{label()}: the server returned more samples than the {n} asked: the extra ones were dropped")
         del completion.texts[n:], completion.finish_reasons[n:]
     max_tokens = request.model.get("max_tokens")
     limit = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
-    out_estimate = n * (limit if limit is not None else DEFAULT_OUTPUT_ESTIMATE)
-    in_estimate = estimate_tokens(request) - out_estimate
     inp, out, cached = completion.input_tokens, completion.output_tokens, completion.cached_tokens
-    if completion.usage_missing:
-        rt.warn(f"{label}: a response carried no usage: its tokens and cost are estimated "
-                "(prompt at 4 characters a token, max_tokens per sample)")
-        inp, out, cached = in_estimate, out_estimate, 0
-        completion.usage_estimated = True
-    else:
-        bad = [name for name, v in (("input", inp), ("output", out), ("cached", cached)) if not _count_ok(v)]
-        if bad:
-            rt.warn(f"{label}: a response reported invalid usage ({', '.join(bad)} tokens not a non-negative "
+    if completion.usage_missing or not (_count_ok(inp) and _count_ok(out) and _count_ok(cached)):
+        out_estimate = n * (limit if limit is not None else DEFAULT_OUTPUT_ESTIMATE)
+        in_estimate = estimate_tokens(request) - out_estimate
+        if completion.usage_missing:
+            rt.warn(f"{label()}: a response carried no usage: its tokens and cost are estimated "
+                    "(prompt at 4 characters a token, max_tokens per sample)")
+            inp, out, cached = in_estimate, out_estimate, 0
+        else:
+            bad = [name for name, v in (("input", inp), ("output", out), ("cached", cached)) if not _count_ok(v)]
+            rt.warn(f"{label()}: a response reported invalid usage ({', '.join(bad)} tokens not a non-negative "
                     "integer): its tokens and cost are estimated")
             inp = inp if _count_ok(inp) else in_estimate
             out = out if _count_ok(out) else out_estimate
             cached = cached if _count_ok(cached) else 0
-            completion.usage_estimated = True
+        completion.usage_estimated = True
     if limit is not None and out > n * limit:
-        rt.warn(f"{label}: a response reported more output tokens than max_tokens ({limit:,}) per sample: "
+        rt.warn(f"{label()}: a response reported more output tokens than max_tokens ({limit:,}) per sample: "
                 "charged max_tokens per sample")
         out = n * limit
     completion.input_tokens, completion.output_tokens, completion.cached_tokens = inp, out, min(cached, inp)
