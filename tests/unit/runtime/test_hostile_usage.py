@@ -95,12 +95,8 @@ def server():
     yield s
     s.close()
 
-
-@pytest.mark.parametrize("n", [1, 5])
-def test_max_cost_holds_with_64_rows_in_flight_against_inflated_usage(server, tmp_path, monkeypatch, n):
-    # row 13: 64 rows in parallel, the server reporting 5,000 completion tokens for max_tokens 16 (and
-    # 3 extra choices): `--max-cost 1` spent $1.55 (n=1) and $1.92 (n=5). Now the only excess the
-    # server can cause is the prompt side: what it reports beyond the 4-characters estimate (docs/cost.md)
+def fake_spec(tmp_path, server, monkeypatch, price: str, nodes: str, answer: str):
+    """A spec whose binding `m` (max_tokens 16) calls the fake server with its key set."""
     monkeypatch.setenv(KEY_ENV, "fake-key")
     spec = tmp_path / "hostile.yaml"
     spec.write_text(f"""ember: 1
@@ -108,12 +104,22 @@ name: hostile
 inputs: {{question: string}}
 models:
   m: {{provider: openai, base_url: '{server.url}/v1', api_key_env: {KEY_ENV}, model: fake, max_tokens: 16,
-      price: {{input_per_mtok: 1000, output_per_mtok: 4000}}}}
+      price: {{{price}}}}}
 nodes:
-  ens: {{op: ensemble, model: m, n: {n}, prompt: "{{{{ inputs.question }}}}"}}
-  tally: {{op: vote, candidates: "${{ens.answers}}"}}
-outputs: {{answer: "${{tally.answer}}"}}
+  {nodes}
+outputs: {{answer: "{answer}"}}
 """)
+    return spec
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_max_cost_holds_with_64_rows_in_flight_against_inflated_usage(server, tmp_path, monkeypatch, n):
+    # row 13: 64 rows in parallel, the server reporting 5,000 completion tokens for max_tokens 16 (and
+    # 3 extra choices): `--max-cost 1` spent $1.55 (n=1) and $1.92 (n=5). Now the only excess the
+    # server can cause is the prompt side: what it reports beyond the 4-characters estimate (docs/cost.md)
+    spec = fake_spec(tmp_path, server, monkeypatch, "input_per_mtok: 1000, output_per_mtok: 4000",
+                     f'ens: {{op: ensemble, model: m, n: {n}, prompt: "{{{{ inputs.question }}}}"}}\n'
+                     '  tally: {op: vote, candidates: "${ens.answers}"}', "${tally.answer}")
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({"id": f"r{i}", "question": f"Q{i}? [completion_tokens 5000] [extra 3]",
                                         "answer": "A"}) + "\n" for i in range(64)))
@@ -172,18 +178,8 @@ def test_every_provider_reads_invalid_counts_without_raising(provider, body):
 
 def test_an_eval_says_how_many_requests_had_no_usage(server, tmp_path, monkeypatch):
     # row 15 in `ember eval`: rows.jsonl and the summary carry the estimated requests
-    monkeypatch.setenv(KEY_ENV, "fake-key")
-    spec = tmp_path / "s.yaml"
-    spec.write_text(f"""ember: 1
-name: s
-inputs: {{question: string}}
-models:
-  m: {{provider: openai, base_url: '{server.url}/v1', api_key_env: {KEY_ENV}, model: fake, max_tokens: 16,
-      price: {{input_per_mtok: 1, output_per_mtok: 4}}}}
-nodes:
-  a: {{op: generate, model: m, prompt: "{{{{ inputs.question }}}}"}}
-outputs: {{answer: "${{a.answer}}"}}
-""")
+    spec = fake_spec(tmp_path, server, monkeypatch, "input_per_mtok: 1, output_per_mtok: 4",
+                     'a: {op: generate, model: m, prompt: "{{ inputs.question }}"}', "${a.answer}")
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({"id": f"r{i}", "question": f"Q{i}?" + (" [no usage]" if i < 3 else ""),
                                         "answer": "A"}) + "\n" for i in range(10)))
