@@ -228,7 +228,7 @@ class SimProvider:
 
 
 class Draws:
-    """The uniforms of one request's samples: ``pairs()`` yields two per sample, in sample order, hashed
+    """The uniforms of one request's samples: ``pairs()`` gives two per sample, in sample order, hashed
     from (seed, example, node, sample index) — the same for a sample however requests are split."""
 
     __slots__ = ("base", "start", "n")

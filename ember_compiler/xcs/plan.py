@@ -204,8 +204,6 @@ class Plan:
     @classmethod
     def sub_from_json(cls, node_id: str, body: Any, bind: Expr | None = None) -> Plan:
         """A map node's sub-plan: its inputs are the item (``#item``) and what ``bind`` captures."""
-        if isinstance(body, Plan):
-            return body
         bound = bind.keys() if isinstance(bind, DictOf) else ()
         inputs = {name: {} for name in ("#item", *bound)}
         return cls(name=node_id, nodes=tuple(PlanNode.from_json(n) for n in body["nodes"]), inputs=inputs,
