@@ -123,3 +123,12 @@ def test_the_layer_test_sees_an_upward_import(tmp_path):
         assert ("ember_compiler.sdk.jit", 2) in imports(src) and layer("ember_compiler.sdk") > layer("ember_compiler.xcs")
     finally:
         src.unlink()
+
+
+def test_every_package_is_shipped():
+    """A package missing from pyproject's list is absent from the wheel (an editable install hides it)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ember_compiler").rglob("__init__.py")}
+    assert on_disk | {"ember_cli"} <= listed, sorted(on_disk - listed)
