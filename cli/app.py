@@ -102,8 +102,23 @@ RowConcurrencyOpt = Annotated[int | None, typer.Option(
 RunsDirOpt = Annotated[Path | None, typer.Option(
     "--runs-dir", envvar="EMBER_RUNS_DIR", help="Where run folders go (default .ember/runs; env EMBER_RUNS_DIR).")]
 NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="Do not write trace.jsonl into the run folder.")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside", help="Allow network/map sub-specs outside the spec's folder tree.")]
+MaxSpecBytesOpt = Annotated[int | None, typer.Option(
+    "--max-spec-bytes", min=1, help="Largest spec file read, in bytes (default 2,000,000).")]
+SizeLimitOpt = Annotated[list[str] | None, typer.Option(
+    "--size-limit", help="Raise a size limit: NAME=N with NAME n, rounds, fanout, nodes, calls or depth "
+                    "(docs/cost.md#limits; repeat for several).")]
 OldConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", min=1, hidden=True,
                                                        help="Deprecated: --row-concurrency.")]
+
+
+def limits(allow_outside: bool = False, max_spec_bytes: int | None = None,
+           items: list[str] | None = None) -> api.Limits:
+    """`--allow-outside`, `--max-spec-bytes` and `--limit NAME=N` as the library's `Limits`."""
+    base = api.Limits(allow_outside=allow_outside,
+                      **({"spec_bytes": max_spec_bytes} if max_spec_bytes is not None else {}))
+    return base.with_items(items)
 
 
 def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[str] | None = None,
@@ -111,7 +126,7 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
                 max_tokens: int | None = None, old_max_tokens: int | None = None, cache: Path | None = None,
                 no_cache: bool = False, cache_mode: str = "read-write", row_concurrency: int | None = None,
                 old_concurrency: int | None = None, runs_dir: Path | None = None,
-                no_trace: bool = False) -> api.RunOptions:
+                no_trace: bool = False, limits: api.Limits | None = None) -> api.RunOptions:
     """The flags shared by run, eval, sweep and plan as the library's `RunOptions`."""
     max_tokens = renamed(max_tokens, old_max_tokens, "--max-tokens", "--max-total-tokens")
     rows = renamed(row_concurrency, old_concurrency, "--concurrency", "--row-concurrency")
@@ -122,4 +137,5 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
                           disable_passes=tuple(no_pass or ()), budget=None if budget.empty else budget,
                           cache=cache, cache_mode="off" if no_cache else cache_mode,
                           row_concurrency=rows if rows is not None else 64, trace=not no_trace,
-                          **({"runs_dir": runs_dir} if runs_dir is not None else {}))
+                          **({"runs_dir": runs_dir} if runs_dir is not None else {}),
+                          **({"limits": limits} if limits is not None else {}))

@@ -16,10 +16,12 @@ from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
 from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
 from .app import (
+    AllowOutsideOpt,
     CacheModeOpt,
     CacheOpt,
     MaxCallsOpt,
     MaxCostOpt,
+    MaxSpecBytesOpt,
     MaxTokensOpt,
     NoCacheOpt,
     NoPassOpt,
@@ -28,9 +30,11 @@ from .app import (
     RunsDirOpt,
     SchedulerOpt,
     SetOpt,
+    SizeLimitOpt,
     SpecArg,
     app,
     errors,
+    limits,
     run_options,
 )
 
@@ -45,12 +49,15 @@ def validate(
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost-usd", "--max-cost", help="Also fail a spec whose estimated cost per run (`ember plan`) "
                                              "exceeds USD, or is unknown (for CI).")] = None,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Check specs and report every problem as FILE:LINE:COL: error: MESSAGE."""
     if format not in ("text", "json", "github"):
         raise typer.BadParameter("must be text, json or github", param_hint="--format")
     with errors():
-        diags = api.validate(paths, import_operators=import_operators)
+        diags = api.validate(paths, import_operators=import_operators, limits=limits(allow_outside, max_spec_bytes, size_limit))
         failed = [d for d in diags if d.severity == "error"]
         if format == "json" or diags:
             output.print_text(api.render_diagnostics(diags, format))
@@ -94,13 +101,16 @@ def run(
     no_pass: NoPassOpt = None,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Run a spec once and print its outputs."""
     with errors():
         options = run_options(seed=seed, scheduler=scheduler, set_items=set, no_pass=no_pass, max_cost=max_cost,
                               max_calls=max_calls, max_tokens=max_tokens, old_max_tokens=old_max_tokens,
                               cache=cache, no_cache=no_cache, cache_mode=cache_mode, runs_dir=runs_dir,
-                              no_trace=no_trace)
+                              no_trace=no_trace, limits=limits(allow_outside, max_spec_bytes, size_limit))
         result = api.run(spec, api.parse_inputs(input, inputs), options)
         for message in result.warnings:
             output.warning(message)
@@ -124,12 +134,16 @@ def compile_(
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Write the plan to this file.")] = None,
     set: SetOpt = None,
     no_pass: NoPassOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Compile a spec into its xcs plan and print it."""
     if format not in ("json", "text"):
         raise typer.BadParameter("must be json or text", param_hint="--format")
     with errors():
-        plan = api.compile(spec, api.parse_sets(set), disable=no_pass or ())
+        plan = api.compile(spec, api.parse_sets(set), disable=no_pass or (),
+                           limits=limits(allow_outside, max_spec_bytes, size_limit))
         text = api.plan_text(plan, format)
         if out is None:
             output.print_text(text)
@@ -143,12 +157,15 @@ def graph(
     spec: SpecArg,
     format: Annotated[str, typer.Option("--format", help="mermaid or dot.")] = "mermaid",
     set: SetOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Draw a spec's plan as a Mermaid or Graphviz DOT graph."""
     if format not in ("mermaid", "dot"):
         raise typer.BadParameter("must be mermaid or dot", param_hint="--format")
     with errors():
-        output.print_text(api.plan_text(api.compile(spec, api.parse_sets(set)), format))
+        output.print_text(api.plan_text(api.compile(spec, api.parse_sets(set), limits=limits(allow_outside, max_spec_bytes, size_limit)), format))
 
 
 @app.command()

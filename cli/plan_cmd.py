@@ -10,7 +10,17 @@ import typer
 from ember_compiler import api
 
 from . import output
-from .app import NoPassOpt, SetOpt, SpecArg, app, errors
+from .app import (
+    AllowOutsideOpt,
+    MaxSpecBytesOpt,
+    NoPassOpt,
+    SetOpt,
+    SizeLimitOpt,
+    SpecArg,
+    app,
+    errors,
+    limits,
+)
 from .eval_cmd import LimitOpt, MapOpt
 
 
@@ -27,10 +37,14 @@ def plan_(
     limit: LimitOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON estimate.")] = False,
     no_pass: NoPassOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Estimate calls, tokens and cost per run (and for a dataset), depth and width — without running."""
     with errors():
-        options = api.RunOptions(sets=api.parse_sets(set), disable_passes=tuple(no_pass or ()))
+        options = api.RunOptions(sets=api.parse_sets(set), disable_passes=tuple(no_pass or ()),
+                                 limits=limits(allow_outside, max_spec_bytes, size_limit))
         est = api.estimate(spec, data, options, map=map, limit=limit)
         if json_out:
             output.print_json(est)

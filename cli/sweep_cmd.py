@@ -12,15 +12,19 @@ from ember_compiler import api
 
 from . import output
 from .app import (
+    AllowOutsideOpt,
+    MaxSpecBytesOpt,
     NoPassOpt,
     NoTraceOpt,
     OldConcurrencyOpt,
     RowConcurrencyOpt,
     RunsDirOpt,
     SchedulerOpt,
+    SizeLimitOpt,
     SpecArg,
     app,
     errors,
+    limits,
     renamed,
     run_options,
 )
@@ -74,6 +78,9 @@ def sweep(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Run SPEC over a dataset at every point of a --set grid; table, plot and scaling-law fit."""
     from .progress import RowProgress
@@ -82,7 +89,7 @@ def sweep(
         horizon = renamed(fit_horizon, old_max_calls, "sweep --max-calls", "--fit-horizon") or 1000
         options = run_options(seed=seed, scheduler=scheduler, no_pass=no_pass, row_concurrency=row_concurrency,
                               old_concurrency=old_concurrency, no_cache=True, runs_dir=runs_dir,
-                              no_trace=no_trace)
+                              no_trace=no_trace, limits=limits(allow_outside, max_spec_bytes, size_limit))
         if plot is not None:
             api.require_plot()  # a missing extra is reported before the sweep runs, not after
         rows = api.load_rows(data, limit=limit, map=map, sample=sample, seed=seed)

@@ -26,6 +26,7 @@ from .runs.options import PASS_NAMES, RunOptions, pass_name
 from .runs.rundir import RUNS_DIR, RunDir, new_run_id
 from .runtime.budget import Budget
 from .runtime.usage import Usage
+from .spec.limits import Limits
 
 if TYPE_CHECKING:
     from .eval.dataset import Row
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PASS_NAMES", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
-    "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
+    "Limits", "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
     "plan_text", "plot_sweep", "render_diagnostics", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
     "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate",
@@ -46,13 +47,15 @@ __all__ = [
 
 
 # -- checking and compiling --------------------------------------------------------------------------
-def validate(paths: Iterable[str | Path], *, import_operators: bool = False) -> list[Diagnostic]:
+def validate(paths: Iterable[str | Path], *, import_operators: bool = False,
+             limits: Limits | None = None) -> list[Diagnostic]:
     """Check spec files and folders (every `*.yaml`, `*.yml`, `*.json` below that is marked `ember:`).
 
     Args:
         paths: files (always checked) and folders (searched, hidden folders skipped).
         import_operators: import the operators `python` nodes name (runs their modules' code) to
             check `with:`, `init:` and ports against them; off by default: no user code runs.
+        limits: the caps of `Limits` (file size, sub-specs outside the folder, counts, plan size).
 
     Returns:
         Every diagnostic (errors and warnings), sorted by file and position; empty when all are valid.
@@ -60,7 +63,7 @@ def validate(paths: Iterable[str | Path], *, import_operators: bool = False) -> 
     """
     from .compiler.check import validate_paths
 
-    return validate_paths([str(p) for p in paths], import_operators=import_operators)
+    return validate_paths([str(p) for p in paths], import_operators=import_operators, limits=limits or Limits())
 
 
 def spec_files(path: str | Path) -> list[Path]:
@@ -84,7 +87,7 @@ def parse_sets(items: Iterable[str] | None) -> dict[str, Any]:
 
 
 def compile(spec: str | Path, sets: dict[str, Any] | None = None, *, batch: bool = False,  # noqa: A001
-            disable: Iterable[str] = ()) -> Plan:
+            disable: Iterable[str] = (), limits: Limits | None = None) -> Plan:
     """Load, check and lower a spec into its plan, and run the default plan passes.
 
     Args:
@@ -93,6 +96,7 @@ def compile(spec: str | Path, sets: dict[str, Any] | None = None, *, batch: bool
         batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls
             (`vote-cutoff`).
         disable: passes not to run (`prune`, `dedupe`, `vote-cutoff`; snake_case accepted).
+        limits: the caps checked while loading and validating (`Limits`).
 
     Returns:
         The plan (`ember_compiler.xcs.plan.Plan`).
@@ -106,7 +110,7 @@ def compile(spec: str | Path, sets: dict[str, Any] | None = None, *, batch: bool
     off = tuple(pass_name(p) for p in disable)
     if unknown := [p for p in off if p not in PASS_NAMES]:
         raise UsageError(f"unknown pass '{unknown[0]}' (passes: {', '.join(PASS_NAMES)})")
-    return compile_spec(spec, sets or None, batch=batch, disable=off)
+    return compile_spec(spec, sets or None, batch=batch, disable=off, limits=limits or Limits())
 
 
 def _plan(spec_or_plan: Any, options: RunOptions, *, batch: bool) -> Plan:
@@ -114,7 +118,7 @@ def _plan(spec_or_plan: Any, options: RunOptions, *, batch: bool) -> Plan:
 
     if isinstance(spec_or_plan, Plan):
         return spec_or_plan
-    return compile(spec_or_plan, options.sets, batch=batch, disable=options.disable_passes)
+    return compile(spec_or_plan, options.sets, batch=batch, disable=options.disable_passes, limits=options.limits)
 
 
 PLAN_FORMATS = ("json", "text", "mermaid", "dot")

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from ember_compiler.compiler.check_fields import FieldChecks, _listing
+from ember_compiler.compiler.check_limits import LimitChecks
 from ember_compiler.compiler.check_refs import RefChecks
 from ember_compiler.ops import registry
 from ember_compiler.ops.registry import OPS
@@ -91,7 +92,7 @@ class Loader(Protocol):
 
 
 # -- the checker ------------------------------------------------------------------------------------
-class Checker(RefChecks, FieldChecks):
+class Checker(RefChecks, FieldChecks, LimitChecks):
     """All semantic rules over one spec; `run()` returns its diagnostics (and its sub-specs')."""
 
     def __init__(self, session: Loader, doc: Document, view: View, stack: tuple[Path, ...],
@@ -103,6 +104,7 @@ class Checker(RefChecks, FieldChecks):
         self.subs: dict[str, Any] = {}
         self.py_ports: dict[str, tuple[str, ...]] = {}  # python node -> its operator's Output fields
         self.memo: dict[str, Any] = {}  # what op checks keep per spec (imported operators)
+        self.inlined = (0, 0)  # (plan nodes, model calls) once inlined, set by `_sizes`
 
     def run(self) -> list[Diagnostic]:
         for nid in self.view.nodes:
@@ -120,6 +122,7 @@ class Checker(RefChecks, FieldChecks):
         self._outputs()
         self._cycles()
         self._deprecated()
+        self._sizes()
         if self.lint and not any(d.severity == "error" for d in self.diags):
             self._unused()
         return self.diags
@@ -188,8 +191,8 @@ class Checker(RefChecks, FieldChecks):
         try:
             target = subspec_path(self.doc, node.spec)
             key = target.resolve()
-            found = target.is_file()
-        except (OSError, ValueError) as e:
+            found = target.exists()
+        except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             self.error(loc, "E304", f"sub-spec path {node.spec[:60]!r} is not usable: {reason}")
             return
@@ -197,11 +200,19 @@ class Checker(RefChecks, FieldChecks):
             chain = [p.name for p in self.stack[self.stack.index(key):]] + [key.name]
             self.error(loc, "E304", "recursive include: " + " -> ".join(chain))
             return
+        if not self._may_include(loc, node.spec, key):  # before `found`: never probe files outside
+            return
         if not found:
             self.error(loc, "E304", f"sub-spec '{node.spec}' not found (looked for {target})")
             return
         sub = self.session.load(target, stack=self.stack)
         self.subs[nid] = sub
+        if sub.doc is None or "ember" not in sub.doc.data:
+            # NOTE: [Other files' content] a file that is not an Ember spec (a key file, /etc/passwd)
+            # is reported by path, position and code only: its messages could quote what it holds.
+            where = ", ".join(f"{d.code} at {d.line}:{d.column}" for d in sub.diags[:3]) or "no 'ember:' key"
+            self.error(loc, "E304", f"sub-spec '{node.spec}' is not a valid Ember spec ({where} in {target})")
+            return
         self.diags += sub.diags
         errors = sum(d.severity == "error" for d in sub.diags)
         if errors:
@@ -220,5 +231,19 @@ class Checker(RefChecks, FieldChecks):
                 where = ("nodes", nid, "with") if "with" in node.model_fields_set or node.with_ else ("nodes", nid)
                 self.error(where, "E306", f"sub-spec input '{name}' has no default: bind it in with: of node '{nid}'",
                            key=True)
+
+    def _may_include(self, loc: tuple, spec: str, key: Path) -> bool:
+        """Sub-specs stay in the top spec's folder tree (unless allowed) and nest at most `depth` deep."""
+        limits = self.limits
+        root = (self.stack[0] if self.stack else self.doc.path.resolve()).parent
+        if not limits.allow_outside and not key.is_relative_to(root):
+            self.error(loc, "E313", f"sub-spec '{spec}' is outside the folder of the spec being checked ({root})",
+                       "move it under that folder, or pass --allow-outside to include it")
+            return False
+        if len(self.stack) >= limits.depth:
+            self.error(loc, "E316", f"sub-specs nest more than {limits.depth} levels deep",
+                       "flatten the chain, or raise the limit with --size-limit depth=N")
+            return False
+        return True
 
     # -- graph -------------------------------------------------------------------------------------

@@ -6,15 +6,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ember_compiler.compiler.check import load_spec
+from ember_compiler.compiler.check import spec_loader
 from ember_compiler.compiler.lower import lower
 from ember_compiler.compiler.passes import PASSES, default_passes, pass_name, run_passes
 from ember_compiler.errors import UsageError
+from ember_compiler.spec.limits import DEFAULT, Limits
 from ember_compiler.xcs.plan import Plan
 
 
 def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimize: bool = True,
-                 disable: Iterable[str] = (), batch: bool = False) -> Plan:
+                 disable: Iterable[str] = (), batch: bool = False, limits: Limits = DEFAULT) -> Plan:
     """Load, check and lower the spec at ``path``, then run the default passes.
 
     Args:
@@ -24,10 +25,12 @@ def compile_spec(path: str | Path, sets: dict[str, Any] | None = None, *, optimi
             False returns the plan as lowered.
         disable: default passes not to run (``--no-pass NAME``; kebab- or snake_case).
         batch: compile for many rows (eval, sweep): adds the passes that trade latency for calls.
+        limits: the caps checked while loading and validating (``ember_compiler.spec.limits``).
 
     Raises:
         SpecInvalid: the spec (or a sub-spec) failed validation, with every diagnostic.
     """
+    load_spec = spec_loader(limits)
     doc, spec = load_spec(path, sets)
     plan = lower(doc, spec, load_spec=load_spec)
     if not optimize:

@@ -92,7 +92,7 @@ class EvalJob:
         self.run_id, self.run_dir = self.rundir.run_id, self.rundir.path
         self.study, self.resume, self.transport = study, resume, transport
         self.scheduler = scheduler
-        self.executor = Executor(plan, scheduler)
+        self.executor = Executor(plan, scheduler, max_fanout=self.options.limits.fanout)
         if isinstance(executor, str) and executor not in ("local", "ray"):
             raise UsageError(f"unknown executor '{executor}' (local or ray)")
         # where the rows run: this process (None) or a Ray cluster (eval/ray_executor.py)

@@ -175,7 +175,8 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
     fixed, axes = parse_axes(set_items)
     fixed = {**options.sets, **fixed}
     points = grid(axes)
-    plans = [compile_spec(spec, {**fixed, **values}, batch=True, disable=options.disable_passes)
+    plans = [compile_spec(spec, {**fixed, **values}, batch=True, disable=options.disable_passes,
+                          limits=options.limits)
              for values in points]  # every point checked up front
     if for_fit:  # say so before running anything
         if len(points) < 3:

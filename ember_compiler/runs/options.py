@@ -11,6 +11,7 @@ from ..compiler.passes import PASSES, pass_name
 from ..errors import UsageError
 from ..runtime.budget import Budget
 from ..runtime.cache import MODES
+from ..spec.limits import DEFAULT, Limits
 from .rundir import RUNS_DIR
 
 CACHE_MODES = (*MODES, "off")
@@ -35,6 +36,8 @@ class RunOptions:
         sets: `--set` overrides (dotted path -> value) applied when a spec file is compiled.
         row_concurrency: rows in flight at once (eval, sweep).
         transport: an httpx transport for every HTTP provider (tests).
+        limits: the caps checked when a spec is read, validated, compiled and run (file size,
+            sub-specs outside the folder, `n`, rounds, map fan-out, plan size, nesting).
 
     Raises:
         UsageError: an unknown cache mode or pass, or a row concurrency below 1.
@@ -51,6 +54,7 @@ class RunOptions:
     sets: dict[str, Any] = field(default_factory=dict)
     row_concurrency: int = 64
     transport: Any = None
+    limits: Limits = DEFAULT
 
     def __post_init__(self) -> None:
         if self.cache_mode not in CACHE_MODES:

@@ -142,7 +142,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     """
     options = _options(options, legacy)
     values = resolve_inputs(plan, inputs)
-    executor = Executor(plan, options.scheduler)
+    executor = Executor(plan, options.scheduler, max_fanout=options.limits.fanout)
     run = RunDir.new(options.runs_dir)
     runtime = make_runtime(options, plan, run_dir=run, cache=cache if cache is not None else AUTO)
     start = time.perf_counter()

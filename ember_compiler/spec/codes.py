@@ -71,10 +71,13 @@ _ALL = (
          "  # before\n  - ember: 1\n  - name: qa\n\n"
          "  # after\n  ember: 1\n  name: qa"),
     Code("E104", "unreadable-path",
-         "path cannot be read (missing file or folder, permission)",
+         "path cannot be read (missing file or folder, permission, not a regular file, over --max-spec-bytes)",
          "A path given to `ember validate` (or a spec file) does not exist or cannot be opened, so it was not "
-         "validated at all.",
-         "Check the path for typos and its permissions; folders are searched for *.yaml, *.yml and *.json.\n\n"
+         "validated at all. Only regular files are read: a FIFO, a device (`/dev/zero`), a socket or "
+         "`/dev/stdin` on a pipe is refused rather than read without end, and a file over the size limit "
+         "(default 2,000,000 bytes) is refused before it is parsed.",
+         "Check the path for typos and its permissions; folders are searched for *.yaml, *.yml and *.json. "
+         "For a larger spec, pass `--max-spec-bytes N`.\n\n"
          "  # before\n  ember validate specs/qa.ymal\n\n"
          "  # after\n  ember validate specs/qa.yaml"),
     Code("E110", "unknown-key",
@@ -255,6 +258,42 @@ _ALL = (
          "Set `as:` to one of the sub-spec's inputs.\n\n"
          "  # before\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: qestion}\n\n"
          "  # after\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: question}"),
+    Code("E313", "subspec-outside-folder",
+         "`network`/`map` sub-spec outside the folder tree of the spec being checked",
+         "A spec from a pull request or a shared repository could name `~/.env` or `/etc/passwd` as a "
+         "sub-spec; reading it and quoting it in a diagnostic would put its content into CI logs. "
+         "Sub-specs must live under the top spec's folder unless `--allow-outside` is given, and a sub-spec "
+         "that is not an Ember spec is reported by path and code only, never by its content.",
+         "Move the sub-spec under the spec's folder, or pass `--allow-outside` if you trust the path.\n\n"
+         "  # before\n  inner: {op: network, spec: ../../shared/qa.yaml}\n\n"
+         "  # after\n  inner: {op: network, spec: shared/qa.yaml}"),
+    Code("E314", "count-over-limit",
+         "`n`, `max_rounds` or a literal map list over its limit",
+         "`n: 1000000000` or `max_rounds: 100000000` validate as numbers but would take gigabytes to compile "
+         "or run. The limits (n 10,000, rounds 1,000, map items 100,000) sit far above real use; a map's "
+         "items that come from inputs are checked when it runs.",
+         "Lower the count, or raise the limit with `--size-limit n=N` (`rounds`, `fanout`).\n\n"
+         "  # before\n  samples: {op: ensemble, model: w, n: 1000000000, prompt: hi}\n\n"
+         "  # after\n  samples: {op: ensemble, model: w, n: 64, prompt: hi}"),
+    Code("E315", "plan-too-large",
+         "the plan after inlining sub-specs and unrolling rounds has too many nodes or model calls",
+         "Sub-specs multiply: 24 levels of two `network` nodes each inline into 2^24 nodes, which no compile "
+         "finishes. The size is counted at validate time without inlining (limits: 20,000 plan nodes, "
+         "1,000,000 model calls per run).",
+         "Share one sub-spec through a `map` instead of copies, or raise the limit with "
+         "`--size-limit nodes=N` / `--size-limit calls=N`.\n\n"
+         "  # before\n  a: {op: network, spec: half.yaml}\n  b: {op: network, spec: half.yaml}   # in every level\n\n"
+         "  # after\n  each: {op: map, over: \"${inputs.parts}\", spec: half.yaml, as: part}"),
+    Code("E316", "subspec-too-deep",
+         "sub-specs nest more levels deep than the limit (default 32)",
+         "Each level of `network` inside `network` is loaded, checked and inlined in turn; a chain of "
+         "hundreds of levels is a mistake or an attack, and past about 100 levels Python's stack would "
+         "overflow.",
+         "Flatten the chain, or raise the limit with `--size-limit depth=N` (at most 100).\n\n"
+         "  # before (step1.yaml runs step2.yaml, which runs step3.yaml, ... 40 levels)\n"
+         "  step: {op: network, spec: step2.yaml}\n\n"
+         "  # after (the steps as nodes of one spec)\n"
+         "  step2: {op: generate, model: w, prompt: \"{{ inputs.question }}\"}"),
     # -- E4xx: models and providers ---------------------------------------------------------------------
     Code("E401", "undefined-model",
          "undefined model name (in `model`, `models`, `prover`, `verifier`)",

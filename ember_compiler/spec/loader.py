@@ -12,6 +12,7 @@ import codecs
 import datetime
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,12 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from ember_compiler.errors import SpecInvalid
 from ember_compiler.spec.diagnostics import Diagnostic
+from ember_compiler.spec.limits import DEFAULT
 
 MAX_DEPTH = 64  # nesting levels; real specs use < 10
+# NOTE: [Parse cost] ruamel's round-trip parser is pure Python (~80 µs per token here): past this many
+# `,`/`:`/`- ` separators a file would take seconds to parse, so it is refused before parsing.
+MAX_TOKENS = 40_000
 MAX_FLOW_DEPTH = 200  # unclosed brackets, checked on the text before parsing
 MAX_NODES = 200_000  # values after alias expansion (a "billion laughs" guard)
 _STR_TAGS = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp")
@@ -175,22 +180,27 @@ def _own_pos(node: Any) -> tuple[int, int] | None:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def load_document(path: str | Path, text: str | None = None) -> Document:
+def load_document(path: str | Path, text: str | None = None, *, max_bytes: int = DEFAULT.spec_bytes) -> Document:
     """Load `path` (or `text`, reported as `path`) into a `Document`.
 
+    Only a regular file of at most `max_bytes` is read (a FIFO, device or socket is refused without
+    blocking on it).
+
     Raises:
-        SpecInvalid: unreadable file, bad encoding, syntax error, duplicate key, unsafe tag,
-            empty document, or a top level that is not a mapping.
+        SpecInvalid: unreadable file, not a regular file, too large, bad encoding, syntax error,
+            duplicate key, unsafe tag, empty document, or a top level that is not a mapping.
     """
     path = Path(path)
     where = str(path)
     if text is None:
-        try:
-            raw = path.read_bytes()
-        except (OSError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise SpecInvalid([Diagnostic(where, 1, 1, "E104", f"cannot read file: {reason}")]) from None
-        text = _decode(raw, where)
+        text = _decode(read_spec_bytes(path, max_bytes), where)
+    elif len(text) > max_bytes:
+        raise SpecInvalid([Diagnostic(where, 1, 1, "E104", _too_large(len(text), max_bytes))])
+    tokens = _token_overflow(text)
+    if tokens is not None:
+        line, col = _offset_to_pos(text, tokens)
+        raise SpecInvalid([Diagnostic(where, line, col, "E103", f"document has more than {MAX_TOKENS} values: "
+                                                                "too large to check safely")])
     if text.startswith("\ufeff"):
         text = text[1:]
     source = _untab_json(text) if path.suffix.lower() == ".json" else text
@@ -220,6 +230,60 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
     if problems:
         raise SpecInvalid(problems)
     return doc
+
+
+def read_spec_bytes(path: Path, max_bytes: int = DEFAULT.spec_bytes) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; anything else is a `SpecInvalid` (E104).
+
+    The file is opened non-blocking and checked with `fstat` on the open descriptor, so a FIFO (or
+    `/dev/stdin` on a pipe) is refused instead of blocking, and a file swapped after a check is caught.
+    """
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except (OSError, ValueError) as e:
+        raise SpecInvalid([Diagnostic(where, 1, 1, "E104", f"cannot read file: {_reason(e)}")]) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecInvalid([Diagnostic(where, 1, 1, "E104", f"not a regular file ({_file_kind(info.st_mode)}): "
+                                                               "Ember reads specs only from regular files")])
+        if info.st_size > max_bytes:
+            raise SpecInvalid([Diagnostic(where, 1, 1, "E104", _too_large(info.st_size, max_bytes))])
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(max_bytes + 1)  # a file that grew since fstat is still cut at the limit
+    except OSError as e:
+        raise SpecInvalid([Diagnostic(where, 1, 1, "E104", f"cannot read file: {_reason(e)}")]) from None
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:
+        raise SpecInvalid([Diagnostic(where, 1, 1, "E104", _too_large(len(raw), max_bytes))])
+    return raw
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"file is over the limit of {max_bytes:,} bytes ({size:,} read); raise it with --max-spec-bytes"
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO or pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _token_overflow(text: str) -> int | None:
+    """Offset of the separator past MAX_TOKENS (a cheap upper bound on the values in the file)."""
+    for i, m in enumerate(_TOKEN.finditer(text)):
+        if i >= MAX_TOKENS:
+            return m.start()
+    return None
+
+
+_TOKEN = re.compile(r"[,:]|^[ \t]*-[ \t]", re.M)
 
 
 def _decode(raw: bytes, where: str) -> str:

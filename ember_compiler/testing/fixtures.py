@@ -4,8 +4,8 @@ Each file in a fixtures folder (`tests/fixtures/invalid/`) says, in comment head
 
 - `# expect: [FILE:]LINE:COL CODE` — one diagnostic it must produce (FILE relative to the fixture's folder,
   default the fixture itself); JSON has no comments, so the JSON fixtures' expectations are in `JSON_EXPECT`.
-- `# validate: ARGS` — the arguments of `ember validate` (`--import`; paths relative to the fixture's
-  folder, default the fixture itself).
+- `# validate: ARGS` — the arguments of `ember validate` (`--import`, `--size-limit=NAME=N`; paths
+  relative to the fixture's folder, default the fixture itself).
 - `# simulate: internal-error` — the test makes validation raise on the file (see `FixtureCase.patch`).
 
 `invalid_cases(folder)` reads them all into `FixtureCase`s, in file-name order.
@@ -23,6 +23,7 @@ from ember_compiler.compiler import check as check_mod
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.spec.codes import CODES
 from ember_compiler.spec.diagnostics import Diagnostic
+from ember_compiler.spec.limits import Limits
 
 if TYPE_CHECKING:
     import pytest
@@ -63,17 +64,20 @@ class FixtureCase:
     import_operators: bool  # `--import`
     simulate: str | None  # "internal-error": a test-only patch makes validation raise on this file
     expected: frozenset[tuple[str, int, int, str]]
+    size_limits: tuple[str, ...] = ()  # `--size-limit=NAME=N` items
 
     @property
     def cli_args(self) -> list[str]:
-        return [*(["--import"] if self.import_operators else []), *self.targets]
+        return [*(["--import"] if self.import_operators else []),
+                *(f"--size-limit={item}" for item in self.size_limits), *self.targets]
 
     @property
     def has_errors(self) -> bool:
         return any(CODES[code].severity == "error" for *_, code in self.expected)
 
     def validate(self) -> list[Diagnostic]:
-        return validate_paths(self.targets, import_operators=self.import_operators)
+        return validate_paths(self.targets, import_operators=self.import_operators,
+                              limits=Limits().with_items(self.size_limits))
 
     def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Apply the test-only patch the fixture asks for (none for almost every fixture).
@@ -98,17 +102,21 @@ def fixture_case(path: Path) -> FixtureCase:
     """Read one fixture's headers."""
     targets: list[str] = []
     import_operators, simulate = False, None
+    size_limits: list[str] = []
     if path.suffix != ".json":
         for line in path.read_text().splitlines():
             if m := VALIDATE_RE.match(line):
                 for arg in m["args"].split():
                     if arg == "--import":
                         import_operators = True
+                    elif arg.startswith("--size-limit="):
+                        size_limits.append(arg.removeprefix("--size-limit="))
                     else:
                         targets.append(os.path.normpath(path.parent / arg))
             elif m := SIMULATE_RE.match(line):
                 simulate = m["what"]
-    return FixtureCase(path, tuple(targets) or (str(path),), import_operators, simulate, frozenset(expected(path)))
+    return FixtureCase(path, tuple(targets) or (str(path),), import_operators, simulate, frozenset(expected(path)),
+                       tuple(size_limits))
 
 
 def invalid_files(folder: str | Path) -> list[Path]:

@@ -23,6 +23,7 @@ from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
+from ..spec.limits import DEFAULT
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
@@ -62,13 +63,16 @@ class Executor:
     """A plan compiled for execution; `execute` runs it once for one set of inputs.
 
     `operators` maps python node ids to live operator instances (what `jit` traced); other python
-    nodes import their operator when the executor is built (that is, at run time).
+    nodes import their operator when the executor is built (that is, at run time). `max_fanout` caps
+    the items of one `map` node (`Limits.fanout`): only known at run time, checked before any runs.
     """
 
     def __init__(self, plan: Plan, scheduler: Scheduler | str | None = None, *,
-                 operators: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> None:
+                 operators: dict[str, Any] | None = None, models: dict[str, Any] | None = None,
+                 max_fanout: int = DEFAULT.fanout) -> None:
         plan.verified(models)
         self.plan = plan
+        self.max_fanout = max_fanout
         self.models = plan.models if models is None else models
         self.scheduler = get_scheduler(scheduler)
         self.operators = operators or {}
@@ -102,6 +106,11 @@ class Executor:
         done: asyncio.Future[None] = loop.create_future()
         tasks: set[asyncio.Task] = set()
         started: dict[int, float] = {}
+        # NOTE: [Iterative start] inline nodes (fn, skipped) finish at once and make their users ready;
+        # a stack drained in one loop replaces start -> finish -> start recursion, which a chain of
+        # 1,000 refine rounds would take past Python's recursion limit. Order is the same depth-first.
+        ready: list[int] = []
+        draining = False
 
         def finish(i: int, value: Any) -> None:
             nonlocal left
@@ -110,12 +119,26 @@ class Executor:
             if on_node is not None:
                 on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
             left -= 1
-            for j in c.dependents:
-                pending[j] -= 1
-                if pending[j] == 0:
-                    start(j)
+            now = [j for j in c.dependents if _ready(j)]
+            ready.extend(reversed(now))
             if left == 0 and not done.done():
                 done.set_result(None)
+            drain()
+
+        def _ready(j: int) -> bool:
+            pending[j] -= 1
+            return pending[j] == 0
+
+        def drain() -> None:
+            nonlocal draining
+            if draining:
+                return
+            draining = True
+            try:
+                while ready:
+                    start(ready.pop())
+            finally:
+                draining = False
 
         def fail(i: int, exc: BaseException) -> None:
             if not done.done():
@@ -205,12 +228,16 @@ class MapRunner:
 
     def __init__(self, node: PlanNode, parent: Executor) -> None:
         self.node = node
-        self.executor = Executor(node.subplan, parent.scheduler, operators=parent.operators, models=parent.models)
+        self.executor = Executor(node.subplan, parent.scheduler, operators=parent.operators, models=parent.models,
+                                 max_fanout=parent.max_fanout)
 
     async def __call__(self, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any) -> dict:
         items = values.get("over")
         if not isinstance(items, list):
             raise TypeError(f"map over a {type(items).__name__}, expected a list")
+        if len(items) > self.executor.max_fanout:
+            raise ValueError(f"map over {len(items):,} items exceeds the fan-out limit of {self.executor.max_fanout:,} "
+                             "(raise it with --size-limit fanout=N)")
         bound = values.get("bind") or {}
         example = meta.get("example_id", "")
 

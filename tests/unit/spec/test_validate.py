@@ -14,6 +14,7 @@ from ember_compiler.errors import SpecInvalid, UsageError
 from ember_compiler.ops.registry import Spec
 from ember_compiler.spec.codes import CODES
 from ember_compiler.spec.diagnostics import Diagnostic, render_all
+from ember_compiler.spec.limits import Limits
 from ember_compiler.spec.loader import load_document
 from ember_compiler.testing.fixtures import FixtureCase, expected, invalid_cases, invalid_files
 
@@ -73,7 +74,7 @@ def test_load_spec_raises_with_all_errors_sorted(case: FixtureCase, monkeypatch)
         assert case.import_operators or {(d.file, d.line, d.column, d.code) for d in doc.diagnostics} == case.expected
         return
     with pytest.raises(SpecInvalid) as info:
-        load_spec(target)
+        load_spec(target, limits=Limits().with_items(case.size_limits))
     diags = info.value.diagnostics
     assert {(d.file, d.line, d.column, d.code) for d in diags} == case.expected
     assert diags == sorted(diags, key=lambda d: (d.file, d.line, d.column))
