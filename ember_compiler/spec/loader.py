@@ -9,10 +9,12 @@ positioned diagnostics — a bad file never raises anything else.
 from __future__ import annotations
 
 import codecs
+import contextvars
 import datetime
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scanner import RoundTripScanner
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import LiteralScalarString
 
@@ -30,9 +33,16 @@ from ember_compiler.spec.diagnostics import Diagnostic
 from ember_compiler.spec.limits import DEFAULT
 
 MAX_DEPTH = 64  # nesting levels; real specs use < 10
-# NOTE: [Parse cost] ruamel's round-trip parser is pure Python (~80 µs per token here): past this many
-# `,`/`:`/`- ` separators a file would take seconds to parse, so it is refused before parsing.
-MAX_TOKENS = 40_000
+# NOTE: [Parse cost] ruamel's round-trip parser is pure Python (~80 µs per token here, and comments
+# cost more as they pile up): past this many `,` `:` `- ` `#` a file would take seconds to parse, so it
+# is refused before parsing; and a parse that still runs past PARSE_SECONDS is stopped.
+MAX_TOKENS = 20_000
+PARSE_SECONDS = 5.0
+_parse_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("parse_deadline", default=float("inf"))
+
+
+class _ParseTimeout(Exception):
+    pass
 MAX_FLOW_DEPTH = 200  # unclosed brackets, checked on the text before parsing
 MAX_NODES = 200_000  # values after alias expansion (a "billion laughs" guard)
 _STR_TAGS = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp")
@@ -46,9 +56,47 @@ class _Constructor(RoundTripConstructor):
 _Constructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
 
 
+_COMMENT_END = re.compile("[\n\0\r\x85\u2028\u2029]")
+
+
+class _Scanner(RoundTripScanner):
+    """ruamel's round-trip scanner, but a comment is read in one slice.
+
+    NOTE: [Comment cost] ruamel builds a comment one character at a time (`comment += ch`), which
+    took 25 s on one 640 kB comment here (the string is copied when it cannot grow in place). The
+    text of a comment has no line break, so the reader can skip it at once: same tokens, same marks.
+    """
+
+    def fetch_more_tokens(self) -> Any:
+        if time.monotonic() > _parse_deadline.get():
+            raise _ParseTimeout
+        return super().fetch_more_tokens()
+
+    def scan_to_next_token(self) -> Any:
+        reader = self.reader
+        white = " \t" if self.flow_level > 0 else " "
+        while reader.peek() in white:
+            reader.forward()
+        if reader.peek() != "#":
+            return super().scan_to_next_token()
+        start_mark = reader.get_mark()
+        buf, start = reader.buffer, reader.pointer
+        end = _COMMENT_END.search(buf, start).start()  # the buffer always ends with "\0"
+        comment = buf[start:end] + ("\n" if buf[end] == "\0" else "")
+        reader.pointer, reader.index, reader.column = end, reader.index + end - start, reader.column + end - start
+        ch = self.scan_line_break()
+        while ch:
+            comment += ch
+            ch = self.scan_line_break()
+        if not self.flow_level:
+            self.allow_simple_key = True
+        return comment, start_mark, reader.get_mark()
+
+
 def _yaml() -> YAML:
     y = YAML(typ="rt", pure=True)
     y.Constructor = _Constructor
+    y.Scanner = _Scanner
     y.allow_duplicate_keys = False
     return y
 
@@ -208,8 +256,12 @@ def load_document(path: str | Path, text: str | None = None, *, max_bytes: int =
     if deep is not None:  # the parser is recursive and slow on this; refuse early
         line, col = _offset_to_pos(source, deep)
         raise SpecInvalid([Diagnostic(where, line, col, "E103", f"value is nested more than {MAX_FLOW_DEPTH} levels deep")])
+    deadline = _parse_deadline.set(time.monotonic() + PARSE_SECONDS)
     try:
         data = _yaml().load(source)
+    except _ParseTimeout:
+        raise SpecInvalid([Diagnostic(where, 1, 1, "E103", f"document took more than {PARSE_SECONDS:g} s to parse: "
+                                                           "too large to check safely")]) from None
     except ReaderError as e:
         line, col = _offset_to_pos(source, e.position)
         raise SpecInvalid([Diagnostic(where, line, col, "E100", f"syntax error: {_reader_problem(e)}")]) from None
@@ -219,6 +271,8 @@ def load_document(path: str | Path, text: str | None = None, *, max_bytes: int =
         raise SpecInvalid([Diagnostic(where, 1, 1, "E100", f"syntax error: {e}")]) from None
     except RecursionError:
         raise SpecInvalid([Diagnostic(where, 1, 1, "E100", "syntax error: document is nested too deeply")]) from None
+    finally:
+        _parse_deadline.reset(deadline)
     doc = Document(path=path, text=text, data=data)
     if data is None:
         raise SpecInvalid([Diagnostic(where, 1, 1, "E103", "empty document: expected a mapping with 'ember: 1'")])
@@ -283,7 +337,7 @@ def _token_overflow(text: str) -> int | None:
     return None
 
 
-_TOKEN = re.compile(r"[,:]|^[ \t]*-[ \t]", re.M)
+_TOKEN = re.compile(r"[,:#]|^[ \t]*-[ \t]", re.M)
 
 
 def _decode(raw: bytes, where: str) -> str:
