@@ -105,6 +105,7 @@ class Checker(RefChecks, FieldChecks, LimitChecks):
         self.py_ports: dict[str, tuple[str, ...]] = {}  # python node -> its operator's Output fields
         self.memo: dict[str, Any] = {}  # what op checks keep per spec (imported operators)
         self.inlined = (0, 0)  # (plan nodes, model calls) once inlined, set by `_sizes`
+        self.included: set[Path] = set()  # sub-specs whose diagnostics are already in `diags`
 
     def run(self) -> list[Diagnostic]:
         for nid in self.view.nodes:
@@ -213,7 +214,9 @@ class Checker(RefChecks, FieldChecks, LimitChecks):
             where = ", ".join(f"{d.code} at {d.line}:{d.column}" for d in sub.diags[:3]) or "no 'ember:' key"
             self.error(loc, "E304", f"sub-spec '{node.spec}' is not a valid Ember spec ({where} in {target})")
             return
-        self.diags += sub.diags
+        if key not in self.included:  # two nodes on one sub-spec: its diagnostics once (not 2^depth times)
+            self.included.add(key)
+            self.diags += sub.diags
         errors = sum(d.severity == "error" for d in sub.diags)
         if errors:
             self.error(loc, "E304", f"sub-spec '{node.spec}' is invalid ({errors} error{'s' * (errors > 1)} in {target})")

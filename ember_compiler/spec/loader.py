@@ -24,9 +24,9 @@ from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
-from ruamel.yaml.scanner import RoundTripScanner
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.scanner import RoundTripScanner
 
 from ember_compiler.errors import SpecInvalid
 from ember_compiler.spec.diagnostics import Diagnostic
