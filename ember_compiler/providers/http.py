@@ -30,6 +30,9 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 52
 FINAL_STATUSES = frozenset({400, 401, 403, 404, 422})  # the same request fails again, whatever a header says
 MAX_HINT_S = 24 * 3600.0  # a larger hint is nonsense; the runtime compares hints with its deadline
 MIN_SECRET_CHARS = 8  # a shorter "key" is not scrubbed: replacing every `k` would mangle all output
+# NOTE: [Response size] a completion is at most a few MB; a hostile or broken server could send
+# gigabytes. The body is read in chunks and refused past this size, never held whole.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _NOT_IN_HEADER = re.compile(r"[^\x21-\x7e]")  # a key is visible ASCII; anything else cannot be sent
 
 
@@ -130,19 +133,24 @@ class HTTPProvider:
                 self._urls.clear()
             target = self._urls[url] = httpx2.URL(self.base_url + url if url.startswith("/") else url)
         try:
-            resp = await self._client.post(target, json=body, timeout=timeout)
+            resp = await self._client.send(self._client.build_request("POST", target, json=body, timeout=timeout),
+                                           stream=True)
+            try:
+                content = await _read_capped(resp)
+            finally:
+                await resp.aclose()
         except httpx2.TimeoutException:
             raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
         except httpx2.TransportError as exc:
             raise ProviderError(self.scrub(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}"),
                                 retryable=True) from None
         if resp.status_code != 200:
-            raise self.http_error(resp)
+            raise self.http_error(resp, content)
         try:
-            data = resp.json()
+            data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             # a truncated body (a proxy cut the connection) is worth another attempt
-            raise ProviderError(f"HTTP 200 with a malformed JSON body: {snippet(self.scrub(resp.text))}",
+            raise ProviderError(f"HTTP 200 with a malformed JSON body: {snippet(self.scrub(_text(resp, content)))}",
                                 status=200, retryable=True) from None
         if not isinstance(data, dict):
             raise ProviderError("HTTP 200 with an unexpected body (not a JSON object)", status=200)
@@ -155,18 +163,20 @@ class HTTPProvider:
                                 retryable=inner in RETRY_STATUSES or (inner or 0) >= 500)
         return data, resp.headers
 
-    def http_error(self, resp: httpx2.Response) -> ProviderError:
+    def http_error(self, resp: httpx2.Response, content: bytes | None = None) -> ProviderError:
+        """The `ProviderError` of a non-200 reply (`content`: its body, already read; else `resp.content`)."""
         status = resp.status_code
+        content = resp.content if content is None else content
         try:
-            data = resp.json()
-        except ValueError:
+            data = json.loads(content)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             data = None
         if isinstance(data, dict):
             data = scrub_tree(data, self.scrub)  # scrubbed before error_info cuts the message
             message, _, exhausted = self.error_info(data)
             message = " ".join(message.split())  # one line, whatever newlines the API's message has
         else:
-            message, exhausted = snippet(self.scrub(resp.text)), False  # scrubbed, then cut
+            message, exhausted = snippet(self.scrub(_text(resp, content))), False  # scrubbed, then cut
         should = resp.headers.get("x-should-retry")  # OpenAI's and Anthropic's servers decide
         if should in ("true", "false"):
             retryable = should == "true"
@@ -204,6 +214,30 @@ class HTTPProvider:
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
+
+
+async def _read_capped(resp: httpx2.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:
+    """The (decoded) body, or a `ProviderError` as soon as it is known to exceed `cap` bytes."""
+    length = resp.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise _too_large(resp.status_code, int(length), cap)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise _too_large(resp.status_code, size, cap)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(status: int, size: int, cap: int) -> ProviderError:
+    return ProviderError(f"HTTP {status} response body over {cap:,} bytes ({size:,} so far): refused",
+                         status=status, retryable=False)
+
+
+def _text(resp: httpx2.Response, content: bytes) -> str:
+    return content.decode(resp.encoding or "utf-8", errors="replace")
 
 
 def ssl_context(trust_env: bool = True) -> ssl.SSLContext:
