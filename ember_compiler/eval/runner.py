@@ -196,6 +196,8 @@ class EvalJob:
         def flush() -> None:
             nonlocal last_flush
             if out is not None and buffer and not broken:
+                if runtime.cache is not None:  # the rows' samples are committed before the rows are
+                    runtime.cache.flush()
                 try:
                     out.write("\n".join(buffer) + "\n")
                     out.flush()

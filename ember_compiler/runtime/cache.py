@@ -15,7 +15,9 @@ entries). When the first k are cached only the rest are requested.
 Values are JSON (never pickle). Reads are plain SELECTs (WAL readers never block the writer); writes
 go through one writer per process: `put` queues the entry (and a lookup sees it at once), a
 background task writes queued entries in batched transactions (`BEGIN IMMEDIATE`, `busy_timeout`),
-and `aclose` writes the rest. Many processes can share one file.
+and `aclose` writes the rest. `flush()` writes the queue at once: an eval calls it before it records
+rows, so a row in rows.jsonl always has its samples committed to the cache (a kill -9 loses at most
+the samples of rows not yet recorded, which a resume redoes). Many processes can share one file.
 
 Modes: `read-write` (default), `read-only` (hits are used, nothing is written), `replay` (every
 request must hit: a miss is an error, so a recorded run can be re-checked offline).
@@ -243,11 +245,22 @@ class ResponseCache:
                 if self._pending.get(k) is v:
                     del self._pending[k]
 
-    def _write(self, items: list[tuple[str, str]]) -> None:
+    def flush(self) -> None:
+        """Commit every queued entry now, on the caller's thread (what is committed survives a kill -9)."""
+        if not self._pending:
+            return
+        items = list(self._pending.items())
+        self._write(items, self._conn)  # the writer thread keeps its own connection
+        for k, v in items:
+            if self._pending.get(k) is v:
+                del self._pending[k]
+
+    def _write(self, items: list[tuple[str, str]], conn: sqlite3.Connection | None = None) -> None:
         now = time.time()
-        if self._wconn is None:
-            self._wconn = connect(self.path)
-        conn = self._wconn
+        if conn is None:
+            if self._wconn is None:
+                self._wconn = connect(self.path)
+            conn = self._wconn
         for i in range(0, len(items), _BATCH * 16):
             chunk = items[i:i + _BATCH * 16]
             conn.execute("BEGIN IMMEDIATE")
