@@ -14,11 +14,11 @@ from pathlib import Path
 from ember_compiler.testing.killer import campaign
 
 
-def main(kills: int = 50, rows: int = 100_000) -> None:
+def main(kills: int = 50, rows: int = 60_000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        r = campaign(Path(tmp), kills=kills, rows=rows, seed=17)
+        r = campaign(Path(tmp), kills=kills, rows=rows, seed=17, max_wait_s=3.0)
     print(f"kill -9 campaign: {r.kills} kills over {rows:,} rows in {r.wall_s:.0f} s")
-    print(f"    kills before the first row: {r.kills_before_first_row}; resumes started on a torn last line: {r.torn_tails}")
+    print(f"    resumes killed before they recorded a row: {r.kills_before_first_row}; resumes started on a torn last line: {r.torn_tails}")
     print(f"    rows recorded after each kill: {r.history}")
     print(f"    rows lost: {r.lost}; final resume {'finished' if r.finished else 'FAILED'}: "
           f"{r.unique:,} of {rows:,} rows ({r.rows - r.unique} duplicate lines of re-run rows)")

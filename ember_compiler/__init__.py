@@ -18,7 +18,7 @@ _SDK = (
 )
 
 _API = (
-    "Budget", "BudgetExceeded", "EmberError", "RunOptions", "RunResult", "SpecInvalid", "Usage", "UsageError", "aevaluate",
+    "Budget", "BudgetExceeded", "EmberError", "Limits", "RunOptions", "RunResult", "SpecInvalid", "Usage", "UsageError", "aevaluate",
     "arun", "compile", "estimate", "evaluate", "run", "sweep", "validate",
 )
 

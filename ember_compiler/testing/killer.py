@@ -2,7 +2,8 @@
 
 `campaign(folder, kills, rows, seed)` starts an eval on the sim, then kills it with SIGKILL at a random
 moment — while Python starts, while a resume rewrites a torn `rows.jsonl`, while rows stream — and
-resumes it, `kills` times, checking after every kill that no row recorded before it was lost. Before
+resumes it, `kills` times (half of them while rows stream, the others at a random moment of the
+first `max_wait_s` seconds), checking after every kill that no row recorded before it was lost. Before
 every other resume the last record is cut in half, as a kill in the middle of a write leaves it, so the
 resume must rewrite the file (atomically) and the kills also land in that rewrite. A last
 resume finishes the run; every row must then be in `rows.jsonl` (each index at least once, and the
@@ -40,7 +41,7 @@ class Report:
     rows: int = 0
     unique: int = 0
     wall_s: float = 0.0
-    kills_before_first_row: int = 0
+    kills_before_first_row: int = 0  # of the resumes: killed before they recorded a row
     torn_tails: int = 0  # resumes started on a torn last line (each rewrites the file)
     history: list[int] = field(default_factory=list)  # rows recorded after each kill
 
@@ -56,6 +57,15 @@ def recorded(rows_file: Path) -> set[int]:
         except (ValueError, KeyError, TypeError):
             pass
     return out
+
+
+def _wait_for_rows(runs: Path, proc: subprocess.Popen, size: int, timeout_s: float = 120) -> None:
+    """Until a rows file in `runs` is larger than `size` bytes (or the process ends)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.stat().st_size > size for p in runs.glob("*/rows.jsonl")):
+            return
+        time.sleep(0.005)
 
 
 def _tear(rows_file: Path, before: set[int]) -> set[int]:
@@ -91,7 +101,13 @@ def campaign(folder: Path, kills: int = 50, rows: int = 20_000, seed: int = 0,
         cmd = [*base, "--resume", run_id] if run_id else [*base, str(spec), "--data", str(data)]
         proc = subprocess.Popen([*cmd, "--no-progress", "--row-concurrency", "16"], cwd=folder, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, max_wait_s))
+        if run_id is None:  # the first eval is killed once it has recorded rows: there is a run to resume
+            _wait_for_rows(runs, proc, 0)
+        elif rng.random() < 0.5:  # half the kills while rows stream, the others anywhere in the start-up
+            _wait_for_rows(runs, proc, (runs / run_id / "rows.jsonl").stat().st_size)
+            time.sleep(rng.uniform(0.0, 1.0))
+        else:
+            time.sleep(rng.uniform(0.0, max_wait_s))
         if proc.poll() is not None:  # it finished before the kill
             break
         proc.send_signal(signal.SIGKILL)
@@ -101,9 +117,10 @@ def campaign(folder: Path, kills: int = 50, rows: int = 20_000, seed: int = 0,
         if run_id is None and found:
             run_id = found[0].name
         if run_id is None:
-            report.kills_before_first_row += 1
             continue
         after = recorded(runs / run_id / "rows.jsonl")
+        if report.history and len(after) <= report.history[-1]:
+            report.kills_before_first_row += 1
         report.lost += len(before - after)
         report.history.append(len(after))
         before |= after
