@@ -12,6 +12,7 @@ rows Ember reads back — later duplicates win — exactly once).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -52,10 +53,8 @@ def recorded(rows_file: Path) -> set[int]:
         return set()
     out = set()
     for line in rows_file.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             out.add(json.loads(line)["index"])
-        except (ValueError, KeyError, TypeError):
-            pass
     return out
 
 
