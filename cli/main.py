@@ -120,6 +120,10 @@ def run(
             output.print_outputs(result)
         if result.run_dir is not None and not json_out and not no_trace:
             output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
+        if result.run_dir is not None and not json_out and record is not None:
+            kept = [p for p in (result.run_dir / "io.jsonl", result.run_dir / "io.jsonl.gz") if p.is_file()]
+            if kept:
+                output.note(f"io: {kept[0]}")
         if result.error:
             raise typer.Exit(3 if result.budget_exceeded else 1)
 

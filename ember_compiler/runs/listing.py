@@ -50,13 +50,14 @@ class RunInfo:
 
 
 def run_folders(runs_dir: Path) -> list[Path]:
-    """The run folders in `runs_dir`, newest first (by the time in their id)."""
+    """The run folders in `runs_dir`, newest first (by the time in their id; within one second, by
+    when the folder last changed)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     found = [p for p in runs_dir.iterdir()
              if p.is_dir() and RUN_ID.match(p.name) and any((p / f).exists() for f in RUN_FILES)]
-    return sorted(found, key=lambda p: p.name, reverse=True)
+    return sorted(found, key=lambda p: (p.name[:15], p.stat().st_mtime), reverse=True)
 
 
 def run_info(path: Path) -> RunInfo:

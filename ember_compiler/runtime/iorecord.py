@@ -109,7 +109,7 @@ class IoRecorder:
 
     def _cap(self) -> None:
         self.full = True
-        message = (f"--record io stopped at the size cap ({self.max_bytes / 2**20:g} MB): the records after this "
+        message = (f"--record io stopped at the size cap ({self.max_bytes / 2**20:.3g} MB): the records after this "
                    "point were not kept (raise --record-max-mb)")
         self._lines.append(_encode({"kind": "note", "message": message}))
         self.flush()
