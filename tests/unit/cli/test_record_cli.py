@@ -92,6 +92,8 @@ outputs: {{answer: "${{a.text}}"}}
     assert any(r["kind"] == "request" for r in records)  # the requests were recorded, scrubbed
     if question == "[echo auth]":
         assert any("Bearer ***" in (r.get("error") or "") for r in records if r["kind"] == "request")
+        failed = [r for r in records if r["kind"] == "node"]
+        assert failed and all(r["node"] == "a" and "HTTP 500" in r["error"] for r in failed)  # the node failed
     elif "{key}" in question:
         assert any("What is ***?" in json.dumps(r) for r in records)
     for path in (tmp_path / ".ember").rglob("*"):
