@@ -40,7 +40,12 @@ def num(value: float | None) -> str:
 def _cards(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     s = m["summary"]
     cards: list[tuple[str, str, str]] = []
-    for name, value in (s.get("metrics") or {}).items():
+    metrics = dict(s.get("metrics") or {})
+    names = [n for n in metrics if n != "accuracy"]
+    if "accuracy" in metrics and names:  # `accuracy` repeats the first metric: one card, named for both
+        metrics = {f"accuracy ({names[0]})": metrics.pop(names[0]), **{n: metrics[n] for n in names[1:]}}
+        s = {**s, "ci95": {f"accuracy ({names[0]})": (s.get("ci95") or {}).get(names[0]), **(s.get("ci95") or {})}}
+    for name, value in metrics.items():
         ci = (s.get("ci95") or {}).get(name)
         cards.append((name, num(value) or "n/a", f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
     if "rows" in s:
