@@ -81,6 +81,21 @@ def _plan(run: RunDir) -> tuple[Plan | None, str | None]:
         return None, f"plan.json could not be read: {exc}"
 
 
+def _point_spans(folder: Path, result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A sweep point's spans: they are in the sweep's trace, in the traces whose root span ran this
+    point's plan."""
+    try:
+        parent = RunDir.at(folder.parent).read_result()
+    except (OSError, json.JSONDecodeError):
+        return []
+    if not result or not parent or "points" not in parent:
+        return []
+    spans = spans_mod.read_spans(folder.parent)
+    mine = {s["trace_id"] for s in spans if s.get("parent_span_id") is None
+            and (s.get("attributes") or {}).get("ember.plan.hash") == result.get("plan_hash")}
+    return [s for s in spans if s.get("trace_id") in mine]
+
+
 def _summary(kind: str, result: dict[str, Any] | None) -> dict[str, Any]:
     if result is None:
         return {"status": "unfinished (no result.json)"}
@@ -163,7 +178,7 @@ def load(folder: str | Path) -> dict[str, Any]:
     plan, plan_note = _plan(run)
     if plan is None and kind == "sweep":  # a sweep's points ran one plan each: draw the first
         plan, plan_note = _plan(run.child("point-0"))
-    spans = spans_mod.read_spans(folder)
+    spans = spans_mod.read_spans(folder) or _point_spans(folder, result)
     order = [n.id for n in plan.nodes] if plan is not None else []
     io, io_notes = _io(folder)
     model: dict[str, Any] = {

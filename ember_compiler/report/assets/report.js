@@ -25,8 +25,10 @@
   function request(r) {
     const msgs = (r.messages || []).map((m) => '<div class="msg"><b>' + esc(m.role) + "</b>" + value(m.content, 1) + "</div>").join("");
     const texts = (r.texts || []).map((t, i) => '<li><span class="why">' + esc((r.finish_reasons || [])[i] || "") + "</span>" + value(t, 1) + "</li>").join("");
-    return '<details class="req"><summary>request to <code>' + esc(r.binding || "") + "</code> · " + (r.texts || []).length +
-      " repl" + ((r.texts || []).length === 1 ? "y" : "ies") + (r.cached ? " · cached" : "") + "</summary>" +
+    const what = r.error ? '<span class="bad">failed: ' + esc(r.error) + "</span>"
+      : (r.texts || []).length + " repl" + ((r.texts || []).length === 1 ? "y" : "ies");
+    return '<details class="req"><summary>request to <code>' + esc(r.binding || "") + "</code> · " + what +
+      (r.cached ? " · cached" : "") + "</summary>" +
       '<div class="msgs">' + msgs + '</div><ol class="replies" start="0">' + texts + "</ol></details>";
   }
 
@@ -45,7 +47,9 @@
       const color = data.colors[id] || "#bab0ac";
       return '<div class="io-node" data-node="' + esc(id) + '"><h4><span class="swatch" style="background:' + color + '"></span>' +
         esc(id) + (node ? ' <span class="op">' + esc(node.op || "") + "</span>" : "") + "</h4>" +
-        (node ? '<div class="io-cols"><div><h5>inputs</h5>' + value(node.inputs, 0) + "</div><div><h5>outputs</h5>" + value(node.outputs, 0) + "</div></div>" : "") +
+        (node && node.error ? '<p class="error">failed: ' + esc(node.error) + "</p>" : "") +
+        (node ? '<div class="io-cols"><div><h5>inputs</h5>' + value(node.inputs, 0) + "</div><div><h5>outputs</h5>" +
+          (node.skipped ? '<span class="null">skipped (its guard or an input was skipped)</span>' : value(node.outputs, 0)) + "</div></div>" : "") +
         requests.map(request).join("") + "</div>";
     }).join("");
   }

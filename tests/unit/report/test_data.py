@@ -79,6 +79,10 @@ def test_a_sweep_has_its_points_and_the_pareto_fronts(tmp_path):
     assert sweep["front_calls"] == pareto([(p["calls_per_row"], p["accuracy"]) for p in sweep["points"]])
     assert sweep["priced"] is False and sweep["front_cost"] == []  # the sim costs nothing
     assert m["plan"] is not None  # the first point's
+    point = api.report_model(result.run_dir / "point-2")  # an eval of its own; its spans are in the sweep's trace
+    assert point["kind"] == "eval" and len(point["rows"]) == 40
+    assert {c["node"] for c in point["timeline"]["calls"]} == {"samples"}
+    assert point["nodes"][0]["calls"] == result.points[2].summary["calls"] == 200
 
 
 def test_the_pareto_front_keeps_only_undominated_points():
