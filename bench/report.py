@@ -1,7 +1,7 @@
 """Benchmark (not a test): how big `ember report`'s page is and how fast Chromium opens it.
 
 A 500-row eval (ensemble of 4 + judge on the sim, specs/data/sim-easy-hard.jsonl) with its inputs and
-outputs recorded, its report written, then opened in headless Chromium (/usr/bin/chromium through
+outputs recorded (`--record io`), its report written, then opened in headless Chromium (/usr/bin/chromium through
 Playwright) several times, alternating with a blank page as the baseline: the time from navigation to
 the `load` event (the row table is drawn by then: the script runs before it). Target: under 2 s and
 under 5 MB.
@@ -19,16 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ember_compiler import api  # noqa: E402
-from ember_compiler.testing.io_records import records_for, write_io  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROUNDS = 7
 
 
 def make_report(folder: Path) -> tuple[Path, float]:
-    options = api.RunOptions(runs_dir=folder / "runs", cache_mode="off")
+    options = api.RunOptions(runs_dir=folder / "runs", cache_mode="off", record="io")
     result = api.evaluate(ROOT / "specs/sim/ensemble-judge.yaml", ROOT / "specs/data/sim-easy-hard.jsonl", options)
-    write_io(result.run_dir, records_for(result.run_dir), compressed=True)
     t0 = time.perf_counter()
     path = api.report(result.run_dir)
     return path, time.perf_counter() - t0

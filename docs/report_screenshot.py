@@ -2,7 +2,7 @@
 filtered and one opened.
 
 The eval is `specs/sim/ensemble-judge.yaml` on the 40 rows of `specs/data/sim-mcq.jsonl`, with sim
-latencies (150 ms per sample request, 60 ms per judge) and 8 rows in flight, so the timeline shows
+latencies (150 ms per sample request, 60 ms per judge), 8 rows in flight and `--record io`, so the timeline shows
 waves of parallel calls. Needs the `browser` extra and /usr/bin/chromium.
 
     python docs/report_screenshot.py
@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ember_compiler import api  # noqa: E402
-from ember_compiler.testing.io_records import records_for, write_io  # noqa: E402
 
 OUT = ROOT / "docs" / "report.png"
 
@@ -27,10 +26,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = api.RunOptions(runs_dir=Path(tmp), cache_mode="off", row_concurrency=8,
+        options = api.RunOptions(runs_dir=Path(tmp), cache_mode="off", row_concurrency=8, record="io",
                                  sets={"models.worker.latency_ms": 150, "models.judge.latency_ms": 60})
         result = api.evaluate(ROOT / "specs/sim/ensemble-judge.yaml", ROOT / "specs/data/sim-mcq.jsonl", options)
-        write_io(result.run_dir, records_for(result.run_dir))
         page_path = api.report(result.run_dir)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])

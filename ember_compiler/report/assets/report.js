@@ -19,7 +19,7 @@
     }
     const keys = Object.keys(v);
     if (!keys.length) return "<code>{}</code>";
-    return '<table class="kv">' + keys.map((k) => "<tr><th>" + esc(k) + "</th><td>" + value(v[k], depth + 1) + "</td></tr>").join("") + "</table>";
+    return '<table class="kv">' + keys.map((k) => '<tr data-k="' + esc(k) + '"><th>' + esc(k) + "</th><td>" + value(v[k], depth + 1) + "</td></tr>").join("") + "</table>";
   }
 
   function request(r) {

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 
 from ember_compiler import api
 from ember_compiler.report.charts import pareto
-from ember_compiler.testing.io_records import records_for, write_io
+from ember_compiler.testing.io_records import write_io
 
 pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 
-def options(tmp_path):
-    return api.RunOptions(runs_dir=tmp_path / "runs", cache_mode="off")
+def options(tmp_path, **more):
+    return api.RunOptions(runs_dir=tmp_path / "runs", cache_mode="off", **more)
 
 
 @pytest.fixture()
@@ -40,18 +41,28 @@ def test_an_eval_shows_its_summary_rows_plan_and_nodes(eval_dir):
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_recorded_io_is_grouped_by_row_id(eval_dir, compressed):
-    records = records_for(eval_dir)
-    write_io(eval_dir, [*records, {"kind": "note", "message": "io cap of 1 MB reached at row q30"}],
-             compressed=compressed)
-    m = api.report_model(eval_dir)
+def test_recorded_io_is_grouped_by_row_id(tmp_path, compressed):
+    result = api.evaluate("specs/sim/ensemble-judge.yaml", "specs/data/sim-mcq.jsonl", options(tmp_path, record="io"))
+    folder = result.run_dir
+    if compressed:  # as the recorder leaves a large recording
+        (folder / "io.jsonl.gz").write_bytes(gzip.compress((folder / "io.jsonl").read_bytes()))
+        (folder / "io.jsonl").unlink()
+    m = api.report_model(folder)
     row = m["rows"][3]
-    assert m["io_note"] is None and m["io_notes"] == ["io cap of 1 MB reached at row q30"]
+    assert m["io_note"] is None and m["io_notes"] == [] and len(m["io"]) == 40
     mine = m["io"][row["key"]]
-    assert {r["node"] for r in mine} == {"samples", "majority"}
+    assert [(r["kind"], r["node"]) for r in mine if r["kind"] == "node"] == [("node", "candidates"), ("node", "final")]
     assert all(r["row"] == row["id"] for r in mine)
-    [req] = [r for r in mine if r["kind"] == "request"]
-    assert req["span_id"] in {c["span"] for c in m["timeline"]["calls"] if c["row"] == row["trace"]}
+    [node] = [r for r in mine if r["node"] == "candidates" and r["kind"] == "node"]
+    assert len(node["outputs"]["responses"]) == 4
+    requests = [r for r in mine if r["kind"] == "request"]
+    assert {r["span_id"] for r in requests} == {c["span"] for c in m["timeline"]["calls"] if c["row"] == row["trace"]}
+
+
+def test_the_recorders_note_is_shown(eval_dir):
+    write_io(eval_dir, [{"kind": "note", "message": "io cap of 1 MB reached at row q30"}], compressed=True)
+    m = api.report_model(eval_dir)
+    assert m["io_notes"] == ["io cap of 1 MB reached at row q30"] and m["io"] == {}
 
 
 def test_io_named_by_row_index_is_matched_too(eval_dir):
@@ -61,8 +72,7 @@ def test_io_named_by_row_index_is_matched_too(eval_dir):
 
 
 def test_a_run_shows_its_outputs_and_the_whole_recording(tmp_path):
-    result = api.run("specs/sim/ensemble-judge.yaml", {"question": "Which?"}, options(tmp_path))
-    write_io(result.run_dir, records_for(result.run_dir))
+    result = api.run("specs/sim/ensemble-judge.yaml", {"question": "Which?"}, options(tmp_path, record="io"))
     m = api.report_model(result.run_dir.name, runs_dir=tmp_path / "runs")  # by id
     assert m["kind"] == "run" and m["rows"] is None and m["summary"]["outputs"] == result.outputs
     assert list(m["io"]) == ["0"] and len(m["io"]["0"]) == 4  # two nodes, two requests

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from ember_compiler import api
-from ember_compiler.testing.io_records import records_for, write_io
+from ember_compiler.testing.io_records import write_io
 
 pytestmark = pytest.mark.usefixtures("at_repo_root")
 
@@ -83,8 +83,8 @@ def test_a_sweep_page_draws_its_curve_with_the_front_marked(tmp_path):
 
 
 def test_a_500_row_eval_with_recorded_io_stays_under_5_mb(tmp_path):
-    result = api.evaluate("specs/sim/self-consistency.yaml", "specs/data/sim-easy-hard.jsonl", options(tmp_path))
-    write_io(result.run_dir, records_for(result.run_dir), compressed=True)
+    result = api.evaluate("specs/sim/ensemble-judge.yaml", "specs/data/sim-easy-hard.jsonl",
+                          api.RunOptions(runs_dir=tmp_path / "runs", cache_mode="off", record="io"))
     path = api.report(result.run_dir)
     data = json.loads(page(path).blob)
     assert len(data["rows"]) == 500 and len(data["io"]) == 500

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from ember_compiler import api
-from ember_compiler.testing.io_records import records_for, write_io
 
 pytestmark = pytest.mark.needs("browser")
 ROOT = Path(__file__).resolve().parents[3]
@@ -22,8 +21,8 @@ def reports(tmp_path_factory):
     loop the runs would need)."""
     tmp = tmp_path_factory.mktemp("reports")
     options = api.RunOptions(runs_dir=tmp / "runs", cache_mode="off")
-    ev = api.evaluate(SPECS / "sim/self-consistency.yaml", SPECS / "data/sim-easy-hard.jsonl", options)
-    write_io(ev.run_dir, records_for(ev.run_dir), compressed=True)
+    ev = api.evaluate(SPECS / "sim/self-consistency.yaml", SPECS / "data/sim-easy-hard.jsonl",
+                      options.replace(record="io"))
     run = api.run(SPECS / "sim/ensemble-judge.yaml", {"question": "Which?"}, options)
     sweep = api.sweep(SPECS / "sim/self-consistency.yaml", SPECS / "data/sim-mcq.jsonl", ["samples.n=1,3,5"], options)
     return {"eval": (api.report(ev.run_dir), api.report_model(ev.run_dir)), "run": api.report(run.run_dir),
@@ -69,10 +68,17 @@ def test_a_500_row_eval_filters_rows_and_drills_into_one(browser, reports):
     detail = page.locator("#row-body tr.detail")
     assert detail.count() == 1
     assert detail.locator(".io-node h4").all_inner_texts() == ["samples ensemble", "majority vote"]
-    assert f"output of samples for {target['id']}" in detail.inner_text()
+    recorded = model["io"][target["key"]]
+    [vote] = [r for r in recorded if r["node"] == "majority"]
+    counts = detail.locator('.io-node[data-node="majority"] .io-cols > div:nth-child(2) tr[data-k="counts"]')
+    for answer, count in vote["outputs"]["counts"].items():  # the vote's counts, as a table
+        assert counts.locator(f'tr[data-k="{answer}"] > td').inner_text() == str(count)
+    [req] = [r for r in recorded if r["kind"] == "request"]
     detail.locator("details.req summary").first.click()  # the request: its messages and replies
-    assert detail.locator("ol.replies li").count() == 5
-    assert f"reply 4 of samples for {target['id']}" in detail.locator("ol.replies").inner_text()
+    assert req["messages"][0]["content"] in detail.locator(".msgs").inner_text()
+    replies = detail.locator("ol.replies li")
+    assert replies.count() == 5 and [t.split("\n")[-1] for t in replies.all_inner_texts()] == \
+        [t.split("\n")[-1] for t in req["texts"]]
     lit = page.locator("svg.gantt rect.bar.hl")  # the row's calls are picked out on the timeline
     assert lit.count() == 1 and lit.get_attribute("data-row") == target["trace"]
 
