@@ -148,7 +148,8 @@ def _sweep(result: dict[str, Any]) -> dict[str, Any]:
         points.append({"label": " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "point",
                        "values": values, "accuracy": metrics.get("accuracy"), "ci95": ci.get("accuracy"),
                        "calls_per_row": p.get("calls_per_row") or 0.0, "cost_per_row_usd": p.get("cost_per_row_usd"),
-                       "rows": p.get("rows"), "errors": p.get("errors"), "wall_s": p.get("wall_s")})
+                       "rows": p.get("rows"), "errors": p.get("errors"), "wall_s": p.get("wall_s"),
+                       "folder": Path(p["run_dir"]).name if p.get("run_dir") else None})
     scored = [p for p in points if p["accuracy"] is not None]
     # a cost curve needs every point's cost, and some cost above $0 (the sim's is always $0)
     priced = bool(scored) and all(p["cost_per_row_usd"] is not None for p in scored) \

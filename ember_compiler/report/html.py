@@ -104,7 +104,9 @@ def render(m: dict[str, Any]) -> str:
                                                     [index.index(i) for i in sweep["front_cost"]]))
     return env.get_template("report.html.j2").render(
         m=m, s=m["summary"], cards=_cards(m), colors=colors, money=money, secs=secs, num=num,
-        plan_svg=Markup(plan_svg(plan, {n["id"]: n["calls"] for n in m["nodes"]})) if plan is not None else None,
+        # a sweep draws its first point's plan, but its spans count every point's calls: no counts there
+        plan_svg=Markup(plan_svg(plan, {} if sweep is not None else {n["id"]: n["calls"] for n in m["nodes"]}))
+        if plan is not None else None,
         gantt=Markup(gantt_svg(drawn, colors)), gantt_clipped=MAX_BARS if clipped else 0, **curves,
         css=Markup((ASSETS / "report.css").read_text(encoding="utf-8")),
         js=Markup((ASSETS / "report.js").read_text(encoding="utf-8")), blob=_blob(m, colors))

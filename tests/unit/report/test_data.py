@@ -84,6 +84,7 @@ def test_a_sweep_has_its_points_and_the_pareto_fronts(tmp_path):
     m = api.report_model(result.run_dir)
     sweep = m["sweep"]
     assert m["kind"] == "sweep" and [p["calls_per_row"] for p in sweep["points"]] == [1, 3, 5, 9]
+    assert [p["folder"] for p in sweep["points"]] == ["point-0", "point-1", "point-2", "point-3"]
     accs = [p["accuracy"] for p in sweep["points"]]
     assert accs == [p.summary["metrics"]["accuracy"] for p in result.points]
     assert sweep["front_calls"] == pareto([(p["calls_per_row"], p["accuracy"]) for p in sweep["points"]])
@@ -114,3 +115,13 @@ def test_a_run_without_plan_or_spans_still_reports_and_says_why(eval_dir):
     assert m["plan"] is None and "plan.json" in m["plan_note"]
     assert m["timeline"]["calls"] == [] and "--no-trace" in m["timeline_note"]
     assert len(m["rows"]) == 40
+
+
+def test_an_eval_still_running_or_killed_reports_the_rows_it_finished(eval_dir):
+    (eval_dir / "result.json").unlink()
+    rows = (eval_dir / "rows.jsonl").read_text().splitlines()
+    (eval_dir / "rows.jsonl").write_text("\n".join(rows[:10]) + "\n" + rows[10][:20])  # a torn last line
+    m = api.report_model(eval_dir)
+    assert m["kind"] == "eval" and m["summary"] == {"status": "unfinished (no result.json)"}
+    assert [r["index"] for r in m["rows"]] == list(range(10))
+    assert (eval_dir / "rows.jsonl").read_text().endswith(rows[10][:20])  # read, never repaired
