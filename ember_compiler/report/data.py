@@ -21,12 +21,13 @@ from typing import Any
 
 from ..errors import UsageError
 from ..runs.rundir import RESULT, ROWS, RUNS_DIR, STUDY, TRACE, RunDir
+from ..runtime.iorecord import IO_FILE, IO_GZ
 from ..xcs.plan import Plan
 from ..xcs.verify import PlanError
 from . import spans as spans_mod
 from .charts import pareto
 
-IO_FILES = ("io.jsonl.gz", "io.jsonl")
+IO_FILES = (IO_GZ, IO_FILE)  # the recorder compresses a large recording (runtime/iorecord.py)
 NO_IO = "No inputs and outputs were recorded for this run: run it again with --record io to see each " \
         "node's candidates, votes, reasoning and verdicts here."
 
