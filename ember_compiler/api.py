@@ -6,7 +6,7 @@
     report = api.evaluate("spec.yaml", "rows.jsonl", api.RunOptions(budget=api.Budget(max_cost_usd=1)))
 
 Every function that runs something takes the same `RunOptions` (seed, scheduler, budget, cache,
-trace, runs dir, passes, row concurrency). Errors are `EmberError`s (re-exported here): `SpecInvalid`
+trace, runs dir, passes, row concurrency, `--record io`, OTLP export). Errors are `EmberError`s (re-exported here): `SpecInvalid`
 carries every diagnostic, `UsageError` is a bad argument, `BudgetExceeded` a spent budget.
 The heavy parts (the compiler, the runtime, providers) are imported when a function is first called.
 """

@@ -141,6 +141,19 @@ def _io(folder: Path) -> tuple[dict[str, list[dict[str, Any]]] | None, list[str]
     return groups, notes
 
 
+def _last_attempt(records: list[dict[str, Any]], trace_of: dict[str, str]) -> list[dict[str, Any]]:
+    """A row's records without those of an attempt cut off and run again by `eval --resume` (the later
+    lines count): each node's last record, and the requests of the row's last trace (a request's span
+    names its trace; without spans every request is kept)."""
+    last_trace = next((trace_of[r["span_id"]] for r in reversed(records)
+                       if r.get("kind") == "request" and r.get("span_id") in trace_of), None)
+    last_node = {r.get("node"): i for i, r in enumerate(records) if r.get("kind") == "node"}
+    return [r for i, r in enumerate(records)
+            if (r.get("kind") == "node" and last_node[r.get("node")] == i)
+            or (r.get("kind") == "request" and (last_trace is None or r.get("span_id") not in trace_of
+                                                or trace_of[r["span_id"]] == last_trace))]
+
+
 def _sweep(result: dict[str, Any]) -> dict[str, Any]:
     points = []
     for p in result.get("points") or []:
@@ -183,6 +196,9 @@ def load(folder: str | Path) -> dict[str, Any]:
     spans = spans_mod.read_spans(folder) or _point_spans(folder, result)
     order = [n.id for n in plan.nodes] if plan is not None else []
     io, io_notes = _io(folder)
+    if io is not None:
+        trace_of = {sp["span_id"]: sp["trace_id"] for sp in spans if sp.get("kind") == "CLIENT"}
+        io = {row: _last_attempt(records, trace_of) for row, records in io.items()}
     model: dict[str, Any] = {
         "kind": kind, "run_id": run.run_id,
         "title": (plan.name if plan is not None else None) or Path(str((result or {}).get("spec") or run.run_id)).stem,

@@ -125,3 +125,20 @@ def test_an_eval_still_running_or_killed_reports_the_rows_it_finished(eval_dir):
     assert m["kind"] == "eval" and m["summary"] == {"status": "unfinished (no result.json)"}
     assert [r["index"] for r in m["rows"]] == list(range(10))
     assert (eval_dir / "rows.jsonl").read_text().endswith(rows[10][:20])  # read, never repaired
+
+
+def test_a_row_cut_off_and_run_again_shows_only_its_last_attempt(tmp_path):
+    result = api.evaluate("specs/sim/ensemble-judge.yaml", "specs/data/sim-mcq.jsonl", options(tmp_path, record="io"))
+    folder = result.run_dir
+    lines = (folder / "io.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    first = [r for r in records if r["row"] == "q00"]
+    other = iter(r["span_id"] for r in records if r["row"] == "q01" and r["kind"] == "request")
+    # the attempt a resume cut off: its requests ran in an earlier trace (here: q01's spans stand in for it)
+    stale = [{**r, "outputs": {"stale": True}} if r["kind"] == "node" else {**r, "span_id": next(other)}
+             for r in first]
+    (folder / "io.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale) + "\n".join(lines) + "\n")
+    mine = api.report_model(folder)["io"]["q00"]
+    assert sorted(r["node"] for r in mine if r["kind"] == "node") == ["candidates", "final"]
+    assert all("stale" not in r["outputs"] for r in mine if r["kind"] == "node")
+    assert [r for r in mine if r["kind"] == "request"] == [r for r in first if r["kind"] == "request"]
