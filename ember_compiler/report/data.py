@@ -207,9 +207,8 @@ def load(folder: str | Path) -> dict[str, Any]:
         "nodes": spans_mod.node_stats(spans, order), "timeline": spans_mod.calls(spans),
         "rows": None, "metrics": [], "io": None, "io_note": None if io is not None else NO_IO, "io_notes": io_notes,
         "sweep": _sweep(result) if kind == "sweep" and result is not None else None,
+        "timeline_note": None if spans else "This run kept no spans (it ran with --no-trace), so there is no timeline.",
     }
-    if not spans:
-        model["timeline_note"] = "This run kept no spans (it ran with --no-trace), so there is no timeline."
     if kind == "eval":
         # read, never repaired: a report leaves the run folder as it found it (a later duplicate index wins)
         by_index = {r["index"]: r for r in _read_jsonl(folder / ROWS) if isinstance(r.get("index"), int)} \
@@ -217,7 +216,7 @@ def load(folder: str | Path) -> dict[str, Any]:
         records = [by_index[i] for i in sorted(by_index)]
         keys = _row_keys(records, io)
         model["rows"] = [_row(r, k) for r, k in zip(records, keys, strict=True)]
-        model["metrics"] = sorted({m for r in records for m in (r.get("scores") or {})})
+        model["metrics"] = list(dict.fromkeys(m for r in records for m in (r.get("scores") or {})))  # eval's order
         if io is not None:
             model["io"] = {k: io[k] for k in keys if k in io}
     elif io is not None:

@@ -142,3 +142,11 @@ def test_a_row_cut_off_and_run_again_shows_only_its_last_attempt(tmp_path):
     assert sorted(r["node"] for r in mine if r["kind"] == "node") == ["candidates", "final"]
     assert all("stale" not in r["outputs"] for r in mine if r["kind"] == "node")
     assert [r for r in mine if r["kind"] == "request"] == [r for r in first if r["kind"] == "request"]
+
+
+def test_metrics_keep_the_evals_order_so_the_first_is_the_filters_default(tmp_path):
+    result = api.evaluate("specs/sim/self-consistency.yaml", "specs/data/sim-mcq.jsonl", options(tmp_path),
+                          metrics=["exact", "contains"])
+    m = api.report_model(result.run_dir)
+    assert m["metrics"] == ["exact", "contains"]
+    assert list(m["summary"]["metrics"]) == ["accuracy", "exact", "contains"]
