@@ -92,6 +92,8 @@ outputs: {{answer: "${{a.text}}"}}
     assert any(r["kind"] == "request" for r in records)  # the requests were recorded, scrubbed
     if question == "[echo auth]":
         assert any("Bearer ***" in (r.get("error") or "") for r in records if r["kind"] == "request")
+        failed = [r for r in records if r["kind"] == "node"]
+        assert failed and all(r["node"] == "a" and "HTTP 500" in r["error"] for r in failed)  # the node failed
     elif "{key}" in question:
         assert any("What is ***?" in json.dumps(r) for r in records)
     for path in (tmp_path / ".ember").rglob("*"):
@@ -172,3 +174,9 @@ def test_prune_older_than_spares_recent_and_running_runs(tmp_path):
 def test_prune_rejects_a_bad_duration(tmp_path):
     bad = _ember("runs", "--prune", "--older-than", "soon", "--runs-dir", tmp_path)
     assert bad.exit_code == 2 and "--older-than expects a duration such as 30m, 12h, 7d or 2w" in bad.output
+
+
+def test_record_io_is_refused_on_ray_before_anything_runs(tmp_path):
+    out = _ember("eval", SPEC, "--data", DATA, "--executor", "ray", "--record", "io", "--no-progress",
+                 "--runs-dir", tmp_path)
+    assert out.exit_code == 2 and "--record io runs with the local executor only" in out.output

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from ember_compiler import api
 
-pytestmark = pytest.mark.needs("otlp")
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "sim" / "ensemble-judge.yaml"
 MARKER = "Which moon of Saturn hides an ocean, 7781?"
 
@@ -100,6 +99,7 @@ def _as_exported(value: object) -> object:
     return json.dumps(value)
 
 
+@pytest.mark.needs("otlp")
 def test_every_span_arrives_with_its_ids_times_and_attributes(receiver, tmp_path):
     result = api.run(SPEC, {"question": MARKER}, api.RunOptions(otlp=receiver.url, runs_dir=tmp_path))
     assert receiver.paths and set(receiver.paths) == {"/v1/traces"}  # a URL without a path gets /v1/traces
@@ -123,6 +123,7 @@ def test_every_span_arrives_with_its_ids_times_and_attributes(receiver, tmp_path
     assert models and all(s.name.startswith("chat ") for s in client)
 
 
+@pytest.mark.needs("otlp")
 def test_without_record_io_no_prompt_or_output_text_leaves_the_process(receiver, tmp_path):
     result = api.run(SPEC, {"question": MARKER}, api.RunOptions(otlp=receiver.url, runs_dir=tmp_path))
     sent = b"".join(receiver.bodies)
@@ -132,6 +133,7 @@ def test_without_record_io_no_prompt_or_output_text_leaves_the_process(receiver,
     assert result.outputs["answer"] and b"gen_ai.input.messages" not in sent and b"gen_ai.output.messages" not in sent
 
 
+@pytest.mark.needs("otlp")
 def test_with_record_io_client_spans_carry_the_opt_in_content_attributes(receiver, tmp_path):
     result = api.run(SPEC, {"question": MARKER},
                      api.RunOptions(otlp=receiver.url, record="io", runs_dir=tmp_path))
@@ -156,6 +158,7 @@ def test_with_record_io_client_spans_carry_the_opt_in_content_attributes(receive
     assert MARKER not in (result.run_dir / "trace.jsonl").read_text()
 
 
+@pytest.mark.needs("otlp")
 def test_the_standard_variable_turns_export_on(receiver, tmp_path, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "my-study")
@@ -167,6 +170,7 @@ def test_the_standard_variable_turns_export_on(receiver, tmp_path, monkeypatch):
     assert receiver.paths[0] == "/v1/traces"
 
 
+@pytest.mark.needs("otlp")
 def test_the_cli_flag_exports_an_eval(receiver, tmp_path):
     data = SPEC.parents[1] / "data" / "sim-mcq.jsonl"
     out = CliRunner().invoke(app, ["eval", str(SPEC), "--data", str(data), "--limit", "3", "--no-progress",
@@ -182,3 +186,17 @@ def test_a_malformed_otlp_url_is_a_usage_error(tmp_path):
     out = CliRunner().invoke(app, ["run", str(SPEC), "-i", "question=Q?", "--otlp", "localhost:4318",
                                    "--runs-dir", str(tmp_path)])
     assert out.exit_code == 2 and "--otlp expects an http(s) URL" in out.output
+
+
+def test_without_the_extra_the_flag_is_an_error_and_the_variable_a_warning(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)  # not installed
+    flag = CliRunner().invoke(app, ["run", str(SPEC), "-i", "question=Q?", "--otlp", "http://127.0.0.1:9",
+                                    "--runs-dir", str(tmp_path)])
+    assert flag.exit_code == 2
+    assert "error: exporting spans over OTLP needs the otlp extra: pip install 'ember-compiler[otlp]'" in flag.output
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    env = CliRunner().invoke(app, ["run", str(SPEC), "-i", "question=Q?", "--runs-dir", str(tmp_path)])
+    assert env.exit_code == 0, env.output  # the run is not failed by someone else's variable
+    assert "warning: OTEL_EXPORTER_OTLP_ENDPOINT is set but spans are not exported" in env.output
