@@ -23,7 +23,9 @@ def node_colors(nodes: list[str]) -> dict[str, str]:
 
 
 def seconds(t: float) -> str:
-    return f"{t * 1000:.3g} ms" if t < 1 else f"{t:.3g} s"
+    if t < 1:
+        return f"{t * 1000:.3g} ms"
+    return f"{t:.3g} s" if t < 100 else f"{t:,.0f} s"
 
 
 def _ticks(span: float, count: int = 6) -> list[float]:
