@@ -42,7 +42,7 @@ __all__ = [
     "PASS_NAMES", "RECORD_MAX_MB", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
     "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
-    "plan_text", "plot_sweep", "render_diagnostics", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
+    "plan_text", "plot_sweep", "render_diagnostics", "report", "report_model", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
     "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
 ]
 
@@ -485,6 +485,39 @@ def plot_sweep(result: SweepResult, path: str | Path, *, title: str = "", fit: S
     from .eval.plot import plot_sweep as draw
 
     return draw(result, path, title=title, fit=fit)
+
+
+# -- reports -----------------------------------------------------------------------------------------
+def report(run: str | Path, out: str | Path | None = None, *, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """Write a run's report: one self-contained HTML page (summary, plan graph, per-node table, timeline of
+    every call, an eval's rows with filters and, with `--record io`, a drill-down per row; a sweep's
+    curves and Pareto front) that opens offline.
+
+    Args:
+        run: the run's folder, or its id in `runs_dir`.
+        out: the file to write (default: `report.html` in the run's folder).
+
+    Returns:
+        The path written.
+
+    Raises:
+        UsageError: `run` names no run folder, or one of its files cannot be read.
+    """
+    from .report import write_report
+
+    return write_report(run, out, runs_dir=Path(runs_dir))
+
+
+def report_model(run: str | Path, *, runs_dir: str | Path = RUNS_DIR) -> dict[str, Any]:
+    """The data a run's report shows, as one JSON-able dict (see `ember_compiler.report.data`): `kind`,
+    `summary`, `plan`, `nodes`, `timeline` (every request with its lane), `rows`, `io`, `sweep`.
+
+    Raises:
+        UsageError: `run` names no run folder, or one of its files cannot be read.
+    """
+    from .report import load, locate
+
+    return load(locate(run, Path(runs_dir)))
 
 
 # -- datasets -----------------------------------------------------------------------------------------

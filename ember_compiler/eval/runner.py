@@ -187,6 +187,7 @@ class EvalJob:
         elif self.study is not None:
             run.write_study(self.study)
         run.mkdir()
+        run.write_plan(self.plan.to_json())
         for r in previous:
             self.stats[r["index"]] = RowStat.from_record(r, self.names)
         todo = [row for row in self.rows if row.index not in self.stats]

@@ -158,6 +158,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     executor = Executor(plan, options.scheduler)
     run = RunDir.new(options.runs_dir)
     runtime = make_runtime(options, plan, run_dir=run, cache=cache if cache is not None else AUTO)
+    run.write_plan(executor.plan.to_json())
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
