@@ -102,6 +102,11 @@ class PlanOp:
     sim: Callable[..., list[str]] | None = None  # the sampler of a new role (``providers.sim.Sampler``)
     dry_text: Callable[[int], str] | None = None  # ``ember plan``'s placeholder reply for sample j
     pp: Callable[[Any], dict[str, Any]] | None = None  # params shown when printed (default: all but templates)
+    # ports read from the reply text of the node's one request (n == 1): a plan whose answer is one of
+    # them can stream that reply as the model writes it (the executor's `on_text`). The deltas make up
+    # the node's `text` port; another port is read from that text (`answer`: after `Answer:`).
+    streams: tuple[str, ...] = ()
+    forwards: bool = False  # fn: each port is its input `values`' entry of that name, unchanged (a network's pack)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ def _validate(args: dict[str, Any]) -> str | None:
 
 PROVE = PlanOp("refine_prove", "llm", ("text", "answer", "usage"), params=("model", "round"), build=build_prove,
                finish=finish_proof, effects=MODEL_CALL, calls=one_per_sample, role="generate",
-               dry_text=lambda j: "Answer: A")
+               dry_text=lambda j: "Answer: A", streams=("text", "answer"))
 CHECK = PlanOp("refine_check", "llm", ("accepted", "text"), params=("model", "round"), build=build_check,
                finish=finish_check, effects=MODEL_CALL, calls=one_per_sample, role="verify",
                dry_text=lambda j: "Verdict: yes")

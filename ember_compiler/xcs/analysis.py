@@ -1,5 +1,7 @@
 """Static analysis of a plan: model calls, requests, critical path and width.
 
+``stream_source`` finds the node whose reply a plan's answer can stream from (``PlanOp.streams``).
+
 Each plan op says how many model calls its node makes (``PlanOp.calls``: ``n`` samples by default,
 ``verify`` one per candidate) and which of its list ports have a length known before running
 (``PlanOp.lengths``: an ensemble's ``n``, a ``concat``'s sum, a ``pack``'s packed values). A
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..ops.registry import plan_op
-from .expr import ListOf, Lit, Ref
+from .expr import DictOf, ListOf, Lit, Ref
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,29 @@ def _calls(node: Any, op: Any, known: _Known, notes: list[str]) -> int:
         notes.append(f"{node.id}: number of candidates unknown before running; counted as 1 call")
         return 1
     return count
+
+
+def answer_output(plan: Any) -> str | None:
+    """The output a caller shows as the answer: ``answer``, else the only output (None: neither)."""
+    if "answer" in plan.outputs:
+        return "answer"
+    return next(iter(plan.outputs)) if len(plan.outputs) == 1 else None
+
+
+def stream_source(plan: Any) -> str | None:
+    """The id of the node whose reply text the plan's answer output (`answer_output`) is read from, when
+    that node is one model call of one sample whose op streams that port (``PlanOp.streams``: generate,
+    judge, a refine round); through a network's ``pack`` (``PlanOp.forwards``). None otherwise: the
+    answer comes from a vote, a choice among candidates, a function, several samples, a sub-plan."""
+    name = answer_output(plan)
+    expr = plan.outputs.get(name) if name is not None else None
+    while isinstance(expr, Ref):
+        node = plan.node(expr.node)
+        op = plan_op(node.op)
+        if op.forwards and isinstance(node.inputs.get("values"), DictOf):
+            expr = node.inputs["values"].get(expr.port)
+            continue
+        if node.kind == "llm" and expr.port in op.streams and int(node.params.get("n", 1)) == 1:
+            return node.id
+        return None
+    return None
