@@ -209,8 +209,8 @@ async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = 
         options: seed, scheduler, budget, cache, trace, runs dir (default `RunOptions()`).
         example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
         on_text: called with the answer's text as the model writes it, when the plan's `answer` output
-            (or its only output) is read from one model call of one sample — a generate, a judge, a
-            refine round, also inside a network; never otherwise. The pieces make up that call's
+            (or its only output) is read from one model call of one sample — a generate, a judge,
+            also inside a network, and a refine's last round when it runs; never otherwise. The pieces make up that call's
             reply (its `text`; the `answer` is read from it, e.g. after `Answer:`), scrubbed of API
             keys; a cached reply, or a provider that cannot stream, arrives in one piece.
 

@@ -106,7 +106,10 @@ class PlanOp:
     # them can stream that reply as the model writes it (the executor's `on_text`). The deltas make up
     # the node's `text` port; another port is read from that text (`answer`: after `Answer:`).
     streams: tuple[str, ...] = ()
-    forwards: bool = False  # fn: each port is its input `values`' entry of that name, unchanged (a network's pack)
+    # fn: where a port's value comes from unchanged, as (node id, port) — a network's pack passes each
+    # packed value on, refine's result the last round's answer when that round runs; None: computed.
+    # Reads the node's input expressions in their JSON form (``{"$ref": [NODE, PORT]}``).
+    passes: Callable[[Any, str], tuple[str, str] | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

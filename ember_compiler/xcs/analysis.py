@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..ops.registry import plan_op
-from .expr import DictOf, ListOf, Lit, Ref
+from .expr import ListOf, Lit, Ref
 
 
 @dataclass(frozen=True)
@@ -137,17 +137,24 @@ def answer_output(plan: Any) -> str | None:
 def stream_source(plan: Any) -> str | None:
     """The id of the node whose reply text the plan's answer output (`answer_output`) is read from, when
     that node is one model call of one sample whose op streams that port (``PlanOp.streams``: generate,
-    judge, a refine round); through a network's ``pack`` (``PlanOp.forwards``). None otherwise: the
-    answer comes from a vote, a choice among candidates, a function, several samples, a sub-plan."""
+    judge, a refine round), followed through the functions that pass a value on (``PlanOp.passes``: a
+    network's pack; refine's result, from its last round — which streams only when it runs). None
+    otherwise: the answer comes from a vote, a choice among candidates, a function, several samples."""
     name = answer_output(plan)
     expr = plan.outputs.get(name) if name is not None else None
-    while isinstance(expr, Ref):
-        node = plan.node(expr.node)
+    if not isinstance(expr, Ref):
+        return None
+    node_id, port = expr.node, expr.port
+    for _ in range(len(plan.nodes)):
+        node = plan.node(node_id)
         op = plan_op(node.op)
-        if op.forwards and isinstance(node.inputs.get("values"), DictOf):
-            expr = node.inputs["values"].get(expr.port)
+        if node.kind == "fn" and op.passes is not None:
+            source = op.passes(node, port)
+            if source is None:
+                return None
+            node_id, port = source
             continue
-        if node.kind == "llm" and expr.port in op.streams and int(node.params.get("n", 1)) == 1:
+        if node.kind == "llm" and port in op.streams and int(node.params.get("n", 1)) == 1:
             return node.id
         return None
     return None

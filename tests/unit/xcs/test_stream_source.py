@@ -27,14 +27,17 @@ def plan_of(tmp_path: Path, body: str, name: str = "s.yaml") -> object:
 class Sink:
     """Answers each request with two pieces of text, streamed to its `on_text` when it has one."""
 
-    def __init__(self) -> None:
+    def __init__(self, verdict: str = "no") -> None:
         self.streamed: list[str] = []  # node ids whose request had on_text
+        self.verdict = verdict  # what every verifier says
 
     def supports_n(self, binding):
         return True
 
     async def complete(self, request, priority, row):
         text = f"About {request.meta['node_id']}.\nAnswer: X"
+        if request.meta.get("role") == "verify":
+            text = f"Verdict: {self.verdict}"
         if request.on_text is not None:
             self.streamed.append(request.meta["node_id"])
             for piece in ("About ", text[6:]):
@@ -42,8 +45,8 @@ class Sink:
         return Completion(texts=[text] * request.n, input_tokens=3, output_tokens=2)
 
 
-def execute(plan, on_text):
-    sink = Sink()
+def execute(plan, on_text, verdict="no"):
+    sink = Sink(verdict)
     outputs, _ = asyncio.run(Executor(plan).execute(sink, {"question": "q", "choices": ["A", "B"]},
                                                     {"seed": 0, "example_id": "e"}, on_text=on_text))
     return sink.streamed, outputs
@@ -54,7 +57,7 @@ def execute(plan, on_text):
     ("ensemble-judge.yaml", "final"),  # judge over an ensemble
     ("self-consistency.yaml", None),  # a vote
     ("best-of-n-verify.yaml", None),  # a verifier's choice among candidates
-    ("verifier-prover.yaml", None),  # refine: the answer is the last round that ran, known only after its check
+    ("verifier-prover.yaml", "solved/prove3"),  # refine: the last round, the answer whenever it runs
     ("router.yaml", None),  # the first of guarded branches
     ("network-of-networks.yaml", None),  # a vote over networks
 ])
@@ -113,3 +116,13 @@ def test_without_on_text_nothing_streams():
     streamed, _ = execute(api.compile(SIM / "single.yaml"), None)
     assert streamed == []
 
+
+
+def test_refine_streams_its_last_round_only_when_that_round_runs():
+    plan = api.compile(SIM / "verifier-prover.yaml")
+    deltas: list[str] = []
+    streamed, outputs = execute(plan, deltas.append, verdict="no")  # every round rejected: all three run
+    assert streamed == ["solved/prove3"] and "".join(deltas) == "About solved/prove3.\nAnswer: X"
+    deltas.clear()
+    streamed, outputs = execute(plan, deltas.append, verdict="yes")  # round 1 accepted: its answer, unstreamed
+    assert streamed == [] and deltas == [] and outputs["answer"] == "X"
