@@ -198,7 +198,8 @@ class SimProvider:
         out = self.sample(request, cfg)
         pieces = stream_pieces(out.texts[0])
         for piece in pieces:
-            await asyncio.sleep(cfg.latency_s / len(pieces))  # 0: still a turn of the loop per piece
+            if cfg.latency_s > 0:  # at 0 ms the pieces go out at once: no loop turn each (the server bench)
+                await asyncio.sleep(cfg.latency_s / len(pieces))
             request.on_text(piece)  # type: ignore[misc]
         if not pieces and cfg.latency_s > 0:
             await asyncio.sleep(cfg.latency_s)
