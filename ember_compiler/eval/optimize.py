@@ -207,7 +207,7 @@ def write_spec(spec: str | Path, values: dict[str, Any], path: Path, *, note: st
 async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | None, *, method: str = "auto",
                          start: list[str] | None = None, max_evals: int | None = None, objective: str = "accuracy",
                          test_rows: list[Row] | None = None, metrics: list[Metric] | None = None,
-                         options: RunOptions | None = None, resume: str | None = None,
+                         options: RunOptions | None = None, resume: str | None = None, run_id: str | None = None,
                          evaluator: Evaluator | None = None,
                          on_evaluation: Callable[[Scored, Search], None] | None = None,
                          on_row: Callable[[dict[str, Any]], None] | None = None) -> OptimizeResult:
@@ -228,7 +228,7 @@ async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | No
     fixed, space = search_space(spec, sets)
     fixed = {**options.sets, **fixed}
     begin = space.start(parse_axes(start)[0] if start else {})
-    run = RunDir.new(options.runs_dir, resume)
+    run = RunDir.new(options.runs_dir, resume or run_id)
     previous = _load(run, resume)
     plans: dict[str, Any] = {}
 
