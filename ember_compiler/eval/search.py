@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,7 +217,9 @@ async def tpe(search: Search, *, pareto: bool, trials: int | None = None) -> Non
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dims = search.space.dims
     dists = {f"d{i}": optuna.distributions.CategoricalDistribution(list(range(len(v)))) for i, (_, v) in enumerate(dims)}
-    sampler = optuna.samplers.TPESampler(seed=search.seed, multivariate=True, warn_independent_sampling=False)
+    with warnings.catch_warnings():  # multivariate TPE (dimensions interact: a pipeline's stages) is "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=search.seed, multivariate=True)
     study = optuna.create_study(directions=["maximize", "minimize"] if pareto else ["maximize"], sampler=sampler)
 
     def values(s: Scored) -> list[float]:
