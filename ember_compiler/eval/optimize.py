@@ -82,7 +82,9 @@ def split_rows(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], 
     n_test = round(len(rows) * fraction)
     if n_test == 0 or n_test == len(rows):
         raise UsageError(f"--split {fraction:g} of {len(rows)} rows leaves no dev or no test rows")
-    held = set(random.Random(seed).sample(range(len(rows)), n_test))
+    # a stream of its own: `random.Random(seed)` is also what wrote seeded datasets (sim-data's easy rows) and
+    # what --sample draws from, and the same stream would hold out exactly the rows they picked
+    held = set(random.Random(f"ember-optimize-split:{seed}").sample(range(len(rows)), n_test))
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 

@@ -165,6 +165,10 @@ def test_split_scores_the_best_on_held_out_rows(tmp_path) -> None:
     assert abs(result.test["metrics"]["accuracy"] - 0.855) < 0.06
     with pytest.raises(UsageError, match="between 0 and 1"):
         api.split_rows(rows, 1.5)
+    # the split's random stream is its own: sim-data placed its easy rows with random.Random(0) too
+    mix = api.load_rows(SPECS / "data" / "sim-easy-hard.jsonl")
+    for half in api.split_rows(mix, 0.5, seed=0):
+        assert abs(sum(r.data["kind"] == "easy" for r in half) / len(half) - 0.6) < 0.1
 
 
 def test_json_shape(tmp_path, monkeypatch) -> None:
