@@ -22,7 +22,7 @@ from ember_compiler.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[3]
 SPECS = ROOT / "specs"
-LOCATE = SPECS / "sim" / "locate-solve.yaml"
+LOCATE = SPECS / "sim" / "optimize" / "locate-solve.yaml"
 LOCATE_DATA = SPECS / "data" / "locate-solve.jsonl"
 
 # three stages, three models, each model best at one stage (per-stage accuracy)
