@@ -159,8 +159,7 @@ class OptimizeResult:
         """What `optimize.json` holds."""
         return {"kind": "optimize", "status": status, "run_id": self.run_id, "spec": str(self.spec),
                 "fixed": self.fixed, "space": self.search.space.to_json(), "method": self.method,
-                "objective": self.objective, "seed": self.search.seed, "max_evals": self.search.max_evals,
-                "stopped": self.search.stopped,
+                "objective": self.objective, "seed": self.search.seed, "stopped": self.search.stopped,
                 "evaluations": [{"index": s.index, "point": s.point, **s.summary} for s in self.evaluations],
                 **{k: v for k, v in self.to_json().items() if k != "evaluations"}}
 

@@ -116,6 +116,9 @@ class Search:
     seed: int = 0
     done: dict[str, Scored] = field(default_factory=dict)
     order: list[Scored] = field(default_factory=list)
+    # the points this session's method asked for, in order (a resumed search replays its method, so
+    # they — not `order`, which holds the earlier session's evaluations from the start — drive it)
+    seen: dict[str, Scored] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why the search ended early: "max-evals", "budget"
     over_budget: Callable[[], bool] = lambda: False
@@ -130,6 +133,7 @@ class Search:
         key = point_key(point)
         hit = self.done.get(key)
         if hit is not None:
+            self.seen.setdefault(key, hit)
             return hit
         if self.max_evals is not None and len(self.order) >= self.max_evals:
             self.stopped = "max-evals"
@@ -145,6 +149,7 @@ class Search:
         scored = Scored(index, dict(point), summary)
         self.done[key] = scored
         self.order.append(scored)
+        self.seen[key] = scored
         if self.on_new is not None:
             self.on_new(scored)
         return scored
@@ -179,7 +184,7 @@ class Search:
 async def exhaustive(search: Search) -> None:
     for point in search.space.points():
         await search.ask(point)
-    search.trajectory.append({"method": "exhaustive", "evaluations": len(search.order)})
+    search.trajectory.append({"method": "exhaustive", "evaluations": len(search.seen)})
 
 
 async def coordinate(search: Search, start: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +208,7 @@ async def coordinate(search: Search, start: dict[str, Any]) -> dict[str, Any]:
             "method": "coordinate", "round": visit // len(dims) + 1, "dimension": path,
             "tried": [{"value": v, "accuracy": s.accuracy, "cost_per_row_usd": s.summary.get("cost_per_row_usd")}
                       for v, s in tried],
-            "chosen": value, "changed": changed, "accuracy": scored.accuracy, "evaluations": len(search.order)})
+            "chosen": value, "changed": changed, "accuracy": scored.accuracy, "evaluations": len(search.seen)})
         visit += 1
     return current
 
@@ -226,30 +231,30 @@ async def tpe(search: Search, *, pareto: bool, trials: int | None = None) -> Non
         return [s.accuracy, s.cost if s.summary.get("cost_per_row_usd") is not None else s.calls] if pareto \
             else [s.accuracy]
 
-    for s in list(search.order):
+    for s in list(search.seen.values()):  # what earlier methods found seeds the model
         params = _indices(dims, s.point)
         if params is not None:
             study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values(s)))
-    start, idle, asked = len(search.order), 0, 0
+    start, idle, asked = len(search.seen), 0, 0
     while idle < _TPE_IDLE and (trials is None or asked < trials):
         trial = study.ask(dists)
         point = {path: dims[i][1][trial.params[f"d{i}"]] for i, (path, _) in enumerate(dims)}
-        before = len(search.order)
+        before = len(search.seen)
         try:
             scored = await search.ask(point)
         except StopSearch:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
-        if len(search.order) > before:
+        if len(search.seen) > before:
             search.trajectory.append({"method": "tpe", "trial": asked + 1, "point": point,
-                                      "accuracy": scored.accuracy, "evaluations": len(search.order)})
+                                      "accuracy": scored.accuracy, "evaluations": len(search.seen)})
         study.tell(trial, values(scored))
         asked += 1
-        idle = 0 if len(search.order) > before else idle + 1
-        if len(search.done) >= search.space.size:
+        idle = 0 if len(search.seen) > before else idle + 1
+        if len(search.seen) >= search.space.size:
             break
-    if len(search.order) == start:
-        search.trajectory.append({"method": "tpe", "evaluations": len(search.order), "note": "nothing new to try"})
+    if len(search.seen) == start:
+        search.trajectory.append({"method": "tpe", "evaluations": len(search.seen), "note": "nothing new to try"})
 
 
 def _indices(dims: list[tuple[str, list[Any]]], point: dict[str, Any]) -> dict[str, int] | None:
@@ -282,7 +287,7 @@ async def run_method(search: Search, method: str, start: dict[str, Any]) -> str:
             await coordinate(search, start)
             await tpe(search, pareto=search.objective == "pareto")
     except StopSearch:
-        search.trajectory.append({"method": method, "stopped": search.stopped, "evaluations": len(search.order)})
+        search.trajectory.append({"method": method, "stopped": search.stopped, "evaluations": len(search.seen)})
     return method
 
 

@@ -242,3 +242,21 @@ def test_bad_input_is_a_usage_error(tmp_path) -> None:
                      evaluator=analytic())
     with pytest.raises(UsageError, match="unknown --method"):
         api.optimize(spec, [], SETS, api.RunOptions(runs_dir=None), method="anneal", evaluator=analytic())
+
+
+def test_a_search_interrupted_in_its_tpe_phase_resumes_to_the_same_points(tmp_path) -> None:
+    # auto on 27 points with 15 evaluations: coordinate takes 11, tpe the other 4; cut after 13. The resumed
+    # search replays its method over the recorded points, so tpe's sampler sees the same history.
+    spec, options = pipeline_spec(tmp_path), api.RunOptions(runs_dir=tmp_path / "runs", seed=3)
+    whole = api.optimize(spec, [], SETS, options, max_evals=15, evaluator=analytic())
+    assert whole.method == "coordinate+tpe" and len(whole.evaluations) == 15
+
+    def cut(scored, search):
+        if len(search.order) == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.optimize(spec, [], SETS, options, max_evals=15, evaluator=analytic(), run_id="cut", on_evaluation=cut)
+    resumed = api.optimize(spec, [], SETS, options, max_evals=15, evaluator=analytic(), resume="cut")
+    assert [s.point for s in resumed.evaluations] == [s.point for s in whole.evaluations]
+    assert resumed.search.trajectory == whole.search.trajectory and resumed.resumed == 13
