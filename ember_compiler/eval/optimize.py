@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -197,12 +198,22 @@ def write_spec(spec: str | Path, values: dict[str, Any], path: Path, *, note: st
     apply_sets(data, values)
     for node in (data.get("nodes") or {}).values():
         sub = node.get("spec") if isinstance(node, dict) else None
-        if isinstance(sub, str) and not os.path.isabs(sub):
-            node["spec"] = os.path.relpath(spec.parent / sub, path.parent)
+        if isinstance(sub, str):
+            node["spec"] = _moved(sub, spec.parent, path.parent)
     buf = StringIO()
     yaml.dump(data, buf)
-    head = f"# {note}\n" if note else ""
-    atomic_write_text(path, head + buf.getvalue())
+    text = _SCHEMA_COMMENT.sub(lambda m: m.group(1) + _moved(m.group(2), spec.parent, path.parent), buf.getvalue())
+    atomic_write_text(path, (f"# {note}\n" if note else "") + text)
+
+
+_SCHEMA_COMMENT = re.compile(r"^(# yaml-language-server: \$schema=)(\S+)", re.MULTILINE)
+
+
+def _moved(ref: str, old: Path, new: Path) -> str:
+    """A relative file reference of a spec in `old`, as seen from `new` (URLs and absolute paths as they are)."""
+    if "://" in ref or os.path.isabs(ref):
+        return ref
+    return os.path.relpath(old / ref, new)
 
 
 async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | None, *, method: str = "auto",

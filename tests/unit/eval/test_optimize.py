@@ -222,6 +222,8 @@ def test_written_specs_validate_and_run_and_keep_comments(tmp_path) -> None:
     assert not [d for d in api.validate(written) if d.severity == "error"]
     best = (tmp_path / "out" / "best.yaml").read_text()
     assert "# cheap, quick at finding things" in best  # the original's comments
+    schema = best.split("$schema=")[1].split()[0]
+    assert (tmp_path / "out" / schema).resolve() == (ROOT / "schemas" / "ember-spec.schema.json").resolve()
     rerun = api.evaluate(tmp_path / "out" / "best.yaml", LOCATE_DATA, api.RunOptions(runs_dir=None))
     assert rerun.summary["metrics"] == result.best.summary["metrics"]  # same rows, same seed: the same draws
 
@@ -260,3 +262,16 @@ def test_a_search_interrupted_in_its_tpe_phase_resumes_to_the_same_points(tmp_pa
     resumed = api.optimize(spec, [], SETS, options, max_evals=15, evaluator=analytic(), resume="cut")
     assert [s.point for s in resumed.evaluations] == [s.point for s in whole.evaluations]
     assert resumed.search.trajectory == whole.search.trajectory and resumed.resumed == 13
+
+
+def test_cli_writes_the_plot_and_the_specs_and_names_the_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["optimize", str(LOCATE), "--data", str(LOCATE_DATA), "--set",
+                                   "nodes.locate.model=small,large", "--set", "nodes.solve.model=large",
+                                   "--plot", "front.png", "--out", "specs", "--no-progress"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "specs" / "best.yaml").is_file()
+    assert "best: nodes.locate.model=small" in out.output and "2 evaluations of 2 points (exhaustive)" in out.output
+    [run] = (tmp_path / ".ember" / "runs").iterdir()
+    assert json.loads((run / "optimize.json").read_text())["status"] == "ok"

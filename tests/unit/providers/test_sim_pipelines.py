@@ -89,3 +89,11 @@ def test_the_validator_positions_bad_per_node_entries(tmp_path) -> None:
         spec.write_text((SPEC % "").replace("locate: 0.9", bad))
         [d] = api.validate([spec])
         assert (d.code, d.line, d.column) == (code, 6, line.replace("locate: 0.9", bad).index(key) + 1)
+
+
+def test_row_overrides_may_be_per_node_too(tmp_path) -> None:
+    rows = [{"id": f"r{i}", "question": "q", "answer": "A", "sim": {"accuracy": {"solve": 1.0, "default": 0.0}}}
+            for i in range(50)]
+    _, records = _eval(tmp_path, "", rows)
+    assert all(r["correct"] for r in records)  # solve is always right (independent draws: locate does not matter)
+    assert not any(r["outputs"]["location"] == "A" for r in records)  # and locate never is
