@@ -17,6 +17,7 @@ for instance the exact expected accuracy of a sim pipeline, to test a method wit
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -305,6 +306,11 @@ async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | No
             if not outcome.budget_exceeded:
                 result.test = {k: outcome.summary.get(k) for k in _KEPT}
         status = "ok"
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise
+    except BaseException:
+        status = "failed"
+        raise
     finally:
         result.wall_s = time.perf_counter() - t0
         if runtime is not None:
