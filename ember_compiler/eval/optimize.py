@@ -77,6 +77,13 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _start_point(items: list[str] | None) -> dict[str, Any]:
+    given, several = parse_axes(items)
+    if several:
+        raise UsageError(f"--start {several[0][0]}: one value per dimension (PATH=VALUE), got {len(several[0][1])}")
+    return given
+
+
 def split_rows(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
     """(dev, test): a seeded random `fraction` of the rows held out for the test, in file order."""
     if not 0 < fraction < 1:
@@ -240,7 +247,7 @@ async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | No
     spec = Path(spec)
     fixed, space = search_space(spec, sets)
     fixed = {**options.sets, **fixed}
-    begin = space.start(parse_axes(start)[0] if start else {})
+    begin = space.start(_start_point(start))
     run = RunDir.new(options.runs_dir, resume or run_id)
     previous = _load(run, resume)
     plans: dict[str, Any] = {}

@@ -242,6 +242,9 @@ def test_bad_input_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(UsageError, match="not one of its values"):
         api.optimize(spec, [], SETS, api.RunOptions(runs_dir=None), start=["nodes.s1.model=m9"],
                      evaluator=analytic())
+    with pytest.raises(UsageError, match="one value per dimension"):
+        api.optimize(spec, [], SETS, api.RunOptions(runs_dir=None), start=["nodes.s1.model=m1,m2"],
+                     evaluator=analytic())
     with pytest.raises(UsageError, match="unknown --method"):
         api.optimize(spec, [], SETS, api.RunOptions(runs_dir=None), method="anneal", evaluator=analytic())
 
