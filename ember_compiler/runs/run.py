@@ -97,7 +97,8 @@ def example_meta(seed: int, example_id: str, inputs: dict[str, Any], example: di
     example = example or {}
     choices = inputs.get("choices")
     return {"seed": seed, "example_id": example_id, "truth": example.get("answer"),
-            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim")}
+            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim"),
+            "truths": example.get("truths")}
 
 
 async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, Any], meta: dict[str, Any],

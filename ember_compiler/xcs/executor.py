@@ -44,7 +44,7 @@ class CallSink(Protocol):
 
 
 class _Compiled:
-    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority")
+    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority", "reads")
 
     def __init__(self, node: PlanNode, executor: Executor) -> None:
         self.node = node
@@ -60,6 +60,9 @@ class _Compiled:
         elif node.kind == "python":
             self.runner = runner_for("python")(node, executor)
         self.dependents: list[int] = []
+        # the nodes a model call reads: their answers go in its request meta as `upstream` (the sim's
+        # `wrong_input_accuracy` draws from whether they were right; real providers ignore it)
+        self.reads: tuple[str, ...] = tuple(sorted(node.deps())) if node.kind == "llm" else ()
         self.indegree = 0
         self.priority = 0
 
@@ -176,7 +179,8 @@ class Executor:
             if c.runner is not None:
                 task = loop.create_task(c.runner(values, sink, meta, row))
             else:
-                task = loop.create_task(self._call(c, values, sink, meta, row,
+                up = _answers(c.reads, results) if c.reads else None
+                task = loop.create_task(self._call(c, values, sink, {**meta, "upstream": up} if up else meta, row,
                                                    streaming if i == self.stream_index else None))
             tasks.add(task)
             task.add_done_callback(lambda t, i=i: _settle(t, i))
@@ -224,6 +228,18 @@ class Executor:
             return c.rule.finish(node, values, completions)
         except OutputError as exc:
             raise exc.naming(binding) from None
+
+
+def _answers(reads: tuple[str, ...], results: dict[str, Any]) -> dict[str, Any]:
+    """node id -> the `answer` (or `answers`) of each node read that has one."""
+    out = {}
+    for d in reads:
+        value = results.get(d)
+        if isinstance(value, dict):
+            answer = value.get("answer", value.get("answers"))
+            if answer is not None or "answer" in value:
+                out[d] = answer
+    return out
 
 
 class MapRunner:
