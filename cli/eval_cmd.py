@@ -28,6 +28,9 @@ from .app import (
     NoTraceOpt,
     OldConcurrencyOpt,
     OldMaxTokensOpt,
+    OtlpOpt,
+    RecordMaxMbOpt,
+    RecordOpt,
     RowConcurrencyOpt,
     RunsDirOpt,
     SchedulerOpt,
@@ -111,6 +114,9 @@ def eval_(
     worker_cpus: WorkerCpusOpt = 1.0,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    record: RecordOpt = None,
+    record_max_mb: RecordMaxMbOpt = api.RECORD_MAX_MB,
+    otlp: OtlpOpt = None,
     allow_outside: AllowOutsideOpt = False,
     max_spec_bytes: MaxSpecBytesOpt = None,
     size_limit: SizeLimitOpt = None,
@@ -122,7 +128,8 @@ def eval_(
         options = run_options(scheduler=scheduler, no_pass=no_pass, max_cost=max_cost, max_calls=max_calls,
                               max_tokens=max_tokens, old_max_tokens=old_max_tokens, cache=cache, no_cache=no_cache,
                               cache_mode=cache_mode, row_concurrency=row_concurrency, old_concurrency=old_concurrency,
-                              runs_dir=runs_dir, no_trace=no_trace, limits=limits(allow_outside, max_spec_bytes, size_limit))
+                              runs_dir=runs_dir, no_trace=no_trace, record=record, record_max_mb=record_max_mb, otlp=otlp,
+                              limits=limits(allow_outside, max_spec_bytes, size_limit))
         ray = {k: v for k, v in (("address", address), ("workers", workers)) if v is not None}
         ray.update({"worker_cpus": worker_cpus} if worker_cpus != 1.0 else {})
         setup = api.eval_job(spec, data, options, metrics=metric, map=map, limit=limit, sample=sample, seed=seed,

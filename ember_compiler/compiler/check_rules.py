@@ -124,6 +124,7 @@ class Checker(RefChecks, FieldChecks, LimitChecks):
         self._cycles()
         self._deprecated()
         self._sizes()
+        self._search()
         if self.lint and not any(d.severity == "error" for d in self.diags):
             self._unused()
         return self.diags

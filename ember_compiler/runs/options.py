@@ -11,11 +11,14 @@ from ..compiler.passes import PASSES, pass_name
 from ..errors import UsageError
 from ..runtime.budget import Budget
 from ..runtime.cache import MODES
+from ..runtime.iorecord import DEFAULT_MAX_MB
+from ..runtime.otlp import traces_url
 from ..spec.limits import DEFAULT, Limits
 from .rundir import RUNS_DIR
 
 CACHE_MODES = (*MODES, "off")
 PASS_NAMES = tuple(PASSES)
+RECORD_KINDS = (None, "io")
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,15 @@ class RunOptions:
         transport: an httpx transport for every HTTP provider (tests).
         limits: the caps checked when a spec is read, validated, compiled and run (file size,
             sub-specs outside the folder, `n`, rounds, map fan-out, plan size, nesting).
+        record: `io` keeps every node's inputs and outputs and every request's messages and replies in
+            the run folder (`io.jsonl`, runtime/iorecord.py); None: not (prompts may be sensitive).
+        record_max_mb: the size cap of `io.jsonl` in MB (uncompressed); a note ends it when reached.
+        otlp: an OTLP/HTTP endpoint the spans are exported to (runtime/otlp.py); None: the one
+            `OTEL_EXPORTER_OTLP_ENDPOINT` names, if any.
 
     Raises:
-        UsageError: an unknown cache mode or pass, or a row concurrency below 1.
+        UsageError: an unknown cache mode, pass or record kind, a row concurrency below 1, or a
+            record cap that is not positive.
     """
 
     seed: int = 0
@@ -55,6 +64,9 @@ class RunOptions:
     row_concurrency: int = 64
     transport: Any = None
     limits: Limits = DEFAULT
+    record: str | None = None
+    record_max_mb: float = DEFAULT_MAX_MB
+    otlp: str | None = None
 
     def __post_init__(self) -> None:
         if self.cache_mode not in CACHE_MODES:
@@ -67,6 +79,12 @@ class RunOptions:
         object.__setattr__(self, "disable_passes", passes)
         if self.row_concurrency < 1:
             raise UsageError(f"row concurrency must be ≥ 1, got {self.row_concurrency}")
+        if self.record not in RECORD_KINDS:
+            raise UsageError(f"--record must be one of {', '.join(k for k in RECORD_KINDS if k)}, got '{self.record}'")
+        if not self.record_max_mb > 0:
+            raise UsageError(f"--record-max-mb must be > 0, got {self.record_max_mb}")
+        if self.otlp is not None:
+            traces_url(self.otlp)  # a malformed URL is a usage error before anything runs
         if self.runs_dir is not None:
             object.__setattr__(self, "runs_dir", Path(self.runs_dir))
 
