@@ -103,7 +103,7 @@ RunsDirOpt = Annotated[Path | None, typer.Option(
     "--runs-dir", envvar="EMBER_RUNS_DIR", help="Where run folders go (default .ember/runs; env EMBER_RUNS_DIR).")]
 NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="Do not write trace.jsonl into the run folder.")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
-    "--allow-outside", help="Allow network/map sub-specs outside the spec's folder tree.")]
+    "--allow-outside", help="Allow network/map sub-specs outside the spec's folder tree and the working directory.")]
 MaxSpecBytesOpt = Annotated[int | None, typer.Option(
     "--max-spec-bytes", min=1, help="Largest spec file read, in bytes (default 2,000,000).")]
 SizeLimitOpt = Annotated[list[str] | None, typer.Option(

@@ -237,11 +237,13 @@ class Checker(RefChecks, FieldChecks, LimitChecks):
                            key=True)
 
     def _may_include(self, loc: tuple, spec: str, key: Path) -> bool:
-        """Sub-specs stay in the top spec's folder tree (unless allowed) and nest at most `depth` deep."""
+        """Sub-specs stay in the top spec's folder tree or the working directory's (unless allowed), and
+        nest at most `depth` deep."""
         limits = self.limits
         root = (self.stack[0] if self.stack else self.doc.path.resolve()).parent
-        if not limits.allow_outside and not key.is_relative_to(root):
-            self.error(loc, "E313", f"sub-spec '{spec}' is outside the folder of the spec being checked ({root})",
+        if not limits.allow_outside and not key.is_relative_to(root) and not key.is_relative_to(Path.cwd().resolve()):
+            self.error(loc, "E313", f"sub-spec '{spec}' is outside the folder of the spec being checked ({root}) "
+                                    "and the working directory",
                        "move it under that folder, or pass --allow-outside to include it")
             return False
         if len(self.stack) >= limits.depth:

@@ -267,11 +267,12 @@ _ALL = (
          "  # before\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: qestion}\n\n"
          "  # after\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: question}"),
     Code("E313", "subspec-outside-folder",
-         "`network`/`map` sub-spec outside the folder tree of the spec being checked",
+         "`network`/`map` sub-spec outside the folder tree of the spec being checked and the working directory",
          "A spec from a pull request or a shared repository could name `~/.env` or `/etc/passwd` as a "
          "sub-spec; reading it and quoting it in a diagnostic would put its content into CI logs. "
-         "Sub-specs must live under the top spec's folder unless `--allow-outside` is given, and a sub-spec "
-         "that is not an Ember spec is reported by path and code only, never by its content.",
+         "Sub-specs must live under the top spec's folder or the working directory (the project) unless "
+         "`--allow-outside` is given, and a sub-spec that is not an Ember spec is reported by path and code "
+         "only, never by its content.",
          "Move the sub-spec under the spec's folder, or pass `--allow-outside` if you trust the path.\n\n"
          "  # before\n  inner: {op: network, spec: ../../shared/qa.yaml}\n\n"
          "  # after\n  inner: {op: network, spec: shared/qa.yaml}"),

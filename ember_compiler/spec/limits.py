@@ -23,7 +23,8 @@ class Limits:
 
     Args:
         spec_bytes: largest spec file read (bytes).
-        allow_outside: allow `network`/`map` sub-specs outside the top spec's folder tree.
+        allow_outside: allow `network`/`map` sub-specs outside the top spec's folder tree and the
+            working directory.
         n: samples per node (`n:` of ensemble).
         rounds: `max_rounds` of refine.
         fanout: items one `map` node runs over (checked when the list is known, at run time).

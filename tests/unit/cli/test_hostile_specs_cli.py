@@ -25,7 +25,8 @@ outputs: {{a: "${{inner.answer}}"}}
 
 @pytest.fixture()
 def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # the secrets in tmp_path are outside the working directory
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 

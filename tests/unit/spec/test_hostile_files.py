@@ -21,6 +21,13 @@ outputs: {{a: "${{inner.answer}}"}}
 """
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path, monkeypatch):
+    """The working directory is an empty folder: tmp_path (the secrets) is outside it."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+
+
 def _codes(diags) -> list[str]:
     return [d.code for d in diags if d.severity == "error"]
 
