@@ -13,6 +13,7 @@ from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
 from . import explain_cmd as _explain_cmd  # noqa: F401  (registers `ember explain`)
 from . import output
 from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
+from . import serve_cmd as _serve_cmd  # noqa: F401  (registers `ember serve`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
 from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
 from .app import (
