@@ -200,7 +200,8 @@ def parse_inputs(items: Iterable[str] | None = None, inputs_file: str | Path | N
 
 
 async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
-               options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+               options: RunOptions | None = None, *, example: dict[str, Any] | None = None,
+               on_text: Callable[[str], None] | None = None) -> RunResult:
     """Run a spec (compiled with `options.sets` and `options.disable_passes`) or a plan once.
 
     Args:
@@ -208,6 +209,11 @@ async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = 
         inputs: input values by name (defaults filled, types coerced).
         options: seed, scheduler, budget, cache, trace, runs dir (default `RunOptions()`).
         example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
+        on_text: called with the answer's text as the model writes it, when the plan's `answer` output
+            (or its only output) is read from one model call of one sample — a generate, a judge,
+            also inside a network, and a refine's last round when it runs; never otherwise. The pieces make up that call's
+            reply (its `text`; the `answer` is read from it, e.g. after `Answer:`), scrubbed of API
+            keys; a cached reply, or a provider that cannot stream, arrives in one piece.
 
     Returns:
         `RunResult`: outputs, usage, wall time, run folder. A failed run (a provider error, a spent
@@ -220,13 +226,15 @@ async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = 
     from .runs.run import run_plan_async
 
     options = options or RunOptions()
-    return await run_plan_async(_plan(spec_or_plan, options, batch=False), inputs or {}, options, example=example)
+    return await run_plan_async(_plan(spec_or_plan, options, batch=False), inputs or {}, options, example=example,
+                                on_text=on_text)
 
 
 def run(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
-        options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+        options: RunOptions | None = None, *, example: dict[str, Any] | None = None,
+        on_text: Callable[[str], None] | None = None) -> RunResult:
     """`arun` from synchronous code (see `arun` for Args, Returns and Raises)."""
-    return asyncio.run(arun(spec_or_plan, inputs, options, example=example))
+    return asyncio.run(arun(spec_or_plan, inputs, options, example=example, on_text=on_text))
 
 
 # -- evaluating -----------------------------------------------------------------------------------------

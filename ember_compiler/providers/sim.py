@@ -6,12 +6,15 @@ The first uniform decides correct/accept; the second picks which wrong answer or
 `refusal_rate`, a third uniform per sample (hashed apart, so the other two stay the same draws) makes
 it a refusal: the text "" with finish reason `refusal`, which no op counts as an answer.
 Hot path: per-binding settings are parsed once and cached; a sample costs about a microsecond.
+A streamed request (`on_text`, n == 1) gets the same completion, its text in a few pieces spread over
+the binding's latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import struct
 from bisect import bisect_right
 from collections.abc import Callable
@@ -183,9 +186,23 @@ class SimProvider:
 
     async def complete(self, request: Request) -> Completion:
         cfg = self.config_for(request)
+        if request.on_text is not None and request.n == 1:
+            return await self.stream(request, cfg)
         if cfg.latency_s > 0:
             await asyncio.sleep(cfg.latency_s)
         return self.sample(request, cfg)
+
+    async def stream(self, request: Request, cfg: SimConfig) -> Completion:
+        """The same completion, its text delivered to `on_text` in up to `STREAM_PIECES` pieces (words
+        grouped), each after its share of the latency: the whole reply still takes `latency_ms`."""
+        out = self.sample(request, cfg)
+        pieces = stream_pieces(out.texts[0])
+        for piece in pieces:
+            await asyncio.sleep(cfg.latency_s / len(pieces))  # 0: still a turn of the loop per piece
+            request.on_text(piece)  # type: ignore[misc]
+        if not pieces and cfg.latency_s > 0:
+            await asyncio.sleep(cfg.latency_s)
+        return out
 
     def sample(self, request: Request, cfg: SimConfig) -> Completion:
         meta = request.meta
@@ -225,6 +242,19 @@ class SimProvider:
             model="sim",
             finish_reasons=reasons,
         )
+
+
+STREAM_PIECES = 4
+_WORDS = re.compile(r"\s*\S+\s*")
+
+
+def stream_pieces(text: str) -> list[str]:
+    """`text` cut at word boundaries into at most `STREAM_PIECES` pieces that join back to it."""
+    words = _WORDS.findall(text)
+    if not words or "".join(words) != text:  # empty, or whitespace only
+        return [text] if text else []
+    per = -(-len(words) // STREAM_PIECES)
+    return ["".join(words[i:i + per]) for i in range(0, len(words), per)]
 
 
 class Draws:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,15 @@ def example_meta(seed: int, example_id: str, inputs: dict[str, Any], example: di
 
 
 async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, Any], meta: dict[str, Any],
-                      row: RowContext) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One execution with its root span; usage lands in `row.usage` even when it fails (NodeFailed)."""
+                      row: RowContext, *, on_text: Callable[[str], None] | None = None,
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One execution with its root span; usage lands in `row.usage` even when it fails (NodeFailed).
+
+    `on_text` streams the answer: when the node the plan's `answer` output (or its only output) is
+    read from is one model call of one sample (a generate, a judge, ...: `xcs.analysis.stream_source`),
+    it gets that reply's text as the model writes it — key-scrubbed deltas that make up the node's
+    `text` port (its `answer` is read from that text, e.g. after `Answer:`); a cached reply, or a
+    provider that cannot stream, gives the whole text in one call. Never called for another plan."""
     tracer = runtime.tracer
     tracing = tracer.path is not None
     if tracing:
@@ -110,7 +118,7 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
     status = "OK"
     try:
         on_node = (lambda n, s, e, st: runtime.node_span(row, n, s, e, st)) if tracing else None
-        return await executor.execute(runtime, inputs, meta, row, on_node)
+        return await executor.execute(runtime, inputs, meta, row, on_node, on_text)
     except BaseException:
         status = "ERROR"
         raise
@@ -126,7 +134,8 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
 
 
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, *,
-                         example: dict[str, Any] | None = None, cache: Any = None, **legacy: Any) -> RunResult:
+                         example: dict[str, Any] | None = None, cache: Any = None,
+                         on_text: Callable[[str], None] | None = None, **legacy: Any) -> RunResult:
     """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`.
 
     Args:
@@ -135,6 +144,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
         options: seed, scheduler, budget (over the plan's `budget:`), cache, runs dir, transport.
         example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
         cache: a `ResponseCache` to use (closed with the run) instead of the one `options` name.
+        on_text: streams the answer as the model writes it (see `execute_row`).
         legacy: the old keywords (`seed`, `runs_dir`, `transport`, `scheduler`, `budget`) as options.
 
     Raises:
@@ -154,7 +164,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
-            executor, runtime, values, example_meta(seed, "run", values, example), row)
+            executor, runtime, values, example_meta(seed, "run", values, example), row, on_text=on_text)
         nodes = {k: "skipped" if v is SKIPPED else "ok" for k, v in results.items()}
     except EmberError as exc:
         error = str(exc)

@@ -10,6 +10,11 @@ not starved by wide fan-outs).
 `python` runners come from the node-runner registry (`runners.py`), which the SDK fills.
 
 Each node's rules come from its plan op in the op registry; the plan is verified first.
+
+Streaming: `execute(on_text=...)` attaches `on_text` to the one request of the node the plan's answer
+is read from (`analysis.stream_source`: a generate, judge or refine round of one sample), so that its
+reply streams as the model writes it (`providers/base.py`, "Streaming"); for any other plan it is
+never called.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
+from .analysis import stream_source
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
@@ -83,6 +89,8 @@ class Executor:
             if info is not None:
                 c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
+        source = stream_source(plan)
+        self.stream_index = None if source is None else index[source]  # the node `on_text` streams from
         self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
 
     async def execute(
@@ -92,8 +100,14 @@ class Executor:
         meta: dict[str, Any],
         row: Any = None,
         on_node: Callable[[PlanNode, float, float, str], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure."""
+        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure.
+
+        `on_text` receives the answer's text as it streams (see the module docstring): the deltas of the
+        reply of node `stream_index`, which make up that node's `text` port (its `answer` port is read
+        from that text); never called when the plan has no such node, or when that node is skipped."""
+        streaming = on_text if self.stream_index is not None else None
         nodes = self.nodes
         results: dict[str, Any] = {}
         pending = [c.indegree for c in nodes]
@@ -150,7 +164,8 @@ class Executor:
             if c.runner is not None:
                 task = loop.create_task(c.runner(values, sink, meta, row))
             else:
-                task = loop.create_task(self._call(c, values, sink, meta, row))
+                task = loop.create_task(self._call(c, values, sink, meta, row,
+                                                   streaming if i == self.stream_index else None))
             tasks.add(task)
             task.add_done_callback(lambda t, i=i: _settle(t, i))
 
@@ -176,7 +191,8 @@ class Executor:
         outputs = {k: f(results, inputs) for k, f in self.outputs}
         return outputs, results
 
-    async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any):
+    async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any,
+                    on_text: Callable[[str], None] | None = None):
         node = c.node
         binding = self.models[node.params["model"]]
         ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
@@ -187,6 +203,8 @@ class Executor:
 
                 return await c.rule.drive(node, values, ctx, send)
             requests = c.rule.build(node, values, ctx)
+            if on_text is not None and len(requests) == 1 and requests[0].n == 1:
+                requests[0].on_text = on_text
             if len(requests) == 1:
                 completions = [await sink.complete(requests[0], c.priority, row)]
             else:
