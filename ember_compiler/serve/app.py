@@ -266,8 +266,10 @@ class _Stream:
             for i, text in enumerate(outcome.contents):
                 if not streamed[i]:  # the answer did not come from one streamed model call: one chunk
                     events.put_nowait(shapes.chunk(self._id, name, self._created, i, {"content": text}))
-            for i in range(len(outcome.contents)):
-                events.put_nowait(shapes.chunk(self._id, name, self._created, i, {}, "stop"))
+            for i, text in enumerate(outcome.contents):
+                # what streamed is the model's whole reply; the answer read from it may be shorter
+                extra = {"ember": {"answer": text}} if streamed[i] else None
+                events.put_nowait(shapes.chunk(self._id, name, self._created, i, {}, "stop", extra))
             if self.include_usage:
                 events.put_nowait(shapes.usage_chunk(self._id, name, self._created, server.usage(outcome),
                                                      server.ember(p, outcome)))

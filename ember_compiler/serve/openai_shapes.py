@@ -111,10 +111,11 @@ def completion(request_id: str, model: str, created: int, contents: list[str], u
 
 
 def chunk(request_id: str, model: str, created: int, index: int, delta: dict[str, Any],
-          finish_reason: str | None = None) -> bytes:
-    """One SSE event carrying a `chat.completion.chunk` with one choice."""
+          finish_reason: str | None = None, extra: dict[str, Any] | None = None) -> bytes:
+    """One SSE event carrying a `chat.completion.chunk` with one choice (and `extra` top-level fields)."""
     return sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]})
+                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                **(extra or {})})
 
 
 def usage_chunk(request_id: str, model: str, created: int, usage: dict[str, Any], ember: dict[str, Any]) -> bytes:

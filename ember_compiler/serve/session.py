@@ -271,9 +271,9 @@ class Session:
     async def _one(self, prepared: Prepared, seed: int, row: RowContext,
                    on_text: Callable[[str], None] | None) -> dict[str, Any]:
         sink = self.runtime if prepared.limits is None else _BudgetedSink(self.runtime, Spending(prepared.limits))
-        meta = example_meta(seed, "request", prepared.values, None)
+        meta = example_meta(seed, "run", prepared.values, None)  # as `ember run --seed N` draws
         try:
-            outputs, _ = await execute_row(prepared.executor, sink, prepared.values, meta, row)
+            outputs, _ = await execute_row(prepared.executor, sink, prepared.values, meta, row, on_text=on_text)
         except (NodeFailed, BudgetExceeded) as exc:
             raise self.failure(exc) from None
         return outputs
@@ -322,8 +322,7 @@ def _inputs(plan: Plan, req: ChatRequest) -> dict[str, Any]:
     if conversation is not None and conversation.get("type") == "array" and "messages" not in given:
         given["messages"] = [{"role": m.role, "content": m.text()} for m in req.messages]
     missing = [n for n, d in decls.items() if _required(d) and n not in given]
-    if len(missing) == 1 and len([n for n, d in decls.items() if _required(d)]) == 1 \
-            and decls[missing[0]].get("type", "string") == "string":
+    if len(missing) == 1 and decls[missing[0]].get("type", "string") == "string":  # the one left: the user's
         users = [m for m in req.messages if m.role == "user"]
         if not users:
             raise ApiError(400, f"messages: model '{plan.name}' reads its input '{missing[0]}' from the last user "
