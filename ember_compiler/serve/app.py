@@ -212,10 +212,11 @@ class _Stream:
             status = await self._send_events(events, send)
         finally:
             if not producer.done():
-                status = CLIENT_GONE
                 producer.cancel()
                 with contextlib.suppress(BaseException):
                     await producer
+            if producer.cancelled():  # the client left before the answer ended
+                status = CLIENT_GONE
             gone.cancel()
             self.server.done(request, self.prepared.served.name, status, self.start, self.key, self.prepared)
 

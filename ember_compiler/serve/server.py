@@ -73,7 +73,9 @@ def serve(paths: list[Path], options: ServeOptions) -> None:
     names = ", ".join(app.state.server.session.models)
     log.info("ember serve: %s on http://%s:%d/v1%s", names, options.host, options.port,
              "" if app.state.server.keys.enabled else " (no keys: loopback only)")
+    # asyncio's own loop: under uvloop, httpx2's connections fail (uvloop's create_connection takes no
+    # happy_eyeballs_delay), so every HTTP provider would
     config = uvicorn.Config(app, host=options.host, port=options.port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=options.grace_s, lifespan="on", backlog=4096,
-                            loop="auto", http="auto", server_header=False)
+                            loop="asyncio", http="httptools", server_header=False)
     uvicorn.Server(config).run()

@@ -63,7 +63,7 @@ class HeldUpstream:
             ...
     """
 
-    FIRST, REST = "Reasoning first. ", "Answer: A"
+    FIRST, REST = "Reasoning first.\n", "Answer: A"
 
     def __init__(self) -> None:
         from starlette.applications import Starlette
