@@ -180,12 +180,13 @@ def _key(entry: Any, where: str) -> Key:
             raise UsageError(f"{where}: the environment variable {entry['key_env']} is not set")
         digest = hashlib.sha256(value.encode()).digest()
     else:
+        value = entry["key_sha256"]
         try:
-            digest = bytes.fromhex(str(entry["key_sha256"]))
+            digest = bytes.fromhex(value) if isinstance(value, str) else b""
         except ValueError:
             digest = b""
-        if len(digest) != 32:
-            raise UsageError(f"{where}: key_sha256 must be 64 hex digits")
+        if len(digest) != 32:  # YAML reads an unquoted all-digit hash as a number
+            raise UsageError(f"{where}: key_sha256 must be 64 hex digits, quoted")
     limits = {}
     for limit in ("rpm", "cost_per_day_usd"):
         value = entry.get(limit)
