@@ -169,6 +169,8 @@ class Server:
                                "requests": u.requests, "cost_usd": u.cost_usd, "cache_hits": u.cache_hits}
         if u.estimated:
             out["cost_estimated"] = True
+        if any(outcome.trace_ids):
+            out["trace_ids"] = outcome.trace_ids
         return out
 
     def done(self, request: Request, model: str, status: int, start: float, key: Key | None,

@@ -79,6 +79,7 @@ class Outcome:
     contents: list[str]
     outputs: list[dict[str, Any]]
     usage: Usage
+    trace_ids: list[str]  # the runs' traces in the trace file (empty strings without a trace)
 
 
 def load_models(paths: list[Path], options: RunOptions) -> dict[str, ServedModel]:
@@ -266,7 +267,7 @@ class Session:
             for row in rows:
                 usage += row.usage
             prepared.usage = usage  # what was spent, also when the request failed or was cancelled
-        return Outcome([answer_text(o) for o in outputs], outputs, usage)
+        return Outcome([answer_text(o) for o in outputs], outputs, usage, [row.trace_id for row in rows])
 
     async def _one(self, prepared: Prepared, seed: int, row: RowContext,
                    on_text: Callable[[str], None] | None) -> dict[str, Any]:
