@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import socket
@@ -295,6 +296,79 @@ def streaming(tmp: Path, clients: int, p429: float = 0, p500: float = 0) -> dict
     return result
 
 
+async def _asgi_calls(app, body: bytes, n: int) -> float:
+    """Seconds per request of `n` POSTs to /v1/chat/completions, the ASGI app called directly."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+
+    async def one() -> None:
+        done = asyncio.Event()
+        first = [True]
+
+        async def receive():
+            if first[0]:
+                first[0] = False
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                raise RuntimeError(f"status {message['status']}")
+        await app({**scope, "state": {}}, receive, send)
+        done.set()
+
+    start = time.perf_counter()
+    for _ in range(n):
+        await one()
+    return (time.perf_counter() - start) / n
+
+
+def in_process(tmp: Path, n: int, rounds: int) -> dict:
+    """What a served request costs the server's CPU, without the network: `ember serve`'s app against a
+    bare Starlette route answering a canned completion, and against `ember run`'s path (a run with its
+    folder, result file and trace) for the same one-call sim spec — alternately, best round of each."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from ember_compiler import api
+    from ember_compiler.runs import run_plan_async
+
+    path = spec(tmp, "inproc", "{provider: sim}")
+    served = api.serve_app([path], api.ServeOptions(trace=tmp / "inproc-trace.jsonl"))
+    canned = {"id": "x", "object": "chat.completion", "model": "inproc", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"}]}
+
+    async def bare_chat(request):
+        await request.json()
+        return JSONResponse(canned)
+    bare = Starlette(routes=[Route("/v1/chat/completions", bare_chat, methods=["POST"])])
+    body = json.dumps({"model": "inproc", "messages": QUESTION, "seed": 1}).encode()
+    plan = api.compile(path)
+    options = api.RunOptions(runs_dir=tmp / "runs", cache_mode="off")
+
+    async def runs(k: int) -> float:
+        start = time.perf_counter()
+        for i in range(k):
+            await run_plan_async(plan, {"question": "What is 7 * 6?"}, options.replace(seed=i))
+        return (time.perf_counter() - start) / k
+
+    async def measure() -> dict:
+        best = {"serve": float("inf"), "bare": float("inf"), "run": float("inf")}
+        await _asgi_calls(served, body, 100)  # warm up
+        for _ in range(rounds):
+            best["serve"] = min(best["serve"], await _asgi_calls(served, body, n))
+            best["bare"] = min(best["bare"], await _asgi_calls(bare, body, n))
+            best["run"] = min(best["run"], await runs(max(1, n // 4)))
+        return best
+    logging.getLogger("ember.serve.access").disabled = True  # the access log goes to a terminal otherwise
+    best = asyncio.run(measure())
+    return {k: round(v * 1e6) for k, v in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream", action="store_true")
@@ -319,6 +393,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores, shared)")
+        cost = in_process(tmp, 500 if args.quick else 2000, 2 if args.quick else 5)
+        print(f"(d) in-process, one-call sim spec, best of alternating rounds: ember serve app {cost['serve']} µs "
+              f"per request, bare Starlette route {cost['bare']} µs, added {cost['serve'] - cost['bare']} µs; "
+              f"ember run's path (run folder, result file, trace) {cost['run']} µs per run")
         rows = overhead(tmp, rates, duration)
         print("(a) per-request overhead (latency added by ember serve over raw httpx2 to the same upstream)")
         print(f"{'upstream':<11} {'rate':>5} {'direct p50/p99 ms':>18} {'served p50/p99 ms':>18} "

@@ -183,10 +183,11 @@ class Server:
         if model != "-":
             self.metrics.observe(model, status, seconds, usage)
         if self.options.access_log and access_log.isEnabledFor(logging.INFO):
-            client = request.client
-            where = f"{client.host}:{client.port}" if client else "-"
+            scope = request.scope  # read the scope: starlette's `url` and `client` build objects
+            client = scope.get("client")
+            where = f"{client[0]}:{client[1]}" if client else "-"
             extra = f" calls={usage.calls} cost_usd={usage.cost_usd}" if usage is not None else ""
-            access_log.info('%s "%s %s" %d model=%s key=%s %.1fms%s', where, request.method, request.url.path,
+            access_log.info('%s "%s %s" %d model=%s key=%s %.1fms%s', where, scope["method"], scope["path"],
                             status, model, key.name if key else "-", seconds * 1000, extra)
 
 
