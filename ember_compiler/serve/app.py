@@ -202,6 +202,7 @@ class _Stream:
                  include_usage: bool) -> None:
         self.server, self.prepared, self.key, self.start = server, prepared, key, start
         self.include_usage = include_usage
+        self._id, self._created = "chatcmpl-" + prepared.run_id, shapes.now()
         prepared.stream_started = True  # the stream logs its own request
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -254,7 +255,6 @@ class _Stream:
 
     async def _produce(self, events: asyncio.Queue) -> None:
         p, server = self.prepared, self.server
-        self._id, self._created = "chatcmpl-" + p.run_id, shapes.now()
         name = p.served.name
         streamed = [False] * len(p.seeds)
 

@@ -217,11 +217,13 @@ class Session:
         seed = extra.seed if extra is not None and extra.seed is not None else req.seed
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") >> 1
-        try:
-            override = Budget(**extra.budget) if extra is not None and extra.budget else None
-            limits = limits_from(plan.budget, override)
-        except (TypeError, UsageError) as exc:
-            raise ApiError(400, f"ember.budget: {exc}", param="ember.budget") from None
+        override = extra.budget if extra is not None and extra.budget else None
+        limits = None
+        if override is not None or plan.budget:
+            try:
+                limits = limits_from(plan.budget, Budget(**override) if override is not None else None)
+            except (TypeError, UsageError) as exc:
+                raise ApiError(400, f"ember.budget: {exc}", param="ember.budget") from None
         self._counter += 1
         run_id = f"{os.getpid():x}{self._counter:08x}{os.urandom(3).hex()}"
         return Prepared(served, plan, executor, values, [seed + i for i in range(req.n)], limits, run_id)
