@@ -75,30 +75,38 @@ class Server:
 
     # -- routes ----------------------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
-        try:
-            self.keys.authenticate(request.headers.get("authorization"))
-        except ApiError as exc:
-            return _error(exc)
-        return _json(self.model_list)
+        return self.logged(request, lambda: self.model_list, authenticate=True)
 
     async def model(self, request: Request) -> Response:
-        try:
-            self.keys.authenticate(request.headers.get("authorization"))
+        def entry() -> dict[str, Any]:
             name = request.path_params["model"]
-            entry = next((m for m in self.model_list["data"] if m["id"] == name), None)
-            if entry is None:
-                self.session.model(name)  # raises the 404
-        except ApiError as exc:
-            return _error(exc)
-        return _json(entry)
+            found = next((m for m in self.model_list["data"] if m["id"] == name), None)
+            return found if found is not None else self.session.model(name)  # unknown: raises the 404
+        return self.logged(request, entry, authenticate=True)
 
     async def healthz(self, request: Request) -> Response:
         admission = self.session.admission
-        return _json({"status": "ok", "models": len(self.session.models), "in_flight": admission.running,
-                      "queued": len(admission.waiters)})
+        return self.logged(request, lambda: {"status": "ok", "models": len(self.session.models),
+                                             "in_flight": admission.running, "queued": len(admission.waiters)})
 
     async def prometheus(self, request: Request) -> Response:
-        return Response(self.metrics.text(), media_type=CONTENT_TYPE)
+        start = time.perf_counter()
+        response = Response(self.metrics.text(), media_type=CONTENT_TYPE)
+        self.done(request, "-", 200, start, None, None)
+        return response
+
+    def logged(self, request: Request, body: Any, *, authenticate: bool = False) -> Response:
+        """A small JSON answer (`body()`), after the key check when asked, with its access-log line."""
+        start = time.perf_counter()
+        key = None
+        try:
+            if authenticate:
+                key = self.keys.authenticate(request.headers.get("authorization"))
+            response = _json(body())
+        except ApiError as exc:
+            response = _error(exc)
+        self.done(request, "-", response.status_code, start, key, None)
+        return response
 
     async def chat(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -175,7 +183,7 @@ class Server:
 
     def done(self, request: Request, model: str, status: int, start: float, key: Key | None,
              prepared: Prepared | None) -> None:
-        """Metrics, the key's spend and the access-log line of one finished request."""
+        """Metrics (chat requests: `model` is not "-"), the key's spend and the access-log line of a request."""
         seconds = time.perf_counter() - start
         usage = prepared.usage if prepared is not None else None
         if key is not None and usage is not None:

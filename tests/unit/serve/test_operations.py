@@ -192,10 +192,24 @@ def test_streaming_sends_tokens_before_the_run_ends(tmp_path, held):
         assert metric(url, "ember_serve_in_flight") == 1
         held.release()
         rest = list(chunks)
-    text = HeldUpstream.FIRST + "".join(c.choices[0].delta.content or "" for c in rest if c.choices)
-    assert text == HeldUpstream.FIRST + HeldUpstream.REST
-    assert rest[-2].model_extra["ember"]["answer"] == "A"
-    assert rest[-1].usage.prompt_tokens == 10 and rest[-1].usage.prompt_tokens_details.cached_tokens == 4
+        text = HeldUpstream.FIRST + "".join(c.choices[0].delta.content or "" for c in rest if c.choices)
+        assert text == HeldUpstream.FIRST + HeldUpstream.REST
+        assert rest[-2].model_extra["ember"]["answer"] == "A"
+        assert rest[-1].usage.prompt_tokens == 10 and rest[-1].usage.prompt_tokens_details.cached_tokens == 4
+        until(lambda: metric(url, 'ember_serve_requests_total{model="held",status="200"}') == 1, "counted")
+        tokens = {kind: metric(url, f'ember_serve_tokens_total{{kind="{kind}",model="held"}}')
+                  for kind in ("input", "output", "cached")}
+        assert tokens == {"input": 10, "output": 6, "cached": 4}
+
+
+def test_a_request_past_its_deadline_is_504(tmp_path, held):
+    app = api.serve_app([spec(tmp_path, held.binding)], options(tmp_path, timeout_s=0.2))
+    with ServerThread(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="held", messages=MSG)  # the upstream never answers
+        assert caught.value.status_code == 504 and caught.value.code == "timeout"
+        assert held.left.acquire(timeout=30)  # its upstream request was cancelled
 
 
 def test_a_streaming_client_that_leaves_cancels_its_run(tmp_path, held):
