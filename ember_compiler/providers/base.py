@@ -63,7 +63,8 @@ class Request:
     #   candidates: list[str] (judge/select) ; candidate: str (verify)
     #   truth: expected answer or None ; choices: list[str] | None
     #   seed: int ; example_id: str ; node_id: str ; sample_offset: int
-    #   sim: per-row sim overrides (the row's "sim" field) or None
+    #   sim: per-row sim overrides (the row's "sim" field) or None ; truths: the row's per-node truths or None
+    #   upstream: {node id: answer or answers} of the nodes a model call reads (absent when it reads none)
 
 
 @dataclass(slots=True)

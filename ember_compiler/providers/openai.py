@@ -107,24 +107,30 @@ class Chunks:
 
     def add(self, chunk: dict[str, Any]) -> None:
         head = self.head
-        for key in ("id", "model"):
-            if chunk.get(key) is not None and key not in head:
-                head[key] = chunk[key]
-        if isinstance(chunk.get("usage"), dict):  # the last chunk (include_usage); some servers send it earlier too
-            head["usage"] = chunk["usage"]
+        if "id" not in head:
+            head["id"], head["model"] = chunk.get("id"), chunk.get("model")
+        usage = chunk.get("usage")
+        if usage is not None and isinstance(usage, dict):  # the last chunk (include_usage); some servers repeat it
+            head["usage"] = usage
         choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list):
+            return
         try:
-            for c in choices if isinstance(choices, list) else ():
-                acc = self.choices.get(c.get("index") or 0)
+            for c in choices:
+                i = c.get("index") or 0
+                acc = self.choices.get(i)
                 if acc is None:
-                    acc = self.choices[c.get("index") or 0] = {"content": [], "refusal": [], "finish_reason": None}
-                delta = c.get("delta") or {}
-                text = delta.get("content")
-                if text:
-                    acc["content"].append(text if isinstance(text, str) else str(text))
-                    self.on_text(acc["content"][-1])
-                if delta.get("refusal"):
-                    acc["refusal"].append(str(delta["refusal"]))
+                    acc = self.choices[i] = {"content": [], "refusal": [], "finish_reason": None}
+                delta = c.get("delta")
+                if delta:
+                    text = delta.get("content")
+                    if text:
+                        if not isinstance(text, str):
+                            text = str(text)
+                        acc["content"].append(text)
+                        self.on_text(text)
+                    if delta.get("refusal"):
+                        acc["refusal"].append(str(delta["refusal"]))
                 if c.get("finish_reason"):
                     acc["finish_reason"] = c["finish_reason"]
         except (AttributeError, TypeError):

@@ -18,7 +18,7 @@ from ..spec.diagnostics import did_you_mean
 from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
-from .factory import AUTO, make_runtime
+from .factory import AUTO, make_recorder, make_runtime
 from .options import RunOptions
 from .rundir import RunDir
 
@@ -97,7 +97,8 @@ def example_meta(seed: int, example_id: str, inputs: dict[str, Any], example: di
     example = example or {}
     choices = inputs.get("choices")
     return {"seed": seed, "example_id": example_id, "truth": example.get("answer"),
-            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim")}
+            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim"),
+            "truths": example.get("truths")}
 
 
 async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, Any], meta: dict[str, Any],
@@ -111,14 +112,15 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
     `text` port (its `answer` is read from that text, e.g. after `Answer:`); a cached reply, or a
     provider that cannot stream, gives the whole text in one call. Never called for another plan."""
     tracer = runtime.tracer
-    tracing = tracer.path is not None
+    tracing = tracer.on
     if tracing:
         row.trace_id, row.root_span = tracer.new_trace(), tracer.new_span_id()
     start = time.time()
     status = "OK"
     try:
         on_node = (lambda n, s, e, st: runtime.node_span(row, n, s, e, st)) if tracing else None
-        return await executor.execute(runtime, inputs, meta, row, on_node, on_text)
+        on_io = None if row.io is None else io_hook(row, runtime.scrub)
+        return await executor.execute(runtime, inputs, meta, row, on_node, on_io=on_io, on_text=on_text)
     except BaseException:
         status = "ERROR"
         raise
@@ -131,6 +133,18 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
                             "ember.example.id": meta.get("example_id"), "gen_ai.usage.input_tokens": u.input_tokens,
                             "gen_ai.usage.output_tokens": u.output_tokens, "ember.calls": u.calls,
                         })
+
+
+def io_hook(row: RowContext, scrub: Any) -> Any:
+    """The executor's `on_io` for `--record io`: each node's inputs and outputs into the row's recorder."""
+    io, row_id = row.io, row.row_id
+
+    def on_io(node: Any, inputs: dict[str, Any], result: Any, error: BaseException | None) -> None:
+        if result is SKIPPED:
+            io.node(row_id, node, inputs, None, skipped=True)
+        else:
+            io.node(row_id, node, inputs, result, None if error is None else scrub(str(error)))
+    return on_io
 
 
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, *,
@@ -155,12 +169,14 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     executor = Executor(plan, options.scheduler)
     run = RunDir.new(options.runs_dir)
     runtime = make_runtime(options, plan, run_dir=run, cache=cache if cache is not None else AUTO)
+    run.write_plan(executor.plan.to_json())
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
     error = None
-    row = RowContext()
+    row = RowContext(io=make_recorder(options, run, runtime))
     seed = options.seed
+    io_file = None
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
@@ -169,7 +185,11 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     except EmberError as exc:
         error = str(exc)
     finally:
-        await runtime.aclose()
+        try:
+            await runtime.aclose()
+        finally:
+            if row.io is not None:
+                io_file = row.io.close().name
     spent = runtime.budget
     if spent is not None and spent.exceeded:
         error = spent.message()
@@ -180,7 +200,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
         **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
         "error": error, "spec": plan.source,
         "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
-        "warnings": result.warnings,
+        "warnings": result.warnings, "command": "run", **({"io": io_file} if io_file else {}),
     })
     return result
 

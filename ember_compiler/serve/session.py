@@ -156,6 +156,7 @@ class _BudgetedSink:
         self.tracer = runtime.tracer
         self.supports_n = runtime.supports_n
         self.node_span = runtime.node_span
+        self.scrub = runtime.scrub
 
     async def complete(self, request: Any, priority: float, row: Any) -> Any:
         price = self.runtime.pool.target(request.model, request.binding).price

@@ -44,7 +44,7 @@ class CallSink(Protocol):
 
 
 class _Compiled:
-    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority")
+    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority", "reads")
 
     def __init__(self, node: PlanNode, executor: Executor) -> None:
         self.node = node
@@ -60,6 +60,9 @@ class _Compiled:
         elif node.kind == "python":
             self.runner = runner_for("python")(node, executor)
         self.dependents: list[int] = []
+        # the nodes a model call reads: their answers go in its request meta as `upstream` (the sim's
+        # `wrong_input_accuracy` draws from whether they were right; real providers ignore it)
+        self.reads: tuple[str, ...] = tuple(sorted(node.deps())) if node.kind == "llm" else ()
         self.indegree = 0
         self.priority = 0
 
@@ -100,10 +103,15 @@ class Executor:
         meta: dict[str, Any],
         row: Any = None,
         on_node: Callable[[PlanNode, float, float, str], None] | None = None,
+        *,
+        on_io: Callable[[PlanNode, dict[str, Any], Any, BaseException | None], None] | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure.
 
+        `on_node(node, start, end, status)` hears of every node that finished (its span);
+        `on_io(node, inputs, result, error)` of every node that finished (`result` SKIPPED when it was
+        skipped) or failed, with the values its inputs resolved to (`--record io`).
         `on_text` receives the answer's text as it streams (see the module docstring): the deltas of the
         reply of node `stream_index`, which make up that node's `text` port (its `answer` port is read
         from that text); never called when the plan has no such node, or when that node is skipped."""
@@ -116,6 +124,7 @@ class Executor:
         done: asyncio.Future[None] = loop.create_future()
         tasks: set[asyncio.Task] = set()
         started: dict[int, float] = {}
+        given: dict[int, dict[str, Any]] = {}  # with on_io: the inputs of the nodes still running
 
         def finish(i: int, value: Any) -> None:
             nonlocal left
@@ -123,6 +132,8 @@ class Executor:
             results[c.node.id] = value
             if on_node is not None:
                 on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
+            if on_io is not None:
+                on_io(c.node, given.pop(i, {}), value, None)
             left -= 1
             for j in c.dependents:
                 pending[j] -= 1
@@ -132,6 +143,8 @@ class Executor:
                 done.set_result(None)
 
         def fail(i: int, exc: BaseException) -> None:
+            if on_io is not None:
+                on_io(nodes[i].node, given.pop(i, {}), None, exc)
             if not done.done():
                 node = nodes[i].node
                 done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
@@ -144,6 +157,8 @@ class Executor:
                 started[i] = time.time()
             try:
                 values = {port: f(results, inputs) for port, f in c.inputs}
+                if on_io is not None:
+                    given[i] = values
                 if not all(g(results, inputs) for g in c.guards):
                     finish(i, SKIPPED)
                     return
@@ -164,7 +179,8 @@ class Executor:
             if c.runner is not None:
                 task = loop.create_task(c.runner(values, sink, meta, row))
             else:
-                task = loop.create_task(self._call(c, values, sink, meta, row,
+                up = _answers(c.reads, results) if c.reads else None
+                task = loop.create_task(self._call(c, values, sink, {**meta, "upstream": up} if up else meta, row,
                                                    streaming if i == self.stream_index else None))
             tasks.add(task)
             task.add_done_callback(lambda t, i=i: _settle(t, i))
@@ -212,6 +228,18 @@ class Executor:
             return c.rule.finish(node, values, completions)
         except OutputError as exc:
             raise exc.naming(binding) from None
+
+
+def _answers(reads: tuple[str, ...], results: dict[str, Any]) -> dict[str, Any]:
+    """node id -> the `answer` (or `answers`) of each node read that has one."""
+    out = {}
+    for d in reads:
+        value = results.get(d)
+        if isinstance(value, dict):
+            answer = value.get("answer", value.get("answers"))
+            if answer is not None or "answer" in value:
+                out[d] = answer
+    return out
 
 
 class MapRunner:

@@ -9,6 +9,8 @@ from dataclasses import replace
 import pytest
 
 from ember_compiler.errors import ProviderError
+from ember_compiler.providers import registry
+from ember_compiler.providers.base import Completion
 from ember_compiler.runtime.budget import Budget, Spending
 from ember_compiler.runtime.cache import ResponseCache
 from ember_compiler.runtime.streaming import TextStream
@@ -143,3 +145,22 @@ def test_the_sim_streams_its_answer_in_pieces():
     req, deltas = ask(SIM, truth="B", choices=["A", "B"])
     [out] = complete(runtime(), req)
     assert len(deltas) > 1 and "".join(deltas) == out.texts[0] and out.texts[0].endswith("Answer: B")
+
+
+def test_a_plugin_provider_that_knows_nothing_of_streaming_gives_the_whole_text_once(monkeypatch):
+    class Plain:  # a plugin written before streaming existed: it never looks at on_text
+        name, supports_n, timeout_s = "plain", False, 30.0
+
+        def default_concurrency(self, binding):
+            return 4
+
+        async def complete(self, req):
+            return Completion(["It is 42.\nAnswer: 42"], input_tokens=5, output_tokens=6)
+
+        async def aclose(self):
+            pass
+
+    monkeypatch.setitem(registry.PROVIDERS, "plain", lambda binding, *, transport=None: Plain())
+    req, deltas = ask({"provider": "plain", "model": "x"})
+    [out] = complete(runtime(), req)
+    assert deltas == ["It is 42.\nAnswer: 42"] == out.texts
