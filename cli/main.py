@@ -16,6 +16,7 @@ from . import output
 from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
 from . import report_cmd as _report_cmd  # noqa: F401  (registers `ember report`)
 from . import runs_cmd as _runs_cmd  # noqa: F401  (registers `ember runs`)
+from . import serve_cmd as _serve_cmd  # noqa: F401  (registers `ember serve`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
 from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
 from .app import (

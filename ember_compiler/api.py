@@ -27,6 +27,7 @@ from .runs.rundir import RUNS_DIR, RunDir, new_run_id
 from .runtime.budget import Budget
 from .runtime.iorecord import DEFAULT_MAX_MB as RECORD_MAX_MB
 from .runtime.usage import Usage
+from .serve.options import ServeOptions
 from .spec.limits import Limits
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ __all__ = [
     "Limits", "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
     "plan_text", "plot_sweep", "render_diagnostics", "report", "report_model", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
-    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
+    "Usage", "ServeOptions", "serve", "serve_app", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
     "aoptimize", "optimize", "optimize_size", "plot_front", "split_rows",
 ]
 
@@ -686,3 +687,33 @@ def read_io(run: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[dict[str, 
 
     folder = Path(run) if Path(run).is_dir() else Path(runs_dir) / str(run)
     return _read(folder)
+
+
+# -- serving ------------------------------------------------------------------------------------------
+def serve_app(paths: Iterable[str | Path], options: ServeOptions | None = None) -> Any:
+    """The ASGI app (Starlette) that serves every spec in `paths` as an OpenAI-compatible model.
+
+    Mount it in your own ASGI server, or use `serve` to run it on uvicorn. Its lifespan shutdown
+    closes the shared runtime (flushes the trace).
+
+    Args:
+        paths: spec files and folders (every spec `validate` finds); each is the model named by its `name`.
+        options: host, keys, limits, trace file, and the `RunOptions` shared by every request (see
+            `ServeOptions`).
+
+    Raises:
+        SpecInvalid: a spec is invalid (every diagnostic, as `validate` reports them).
+        UsageError: no spec, two specs with one name, a bad keys file, a non-loopback host without keys.
+        ConfigError: a model's provider key or extra is missing.
+    """
+    from .serve.server import build
+
+    return build([Path(p) for p in paths], options or ServeOptions())
+
+
+def serve(paths: Iterable[str | Path], options: ServeOptions | None = None) -> None:
+    """Serve the specs in `paths` on uvicorn until SIGINT/SIGTERM, which stop accepting and drain the
+    requests in flight within `options.grace_s` (see `serve_app` for what is raised before it starts)."""
+    from .serve.server import serve as run_server
+
+    run_server([Path(p) for p in paths], options or ServeOptions())

@@ -46,7 +46,8 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
         options: the run's options (default `RunOptions()`): scheduler bound, transport, trace.
         plan: the plan to run: its budget and models choose the budget and the cache. Without one,
             no budget and no cache unless given.
-        trace: the trace file; default `run_dir`'s `trace.jsonl` when `options.trace`, else none.
+        trace: the trace file, or a `Tracer` to use (`ember serve`'s rotating one); default `run_dir`'s
+            `trace.jsonl` when `options.trace`, else none.
         budget: a spending tracker (`Spending`, or the cluster's); default one for the plan's limits.
         cache: a response cache or None; default `open_cache(options, plan)` when there is a plan.
         gates: makes each model's gate (`cluster.GateFactory` on Ray); None: this process's own.
@@ -66,7 +67,8 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
     if cache is AUTO:
         cache = open_cache(options, plan) if plan is not None else None
     export, missing = _export(options) if plan is not None or run_dir is not None else (None, None)
-    runtime = Runtime(tracer=Tracer(trace, export), transport=options.transport,
+    tracer = trace if isinstance(trace, Tracer) else Tracer(trace, export)
+    runtime = Runtime(tracer=tracer, transport=options.transport,
                       max_in_flight=policy.max_in_flight(), budget=budget, cache=cache, gates=gates, **mechanics)
     if missing:
         runtime.warn(missing)
