@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..providers.sim import register_role
 from ..spec.model import Name, SpecBase
-from . import ensemble, first, generate, judge, map, network, python, refine, select, verify, vote
+from . import ensemble, execute, first, generate, judge, map, network, python, refine, select, verify, vote
 from .base import OpDef, PlanOp
 
 ENTRY_POINT_GROUP = "ember.ops"
@@ -34,6 +34,7 @@ BUILTIN: tuple[OpDef, ...] = (
     network.OP,
     python.OP,
     map.OP,
+    execute.OP,
 )
 
 OPS: dict[str, OpDef] = {}
