@@ -1,0 +1,103 @@
+"""`execute`: candidates run against tests (sandbox or sim); pass@k; the sim matches its formula."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ember_compiler.compiler import compile_spec
+from ember_compiler.compiler.check import validate_paths
+from ember_compiler.eval.dataset import Row
+from ember_compiler.eval.metrics import parse_metrics, pass_at_k
+from ember_compiler.runs import run_plan
+
+RUN = """ember: 1
+name: code
+inputs: {tests: array}
+models:
+  box: {provider: sandbox}
+nodes:
+  run:
+    op: execute
+    sandbox: box
+    candidates:
+      - "def inc(x):\\n    return x"
+      - "Here it is:\\n```python\\ndef inc(x):\\n    return x + 1\\n```"
+      - "def inc(x):\\n    return x + 1"
+    tests: ${inputs.tests}
+    cpu_s: 2
+outputs: {answer: "${run.program}", passed: "${run.passed}", results: "${run.results}"}
+"""
+
+
+def test_execute_runs_each_candidate_and_answers_with_the_first_that_passes(tmp_path: Path):
+    spec = tmp_path / "code.yaml"
+    spec.write_text(RUN)
+    result = run_plan(compile_spec(spec), {"tests": ["assert inc(1) == 2", "assert inc(-1) == 0"]}, runs_dir=None)
+    assert result.error is None
+    assert result.outputs["passed"] == [False, True, True]
+    assert result.outputs["answer"] == "def inc(x):\n    return x + 1\n"  # the fenced block, not the prose
+    assert [t["ok"] for t in result.outputs["results"][0]["tests"]] == [False, False]
+
+
+@pytest.mark.parametrize("field,value,message,line", [
+    ("cpu_s", 0, "nodes.run.cpu_s: must be >= 1, got 0", 15),
+    ("memory_mb", "lots", "nodes.run.memory_mb", 15),
+    ("sandbox", "nope", "undefined model 'nope'", 9),
+])
+def test_execute_fields_are_validated_with_positions(tmp_path: Path, field, value, message, line):
+    spec = tmp_path / "code.yaml"
+    spec.write_text(RUN.replace("    cpu_s: 2", f"    {field}: {value}") if field != "sandbox"
+                    else RUN.replace("sandbox: box", f"sandbox: {value}"))
+    errors = [d for d in validate_paths([spec]) if d.severity == "error"]
+    assert len(errors) == 1 and message in errors[0].message, errors
+    assert errors[0].line == line  # at the node's field, not the file's top
+
+
+@pytest.mark.parametrize("n,c,k", [(10, 0, 1), (10, 3, 1), (10, 3, 5), (5, 5, 5), (20, 2, 10)])
+def test_pass_at_k_is_the_unbiased_estimator(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+
+
+def test_pass_at_k_metric_reads_the_passed_output():
+    (metric,) = parse_metrics(["pass@2"])
+    assert metric.output == "passed" and metric.fn([True, False, False], None, {}) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="at least 2 candidates"):
+        metric.fn([True], None, {})
+
+
+SIM = """ember: 1
+name: code-sim
+inputs: {{question: string}}
+models:
+  coder: {{provider: sim, accuracy: {p}}}
+  box: {{provider: sim, tpr: {tpr}, fpr: {fpr}}}
+nodes:
+  write: {{op: ensemble, model: coder, n: {n}, prompt: "Write it: {{{{ inputs.question }}}}"}}
+  run: {{op: execute, sandbox: box, candidates: "${{write.responses}}", tests: ["assert True"]}}
+outputs: {{answer: "${{run.answer}}", passed: "${{run.passed}}"}}
+"""
+
+
+def test_execute_on_the_sim_passes_correct_candidates_with_tpr_and_wrong_ones_with_fpr(tmp_path: Path):
+    p, tpr, fpr, n, rows_n = 0.4, 0.9, 0.15, 3, 2400
+    spec = tmp_path / "sim.yaml"
+    spec.write_text(SIM.format(p=p, tpr=tpr, fpr=fpr, n=n))
+    rows = [Row(i, str(i), {"question": f"q{i}", "answer": "ABCD"[i % 4]}) for i in range(rows_n)]
+    result = eval_plan_rows(spec, rows)
+    # a candidate passes with q = p·tpr + (1−p)·fpr; the answer is right when the first to pass is right
+    q = p * tpr + (1 - p) * fpr
+    expected = p * tpr * (1 - (1 - q) ** n) / q
+    sigma = math.sqrt(expected * (1 - expected) / rows_n)
+    assert result.errors == 0 and result.usage.calls == rows_n * 2 * n
+    assert abs(result.summary["metrics"]["exact"] - expected) < 1.96 * sigma, (result.summary, expected)  # the 95% interval
+    # pass@1 averages c/n: its expectation is q
+    assert abs(result.summary["metrics"]["pass@1"] - q) < 4 * math.sqrt(q * (1 - q) / (rows_n * n))
+
+
+def eval_plan_rows(spec: Path, rows: list[Row]):
+    from ember_compiler.eval.runner import eval_plan
+
+    return eval_plan(compile_spec(spec), rows, seed=3, runs_dir=None, metrics=parse_metrics(["exact,pass@1"]))
