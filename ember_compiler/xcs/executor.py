@@ -179,7 +179,7 @@ class Executor:
     async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any):
         node = c.node
         binding = self.models[node.params["model"]]
-        ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
+        ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id}, self.models)
         try:
             if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
                 async def send(requests: list[Request]) -> list[Completion]:
