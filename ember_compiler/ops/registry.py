@@ -17,8 +17,23 @@ from pydantic import Field
 
 from ..providers.sim import register_role
 from ..spec.model import Name, SpecBase
-from . import (debate, ensemble, execute, first, generate, judge, map, network, python, race, refine, select,
-               self_refine, verify, vote)
+from . import (
+    debate,
+    ensemble,
+    execute,
+    first,
+    generate,
+    judge,
+    map,
+    network,
+    python,
+    race,
+    refine,
+    select,
+    self_refine,
+    verify,
+    vote,
+)
 from .base import OpDef, PlanOp
 
 ENTRY_POINT_GROUP = "ember.ops"
