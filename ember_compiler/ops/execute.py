@@ -5,7 +5,8 @@ the program in a separate, locked-in process (``providers/sandbox.py``), ``provi
 correct candidate with ``tpr`` and a wrong one with ``fpr`` (docs/sim.md). The program is the last
 fenced code block of a candidate (```` ```python ````), else its whole text. ``tests`` is a list of
 Python snippets (``assert f(1) == 2``), from the row or from a model node; a candidate passes when it
-runs and every test does. The limits are the node's: ``timeout_s`` (wall clock), ``cpu_s``,
+runs and every test does; with none, ``answer`` is null (``fallback: first``: the first
+candidate's). The limits are the node's: ``timeout_s`` (wall clock), ``cpu_s``,
 ``memory_mb``, ``output_kb``.
 """
 
@@ -36,6 +37,7 @@ class ExecuteNode(NodeBase):
     cpu_s: Annotated[int, Field(ge=1)] | None = Field(None, description="CPU seconds per candidate (5).")
     memory_mb: Annotated[int, Field(ge=16)] | None = Field(None, description="Address space in MB (512).")
     output_kb: Annotated[int, Field(ge=1)] | None = Field(None, description="Output and file size in kB (256).")
+    fallback: Literal["none", "first"] = Field("none", description="The answer when no candidate passes.")
 
 
 def program_of(text: str) -> str:
@@ -47,7 +49,8 @@ def program_of(text: str) -> str:
 def lower(ctx: Any, node: ExecuteNode) -> list[Any]:
     limits = {k: getattr(node, k) for k in LIMITS if getattr(node, k) is not None}
     inputs = {"candidates": ctx.value(node.candidates), "tests": ctx.value(node.tests)}
-    return [ctx.make("llm", "execute", inputs, {"model": ctx.model(node.sandbox), "limits": limits})]
+    params = {"model": ctx.model(node.sandbox), "limits": limits, "fallback": node.fallback}
+    return [ctx.make("llm", "execute", inputs, params)]
 
 
 def _tests(values: dict[str, Any]) -> list[str]:
@@ -77,6 +80,8 @@ def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[st
     results = [_result(node, c.texts[0]) for c in completions]
     passed = [bool(r.get("passed")) for r in results]
     first = next((c for c, ok in zip(cands, passed, strict=True) if ok), None)
+    if first is None and cands and node.params.get("fallback") == "first":
+        first = cands[0]
     return {"passed": passed, "results": results, "answer": None if first is None else extract_answer(first),
             "program": None if first is None else program_of(first)}
 
@@ -143,7 +148,7 @@ OP = OpDef(
     model_fields=("sandbox",),
     sdk=SdkDef("Execute", "Runs each candidate against ``tests`` in a sandbox. Output: ``passed``, "
                "``results``, ``answer``, ``program``.",
-               {"sandbox": REQUIRED, "timeout_s": None, "cpu_s": None, "memory_mb": None, "output_kb": None},
+               {"sandbox": REQUIRED, "fallback": None, "timeout_s": None, "cpu_s": None, "memory_mb": None, "output_kb": None},
                value_fields=("candidates", "tests"), validate=_validate),
     example={"op": "execute", "sandbox": "m", "candidates": ["Answer: A", "Answer: B"],
              "tests": ["assert True"]},
