@@ -31,6 +31,7 @@ from ember_compiler.xcs.executor import Executor
 from ember_compiler.xcs.plan import Plan
 from ember_compiler.xcs.scheduling import Scheduler, get_scheduler
 
+
 def _model_fields(node: dict[str, Any]) -> tuple[str, ...]:
     """The fields of a traced node that name models (its op's ``model_fields``)."""
     op = registry.get(str(node.get("op")))

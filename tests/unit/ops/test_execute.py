@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from ember_compiler import Model, Network, jit, ops
 from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
-from ember_compiler.eval.dataset import Row
+from ember_compiler.eval.dataset import Row, load_rows
 from ember_compiler.eval.metrics import parse_metrics, pass_at_k
+from ember_compiler.providers.sandbox import run_program
 from ember_compiler.runs import run_plan
+from ember_compiler.testing.clock import virtual_time
+from ember_compiler.xcs.analysis import analyze
+
+ROOT = Path(__file__).resolve().parents[3]
 
 RUN = """ember: 1
 name: code
@@ -101,3 +109,51 @@ def eval_plan_rows(spec: Path, rows: list[Row]):
     from ember_compiler.eval.runner import eval_plan
 
     return eval_plan(compile_spec(spec), rows, seed=3, runs_dir=None, metrics=parse_metrics(["exact,pass@1"]))
+
+
+def test_candidates_execute_in_parallel(tmp_path: Path):
+    spec = tmp_path / "sim.yaml"
+    spec.write_text(SIM.format(p=0.5, tpr=0.9, fpr=0.1, n=5).replace("fpr: 0.1}", "fpr: 0.1, latency_ms: 200}"))
+    plan = compile_spec(spec)
+    assert analyze(plan).calls == 10 and analyze(plan).depth == 2
+    with virtual_time() as clock:
+        result, took = clock.measure(lambda: run_plan(plan, {"question": "q"}, runs_dir=None, example={"answer": "B"}))
+    assert result.error is None and len(result.outputs["passed"]) == 5
+    assert took == pytest.approx(0.2)  # five sandbox runs at once: one run's latency
+
+
+class CodeTested(Network):
+    class Input(BaseModel):
+        question: str
+        tests: list = []
+        choices: list[str] = ["A", "B", "C", "D"]
+
+    class Output(BaseModel):
+        answer: str | None
+        passed: list[bool]
+
+    def __init__(self) -> None:
+        self.programs = ops.Ensemble(model=Model(name="coder", provider="sim", accuracy=0.5), n=4,
+                                     prompt="{{ inputs.question }}\nReply with the function only, in one "
+                                            "```python code block.")
+        self.tested = ops.Execute(sandbox=Model(name="box", provider="sim", tpr=0.95, fpr=0.05), timeout_s=10,
+                                  fallback="first")
+
+    def forward(self, question, tests, choices):
+        out = self.tested(candidates=self.programs().responses, tests=tests)
+        return {"answer": out.answer, "passed": out.passed}
+
+
+def test_the_sdk_execute_compiles_to_the_plan_of_its_yaml():
+    spec = compile_spec(ROOT / "specs" / "sim" / "code-tests.yaml")
+    assert jit(CodeTested(), name="code-tests-sim").plan.hash == spec.hash
+
+
+def test_the_bundled_code_dataset_solutions_pass_their_tests_in_the_sandbox():
+    rows = load_rows(ROOT / "specs" / "data" / "code.jsonl")
+    assert len(rows) >= 5
+
+    async def all_rows():
+        return await asyncio.gather(*(run_program(r.data["solution"], r.data["tests"]) for r in rows))
+
+    assert all(r["passed"] for r in asyncio.run(all_rows()))
