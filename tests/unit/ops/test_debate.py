@@ -84,7 +84,7 @@ class Debated(Network):
 
     def __init__(self) -> None:
         agent = Model(name="agent", provider="sim", accuracy=0.6, judge_accuracy=0.5)
-        self.debated = ops.Debate(agents=[agent, agent, agent], rounds=3, then="vote")
+        self.debated = ops.Debate(agents=[agent, agent, agent], rounds=2, then="vote")
 
     def forward(self, question, choices):
         out = self.debated(question=question)
