@@ -66,12 +66,14 @@ def _tests(values: dict[str, Any]) -> list[str]:
 
 def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
     tests = _tests(values)
+    limits = node.params.get("limits") or {}
     out: list[Any] = []
     for i, cand in enumerate(calls.candidates(values)):
         program = program_of(cand)
-        out += ctx.requests(calls.messages(program), 1, offset=i, role="execute", program=program, tests=tests,
-                            limits=node.params.get("limits") or {}, candidate=cand,
-                            candidate_answer=extract_answer(cand))
+        # the message holds all that decides the result, so a response cache keys on all of it
+        run = json.dumps({"program": program, "tests": tests, "limits": limits}, sort_keys=True)
+        out += ctx.requests(calls.messages(run), 1, offset=i, role="execute", program=program, tests=tests,
+                            limits=limits, candidate=cand, candidate_answer=extract_answer(cand))
     return out
 
 

@@ -14,8 +14,11 @@ from ember_compiler.compiler import compile_spec
 from ember_compiler.compiler.check import validate_paths
 from ember_compiler.eval.dataset import Row, load_rows
 from ember_compiler.eval.metrics import parse_metrics, pass_at_k
+from ember_compiler.ops.base import CallContext
+from ember_compiler.ops.execute import build
 from ember_compiler.providers.sandbox import run_program
 from ember_compiler.runs import run_plan
+from ember_compiler.runtime.cache import sample_keys
 from ember_compiler.testing.clock import virtual_time
 from ember_compiler.xcs.analysis import analyze
 
@@ -157,3 +160,17 @@ def test_the_bundled_code_dataset_solutions_pass_their_tests_in_the_sandbox():
         return await asyncio.gather(*(run_program(r.data["solution"], r.data["tests"]) for r in rows))
 
     assert all(r["passed"] for r in asyncio.run(all_rows()))
+
+
+def test_a_cached_sandbox_result_is_keyed_on_the_program_its_tests_and_limits(tmp_path: Path):
+    spec = tmp_path / "code.yaml"
+    spec.write_text(RUN)
+    node = compile_spec(spec).node("run")
+
+    def keys(tests, limits):
+        ctx = CallContext(node.replace(params={**node.params, "limits": limits}), {"provider": "sandbox"}, False, {})
+        return [sample_keys("sandbox", r) for r in build(ctx.node, {"candidates": ["x = 1"], "tests": tests}, ctx)]
+
+    base = keys(["assert x == 1"], {})
+    assert keys(["assert x == 1"], {}) == base
+    assert keys(["assert x == 2"], {}) != base and keys(["assert x == 1"], {"cpu_s": 1}) != base
