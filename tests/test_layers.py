@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ember_compiler.runs",),
     ("ember_compiler.sdk",),
     ("ember_compiler.eval",),
+    ("ember_compiler.report",),  # reads run folders (runs, xcs, eval's summary helpers) into a page
     ("ember_compiler.api", "ember_compiler"),  # the package itself re-exports the API
     ("ember_compiler.testing",),  # fakes for tests: nothing in the library imports them
     ("ember_cli",),

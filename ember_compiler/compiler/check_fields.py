@@ -3,11 +3,16 @@ binding params and input defaults. A mixin of ``Checker`` (``check_rules.py``)."
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from typing import Any
 
+from ember_compiler.compiler.sets import apply_sets
+from ember_compiler.errors import UsageError
 from ember_compiler.providers.registry import known_providers
+from ember_compiler.providers.sim import DEFAULT_KEY
+from ember_compiler.providers.sim import FIELDS as SIM_FIELDS
 from ember_compiler.spec.diagnostics import did_you_mean
 from ember_compiler.spec.loader import describe
 from ember_compiler.spec.refs import whole_reference
@@ -100,6 +105,35 @@ class FieldChecks:
                 value = getattr(binding, fname)
                 if isinstance(value, str):
                     self._param_number((*loc, fname), value, kind, lo, hi, "E403")
+            self._per_node_keys(name, binding)
+
+    def _per_node_keys(self, name: str, binding: Any) -> None:
+        """A sim field given per node names nodes of this spec (or `default`)."""
+        for fname in SIM_FIELDS:
+            value = getattr(binding, fname, None)
+            if not isinstance(value, dict):
+                continue
+            for key in value:
+                if key != DEFAULT_KEY and key not in self.view.nodes:
+                    hint = did_you_mean(key, [*self.view.nodes, DEFAULT_KEY]) or _listing("nodes", self.view.nodes)
+                    self.error(("models", name, fname, key), "E404",
+                               f"model '{name}': {fname} names '{key}', which is not a node of this spec "
+                               f"(a per-node mapping takes node ids and `{DEFAULT_KEY}`)", hint, key=True)
+
+    def _search(self) -> None:
+        """Each path of a `search:` section names something the spec has (as `--set` would check)."""
+        data = self.doc.data
+        search = data.get("search") if isinstance(data, dict) else None
+        if not isinstance(search, dict):
+            return
+        for path in search:
+            try:
+                apply_sets(copy.deepcopy(data), {str(path): None})
+            except UsageError as exc:
+                message = str(exc).removeprefix(f"--set {path}: ").removeprefix("--set: ")
+                hint = None if "did you mean" in message else "a search path is a --set path: nodes.NODE.FIELD, " \
+                    "params.NAME or models.NAME.FIELD"
+                self.error(("search", path), "E115", f"search path '{path}': {message}", hint, key=True)
 
     def _inputs(self) -> None:
         for name, decl in self.view.inputs.items():

@@ -120,6 +120,7 @@ class Checker(RefChecks, FieldChecks):
         self._outputs()
         self._cycles()
         self._deprecated()
+        self._search()
         if self.lint and not any(d.severity == "error" for d in self.diags):
             self._unused()
         return self.diags

@@ -76,3 +76,38 @@ def plot_sweep(sweep: Any, path: str | Path, *, title: str = "", fit: Any = None
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_front(result: Any, path: str | Path, *, title: str = "") -> Path:
+    """A search's picture: every evaluation (grey), its Pareto front (a step line) and the best point
+    (a star), accuracy against cost per row and against calls per row."""
+    plt = pyplot()
+    path = Path(path)
+    fig, (ax_cost, ax_calls) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    by_cost, by_calls = result.fronts()
+    best = result.best
+    cost_known = all(s.summary.get("cost_per_row_usd") is not None for s in result.evaluations)
+    panels = [(ax_calls, by_calls, lambda s: s.calls, "model calls per row")]
+    if cost_known:
+        panels.insert(0, (ax_cost, by_cost, lambda s: s.cost, "cost per row (USD)"))
+    else:
+        ax_cost.text(0.5, 0.5, "cost unknown\n(set `price:` on the model bindings)",
+                     ha="center", va="center", transform=ax_cost.transAxes)
+        ax_cost.set_axis_off()
+    for ax, front, x, label in panels:
+        ax.scatter([x(s) for s in result.evaluations], [s.accuracy for s in result.evaluations], s=14,
+                   color="0.65", label=f"{len(result.evaluations)} evaluations")
+        ax.step([x(s) for s in front], [s.accuracy for s in front], "o-", where="post", color="tab:blue",
+                label="Pareto front")
+        if best is not None:
+            ax.plot([x(best)], [best.accuracy], "*", color="crimson", ms=14, label="best")
+        ax.set_xlabel(label)
+        ax.set_ylabel("dev accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -104,6 +104,14 @@ class PlanOp:
     sim: Callable[..., list[str]] | None = None  # the sampler of a new role (``providers.sim.Sampler``)
     dry_text: Callable[[int], str] | None = None  # ``ember plan``'s placeholder reply for sample j
     pp: Callable[[Any], dict[str, Any]] | None = None  # params shown when printed (default: all but templates)
+    # ports read from the reply text of the node's one request (n == 1): a plan whose answer is one of
+    # them can stream that reply as the model writes it (the executor's `on_text`). The deltas make up
+    # the node's `text` port; another port is read from that text (`answer`: after `Answer:`).
+    streams: tuple[str, ...] = ()
+    # fn: where a port's value comes from unchanged, as (node id, port) — a network's pack passes each
+    # packed value on, refine's result the last round's answer when that round runs; None: computed.
+    # Reads the node's input expressions in their JSON form (``{"$ref": [NODE, PORT]}``).
+    passes: Callable[[Any, str], tuple[str, str] | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ def distinct_answers(j: int) -> str:
 
 GENERATE = PlanOp("generate", "llm", ("text", "answer", "usage"), params=("model", "prompt"), build=build,
                   finish=finish, effects=MODEL_CALL, calls=one_per_sample, role="generate",
-                  dry_text=distinct_answers)
+                  dry_text=distinct_answers, streams=("text", "answer"))
 
 OP = OpDef(
     name="generate",

@@ -32,7 +32,8 @@ def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[st
 
 
 JUDGE = PlanOp("judge", "llm", ("answer", "reasoning", "text"), params=("model",), build=build, finish=finish,
-               effects=MODEL_CALL, calls=one_per_sample, role="judge", dry_text=lambda j: "Answer: A")
+               effects=MODEL_CALL, calls=one_per_sample, role="judge", dry_text=lambda j: "Answer: A",
+               streams=("answer", "text"))
 
 OP = OpDef(
     name="judge",

@@ -33,6 +33,13 @@ def pack(node: Any, values: dict[str, Any]) -> dict[str, Any]:
     return dict(values["values"])
 
 
+def packed_from(node: Any, port: str) -> tuple[str, str] | None:
+    """The node and port a packed value is, when it is one (a sub-spec output `${node.port}`)."""
+    expr = node.inputs["values"].get(port)
+    ref = expr.to_json().get("$ref") if expr is not None else None
+    return (ref[0], ref[1]) if ref else None
+
+
 def pack_lengths(node: Any, lengths: Any) -> dict[str, int | None]:
     values = node.inputs["values"]
     return {port: lengths.of(expr) for port, expr in values.entries}
@@ -44,7 +51,8 @@ OP = OpDef(
     node=NetworkNode,
     ports={},
     lower=lower,
-    plan_ops=(PlanOp("pack", "fn", None, run=pack, null_tolerant=True, lengths=pack_lengths),),
+    plan_ops=(PlanOp("pack", "fn", None, run=pack, null_tolerant=True, lengths=pack_lengths,
+                     passes=packed_from),),
     prepare=prepare,
     ports_declared_by_node=True,
     sdk_note="ember_compiler.load(PATH) gives a spec as an operator; a Network subclass nests networks in Python",

@@ -77,6 +77,14 @@ def result(node: Any, values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def last_round(node: Any, port: str) -> tuple[str, str] | None:
+    """The result's answer is the last round's when that round runs (no later one can)."""
+    if port != "answer":
+        return None
+    last = node.inputs["proofs"].to_json()["$list"][-1]
+    return (last["$node"], "answer") if "$node" in last else None
+
+
 def _validate(args: dict[str, Any]) -> str | None:
     rounds = args.get("max_rounds", 3)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
@@ -86,11 +94,12 @@ def _validate(args: dict[str, Any]) -> str | None:
 
 PROVE = PlanOp("refine_prove", "llm", ("text", "answer", "usage"), params=("model", "round"), build=build_prove,
                finish=finish_proof, effects=MODEL_CALL, calls=one_per_sample, role="generate",
-               dry_text=lambda j: "Answer: A")
+               dry_text=lambda j: "Answer: A", streams=("text", "answer"))
 CHECK = PlanOp("refine_check", "llm", ("accepted", "text"), params=("model", "round"), build=build_check,
                finish=finish_check, effects=MODEL_CALL, calls=one_per_sample, role="verify",
                dry_text=lambda j: "Verdict: yes")
-RESULT = PlanOp("refine_result", "fn", ("answer", "rounds", "accepted"), run=result, null_tolerant=True)
+RESULT = PlanOp("refine_result", "fn", ("answer", "rounds", "accepted"), run=result, null_tolerant=True,
+                passes=last_round)
 
 OP = OpDef(
     name="refine",

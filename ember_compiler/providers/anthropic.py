@@ -7,11 +7,20 @@ go to the top-level `system` field. The `anthropic-version` header goes with eve
 (capabilities.py; the runtime warns). Structured output is a forced tool call whose `input_schema` is
 the op's schema; its input comes back as the reply text (JSON). Usage counts cache reads and writes
 as part of the input, like the other providers.
+
+A request with `on_text` is sent with `stream: true` and read as the Messages API's events:
+`message_start` (the message with its input usage), `content_block_start`/`_delta`/`_stop` (each
+`text_delta` goes to `on_text`; `thinking_delta`s do not, nor the tool call's `input_json_delta`s:
+a structured reply's JSON is not prose), `message_delta` (the stop reason and the cumulative usage),
+`message_stop`, `ping`, and `error` (an `overloaded_error` there is retryable, as a 529 is). The
+events are put back together into the message `parse` reads; a stream that ends before
+`message_stop` is a retryable failure.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ProviderError
@@ -56,8 +65,15 @@ class AnthropicProvider(HTTPProvider):
         return body
 
     async def complete(self, request: Request) -> Completion:
-        data, headers = await self.post("/v1/messages", self.body(request),
-                                        timeout_s=self.timeout_for(request.model))
+        body, timeout_s = self.body(request), self.timeout_for(request.model)
+        if request.on_text is not None:
+            body["stream"] = True
+            events = Events(request.on_text if "tools" not in body else None)
+            data, headers = await self.post_stream("/v1/messages", body, events.reader(self), timeout_s=timeout_s)
+            if data is None:
+                data = events.message()
+        else:
+            data, headers = await self.post("/v1/messages", body, timeout_s=timeout_s)
         out = parse(data)
         out.cache_write_1h_tokens = cache_write_1h_tokens(data, out.cache_write_tokens)
         out.rate_limits = rate_limits(headers)
@@ -71,6 +87,68 @@ class AnthropicProvider(HTTPProvider):
             message = str(err.get("message") or kind or "")[:500]
             return (f"{kind}: {message}" if kind and kind not in message else message), kind, False
         return super().error_info(data)
+
+    def transient(self, code: Any) -> bool:
+        # an `error` event mid-stream: the same failures a 529 or a 500 would have been
+        return code in ("overloaded_error", "api_error")
+
+
+class Events:
+    """The events of one streamed message, put back together as the unstreamed message."""
+
+    __slots__ = ("on_text", "message_", "blocks", "json_parts", "done")
+
+    def __init__(self, on_text: Callable[[str], None] | None) -> None:
+        self.on_text = on_text  # None: nothing streams (a structured reply: its JSON is not the answer's prose)
+        self.message_: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.json_parts: dict[int, list[str]] = {}  # a tool_use block's input, as it arrives
+        self.done = False
+
+    def reader(self, provider: AnthropicProvider) -> Callable[[str, str], bool]:
+        def read(event: str, data: str) -> bool:
+            value = provider.event_json(data)  # an `error` event raises here
+            try:
+                self.add(value.get("type") or event, value)
+            except (AttributeError, TypeError, KeyError):
+                raise ProviderError(f"HTTP 200 with a malformed {event} event in the stream", status=200) from None
+            return self.done
+        return read
+
+    def add(self, kind: str, event: dict[str, Any]) -> None:
+        if kind == "message_start":
+            self.message_ = dict(event["message"])
+            self.message_["usage"] = dict(self.message_.get("usage") or {})
+        elif kind == "content_block_start":
+            self.blocks[event["index"]] = dict(event["content_block"])
+        elif kind == "content_block_delta":
+            block, delta = self.blocks[event["index"]], event["delta"]
+            if delta.get("type") == "text_delta":
+                block["text"] = (block.get("text") or "") + delta["text"]
+                if self.on_text is not None and delta["text"]:
+                    self.on_text(delta["text"])
+            elif delta.get("type") == "input_json_delta":
+                self.json_parts.setdefault(event["index"], []).append(delta.get("partial_json") or "")
+        elif kind == "message_delta":
+            self.message_.update({k: v for k, v in (event.get("delta") or {}).items() if k in ("stop_reason",
+                                                                                             "stop_sequence")})
+            # the counts are cumulative; newer servers repeat the input counts here too
+            usage = self.message_.setdefault("usage", {})
+            usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+        elif kind == "message_stop":
+            self.done = True
+
+    def message(self) -> dict[str, Any]:
+        """The message the events make up (what `parse` reads)."""
+        if not self.done:
+            raise ProviderError("HTTP 200 but the stream ended before the message was complete", status=200,
+                                retryable=True)
+        for i, parts in self.json_parts.items():
+            try:
+                self.blocks[i]["input"] = json.loads("".join(parts) or "{}")
+            except ValueError:
+                raise ProviderError("HTTP 200 with a malformed tool input in the stream", status=200) from None
+        return {**self.message_, "content": [self.blocks[i] for i in sorted(self.blocks)]}
 
 
 def cache_write_1h_tokens(data: dict[str, Any], written: int) -> int:

@@ -23,10 +23,21 @@ trace) applies (`no_answers(completion)` per sample): ``"refusal"``, ``"blocked"
 `INVALID_TOKENS`, never an exception) and sets `usage_missing` when the response has no usage; the
 runtime (`runtime/attempts.py`) replaces what is invalid or missing by its estimate, caps output
 tokens at ``max_tokens`` per sample and drops samples beyond ``n``, with a run warning each.
+
+**Streaming.** When `Request.on_text` is set and ``n == 1``, a provider that can stream (`openai` and
+every OpenAI-compatible server, `local`, `anthropic`, `gemini`, `sim`) uses its streaming wire format
+and calls ``on_text(delta)`` with each piece of the answer text as it arrives — answer text only, never
+reasoning/thinking deltas nor a structured reply's tool-call JSON — and returns the very `Completion`
+it would have returned without streaming (all texts, usage with cached tokens, finish reasons, model,
+rate-limit headers; a refusal or a blocked reply is still the text ``""`` with its reason, though
+deltas sent before the stop cannot be taken back). A provider that cannot stream ignores `on_text`:
+the runtime then calls it once with the whole text (`runtime/streaming.py`). `on_text` must not raise
+(an exception it raises fails the request, and is not retried).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,12 +55,16 @@ class Request:
     # whose API can enforce a schema use it unless the binding sets `structured_output: false`; the
     # others ignore it, and the op reads the text conventions instead.
     schema: dict[str, Any] | None = None
+    # Streaming (see "Streaming" above): called with each delta of the answer text as it arrives. Not
+    # part of what the request *is*: excluded from equality, repr, cache keys, plan hashes and traces.
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
     # meta keys set by ops/runtime:
     #   role: "generate" | "judge" | "select" | "verify"
     #   candidates: list[str] (judge/select) ; candidate: str (verify)
     #   truth: expected answer or None ; choices: list[str] | None
     #   seed: int ; example_id: str ; node_id: str ; sample_offset: int
-    #   sim: per-row sim overrides (the row's "sim" field) or None
+    #   sim: per-row sim overrides (the row's "sim" field) or None ; truths: the row's per-node truths or None
+    #   upstream: {node id: answer or answers} of the nodes a model call reads (absent when it reads none)
 
 
 @dataclass(slots=True)

@@ -5,10 +5,17 @@ in the URL. Samples use `candidateCount` (at most 8 per request; the runtime ask
 Structured output sets `responseMimeType: application/json` with a `responseSchema` (the OpenAPI
 subset Gemini reads). A 429 carries its wait in the body (`google.rpc.RetryInfo.retryDelay`, there
 is no Retry-After header); a `QuotaFailure` on a per-day quota is final.
+
+A request with `on_text` (and n == 1) goes to `:streamGenerateContent?alt=sse`: every event is a
+`GenerateContentResponse` holding the next parts of the candidate's text (thought parts are not sent
+to `on_text`); the last one has the finish reason and the usage (`usageMetadata`). There is no end
+marker: the stream's end is the reply's, and a candidate still without a finish reason then is a
+retryable failure. The chunks are put back together into the response `parse` reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ProviderError
@@ -61,8 +68,13 @@ class GeminiProvider(HTTPProvider):
         return body
 
     async def complete(self, request: Request) -> Completion:
-        data, _ = await self.post(self.url(request.model), self.body(request),
-                                  timeout_s=self.timeout_for(request.model))
+        body, timeout_s = self.body(request), self.timeout_for(request.model)
+        if request.on_text is not None and request.n == 1:
+            url = self.url(request.model).replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+            chunks = Chunks(request.on_text)
+            data, _ = await self.post_stream(url, body, chunks.reader(self), timeout_s=timeout_s)
+            return parse(data if data is not None else chunks.response())
+        data, _ = await self.post(self.url(request.model), body, timeout_s=timeout_s)
         return parse(data)
 
     def error_info(self, data: dict[str, Any]) -> tuple[str, Any, bool]:
@@ -89,6 +101,61 @@ class GeminiProvider(HTTPProvider):
             if delay is not None:
                 return delay
         return None
+
+
+class Chunks:
+    """The `GenerateContentResponse` chunks of one streamed reply, put back together as one response."""
+
+    __slots__ = ("on_text", "head", "candidates")
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.head: dict[str, Any] = {}  # usageMetadata, modelVersion, responseId, promptFeedback (the last seen)
+        self.candidates: dict[int, dict[str, Any]] = {}  # index -> answer text parts, thought parts, finishReason
+
+    def reader(self, provider: GeminiProvider) -> Callable[[str, str], bool]:
+        def read(event: str, data: str) -> bool:
+            chunk = provider.event_json(data)
+            try:
+                self.add(chunk)
+            except (AttributeError, TypeError):
+                raise ProviderError("HTTP 200 with a malformed chunk in the stream", status=200) from None
+            return False  # no end marker: the stream ends with the reply
+        return read
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for key in ("usageMetadata", "modelVersion", "responseId", "promptFeedback"):
+            if chunk.get(key) is not None:
+                self.head[key] = chunk[key]
+        for c in chunk.get("candidates") or ():
+            i = c.get("index") or 0
+            acc = self.candidates.get(i)
+            if acc is None:
+                acc = self.candidates[i] = {"text": [], "thought": [], "finishReason": None}
+            for part in (c.get("content") or {}).get("parts") or ():
+                text = part.get("text")
+                if not text:
+                    continue
+                if part.get("thought"):
+                    acc["thought"].append(text)
+                else:
+                    acc["text"].append(text)
+                    self.on_text(text)
+            if c.get("finishReason"):
+                acc["finishReason"] = c["finishReason"]
+
+    def response(self) -> dict[str, Any]:
+        """The response the chunks make up (what `parse` reads)."""
+        if any(a["finishReason"] is None for a in self.candidates.values()):
+            raise ProviderError("HTTP 200 but the stream ended before the reply was complete", status=200,
+                                retryable=True)
+        candidates = []
+        for i, a in sorted(self.candidates.items()):
+            parts = ([{"text": "".join(a["thought"]), "thought": True}] if a["thought"] else []) + \
+                [{"text": "".join(a["text"])}]
+            candidates.append({"index": i, "finishReason": a["finishReason"],
+                               "content": {"role": "model", "parts": parts}})
+        return {**self.head, **({"candidates": candidates} if candidates else {})}
 
 
 def _details(err: dict[str, Any], kind: str) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """What the HTTP providers (openai, anthropic, gemini) share: an httpx2 client per endpoint (its socket
-I/O on asyncio itself: `http_io.py`), one attempt per request, failures turned into `ProviderError`s the runtime's retry loop can act on, the
-rate-limit headers read, and the API key scrubbed from every message.
+I/O on asyncio itself: `http_io.py`), one attempt per request — a JSON reply (`post`) or a stream of
+server-sent events (`post_stream`) — failures turned into `ProviderError`s the runtime's retry loop
+can act on, the rate-limit headers read, and the API key scrubbed from every message.
 
 The key lives only in the client's default headers: never in URLs (which transports and loggers
 print), never in an error, never in `repr`.
@@ -17,13 +18,14 @@ import os
 import re
 import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx2
 
 from ..errors import ConfigError, ProviderError
-from . import http_io
+from . import http_io, sse
 from .base import RateLimits
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -120,17 +122,20 @@ class HTTPProvider:
 
     # -- one attempt ------------------------------------------------------------------------------
 
-    async def post(self, url: str, body: dict[str, Any], *, timeout_s: float | None = None,
-                   ) -> tuple[dict[str, Any], httpx2.Headers]:
-        """POST once; the decoded JSON object and the response headers, or a `ProviderError`."""
-        timeout = timeout_s or self.timeout_s
+    def _target(self, url: str) -> httpx2.URL:
         target = self._urls.get(url)
         if target is None:  # parsed once per path, not per request
             if len(self._urls) >= 256:
                 self._urls.clear()
             target = self._urls[url] = httpx2.URL(self.base_url + url if url.startswith("/") else url)
+        return target
+
+    async def post(self, url: str, body: dict[str, Any], *, timeout_s: float | None = None,
+                   ) -> tuple[dict[str, Any], httpx2.Headers]:
+        """POST once; the decoded JSON object and the response headers, or a `ProviderError`."""
+        timeout = timeout_s or self.timeout_s
         try:
-            resp = await self._client.post(target, json=body, timeout=timeout)
+            resp = await self._client.post(self._target(url), json=body, timeout=timeout)
         except httpx2.TimeoutException:
             raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
         except httpx2.TransportError as exc:
@@ -138,6 +143,9 @@ class HTTPProvider:
                                 retryable=True) from None
         if resp.status_code != 200:
             raise self.http_error(resp)
+        return self._json_body(resp), resp.headers
+
+    def _json_body(self, resp: httpx2.Response) -> dict[str, Any]:
         try:
             data = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
@@ -147,13 +155,60 @@ class HTTPProvider:
         if not isinstance(data, dict):
             raise ProviderError("HTTP 200 with an unexpected body (not a JSON object)", status=200)
         if data.get("error"):
-            # some gateways (OpenRouter, proxies) report upstream failures inside a 200
-            message, code, _ = self.error_info(scrub_tree(data, self.scrub))  # scrubbed before it is cut
-            message = " ".join(message.split())
-            inner = code if isinstance(code, int) else None
-            raise ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
-                                retryable=inner in RETRY_STATUSES or (inner or 0) >= 500)
-        return data, resp.headers
+            raise self.error_in_200(data)
+        return data
+
+    def error_in_200(self, data: dict[str, Any]) -> ProviderError:
+        """An error reported inside a 200 — some gateways (OpenRouter, proxies) report upstream failures
+        so, and a stream reports a failure after its start so."""
+        message, code, _ = self.error_info(scrub_tree(data, self.scrub))  # scrubbed before it is cut
+        message = " ".join(message.split())
+        inner = code if isinstance(code, int) else None
+        return ProviderError(self.scrub(f"HTTP 200 with an error: {message}"), status=200,
+                             retryable=inner in RETRY_STATUSES or (inner or 0) >= 500 or self.transient(code))
+
+    def transient(self, code: Any) -> bool:
+        """Whether an error code inside a 200 means a transient failure (Anthropic's `overloaded_error`)."""
+        return False
+
+    async def post_stream(self, url: str, body: dict[str, Any], on_event: Callable[[str, str], bool], *,
+                          timeout_s: float | None = None) -> tuple[dict[str, Any] | None, httpx2.Headers]:
+        """POST once and read the reply as server-sent events (`sse.py`), calling `on_event(event, data)`
+        for each until it returns True (the stream's end); returns (None, headers). A server that ignored
+        the request to stream and answered with one JSON object returns (that object, headers).
+        Failures are `ProviderError`s as in `post`; a connection cut mid-stream is retryable (the runtime
+        decides whether a retry is still allowed: not once a delta went out)."""
+        timeout = timeout_s or self.timeout_s
+        try:
+            async with self._client.stream("POST", self._target(url), json=body, timeout=timeout) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise self.http_error(resp)
+                if "text/event-stream" not in resp.headers.get("content-type", "text/event-stream"):
+                    await resp.aread()
+                    return self._json_body(resp), resp.headers
+                async for event in sse.events(resp.aiter_lines()):
+                    if on_event(event.event, event.data):
+                        break
+                return None, resp.headers
+        except httpx2.TimeoutException:
+            raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
+        except httpx2.TransportError as exc:
+            raise ProviderError(self.scrub(f"the stream from {self.base_url} broke: {type(exc).__name__}: {exc}"),
+                                retryable=True) from None
+
+    def event_json(self, data: str) -> dict[str, Any]:
+        """One event's data as a JSON object; an error object in it is raised (`error_in_200`)."""
+        try:
+            value = json.loads(data)
+        except ValueError:
+            raise ProviderError(f"HTTP 200 with a malformed stream event: {snippet(self.scrub(data))}",
+                                status=200, retryable=True) from None
+        if not isinstance(value, dict):
+            raise ProviderError("HTTP 200 with an unexpected stream event (not a JSON object)", status=200)
+        if value.get("error"):
+            raise self.error_in_200(value)
+        return value
 
     def http_error(self, resp: httpx2.Response) -> ProviderError:
         status = resp.status_code

@@ -6,10 +6,18 @@ binding's `n_limit`); a larger ensemble, or a server that caps or ignores `n`, r
 and the runtime asks for the rest. The token limit goes out as `max_completion_tokens` for reasoning
 models and as `max_tokens` otherwise, or as the binding's `max_tokens_field` (capabilities.py). Structured output uses
 `response_format: {type: json_schema, strict: true}`.
+
+A request with `on_text` (and n == 1) is sent with `stream: true` and `stream_options: {include_usage:
+true}`: each chunk's `delta.content` goes to `on_text` as it arrives (`delta.refusal` and reasoning
+deltas — `reasoning_content`, `reasoning` — do not), and the chunks are put back together into the
+body `parse` reads, so the `Completion` is the one the same reply would have given unstreamed (the
+usage comes in the last chunk). A stream that ends before `data: [DONE]` with a choice unfinished is
+a retryable failure; an `error` object in a chunk is the error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ProviderError
@@ -38,9 +46,7 @@ class OpenAIProvider(HTTPProvider):
         n = min(request.n, caps.n_limit) if caps.n_limit else request.n
         if n != 1:  # more than the limit: the runtime asks for the rest in further requests
             body["n"] = n
-        for key in ("temperature", "top_p"):
-            if b.get(key) is not None:
-                body[key] = b[key]
+        body.update(caps.sampling(b))  # temperature/top_p, unless the model rejects them
         max_tokens = b.get("max_tokens") or self.default_max_tokens
         if max_tokens is not None:
             body[caps.max_tokens_field] = max_tokens
@@ -54,8 +60,16 @@ class OpenAIProvider(HTTPProvider):
         return body
 
     async def complete(self, request: Request) -> Completion:
-        data, headers = await self.post("/chat/completions", self.body(request),
-                                        timeout_s=self.timeout_for(request.model))
+        body, timeout_s = self.body(request), self.timeout_for(request.model)
+        if request.on_text is not None and request.n == 1:
+            body["stream"], body["stream_options"] = True, {"include_usage": True}
+            chunks = Chunks(request.on_text)
+            data, headers = await self.post_stream("/chat/completions", body, chunks.reader(self),
+                                                   timeout_s=timeout_s)
+            if data is None:
+                data = chunks.body()
+        else:
+            data, headers = await self.post("/chat/completions", body, timeout_s=timeout_s)
         out = parse(data)
         out.rate_limits = rate_limits(headers)
         return out
@@ -69,6 +83,70 @@ class OpenAIProvider(HTTPProvider):
         err = data.get("error")
         kind = err.get("type") if isinstance(err, dict) else None
         return message, code, code in _QUOTA_CODES or kind in _QUOTA_CODES
+
+
+class Chunks:
+    """The `chat.completion.chunk`s of one streamed reply, put back together as the unstreamed body."""
+
+    __slots__ = ("on_text", "head", "choices", "done")
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        self.on_text = on_text
+        self.head: dict[str, Any] = {}  # id, model, usage
+        self.choices: dict[int, dict[str, Any]] = {}  # index -> content and refusal parts, finish reason
+        self.done = False
+
+    def reader(self, provider: OpenAIProvider) -> Callable[[str, str], bool]:
+        def read(event: str, data: str) -> bool:
+            if data.strip() == "[DONE]":
+                self.done = True
+                return True
+            self.add(provider.event_json(data))
+            return False
+        return read
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        head = self.head
+        if "id" not in head:
+            head["id"], head["model"] = chunk.get("id"), chunk.get("model")
+        usage = chunk.get("usage")
+        if usage is not None and isinstance(usage, dict):  # the last chunk (include_usage); some servers repeat it
+            head["usage"] = usage
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list):
+            return
+        try:
+            for c in choices:
+                i = c.get("index") or 0
+                acc = self.choices.get(i)
+                if acc is None:
+                    acc = self.choices[i] = {"content": [], "refusal": [], "finish_reason": None}
+                delta = c.get("delta")
+                if delta:
+                    text = delta.get("content")
+                    if text:
+                        if not isinstance(text, str):
+                            text = str(text)
+                        acc["content"].append(text)
+                        self.on_text(text)
+                    if delta.get("refusal"):
+                        acc["refusal"].append(str(delta["refusal"]))
+                if c.get("finish_reason"):
+                    acc["finish_reason"] = c["finish_reason"]
+        except (AttributeError, TypeError):
+            raise ProviderError("HTTP 200 with a malformed chunk in the stream", status=200) from None
+
+    def body(self) -> dict[str, Any]:
+        """The chat completion the chunks make up (what `parse` reads)."""
+        unfinished = not self.choices or any(a["finish_reason"] is None for a in self.choices.values())
+        if not self.done and unfinished:
+            raise ProviderError("HTTP 200 but the stream ended before the reply was complete", status=200,
+                                retryable=True)
+        choices = [{"index": i, "finish_reason": a["finish_reason"],
+                    "message": {"role": "assistant", "content": "".join(a["content"]),
+                                "refusal": "".join(a["refusal"]) or None}}
+                   for i, a in sorted(self.choices.items())]
+        return {**self.head, "choices": choices}
 
 
 def _sample(message: dict[str, Any], reason: str) -> tuple[str, str]:

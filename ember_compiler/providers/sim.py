@@ -5,13 +5,22 @@ example id, node id, sample index) with blake2b — stable across processes and 
 The first uniform decides correct/accept; the second picks which wrong answer or candidate. With a
 `refusal_rate`, a third uniform per sample (hashed apart, so the other two stay the same draws) makes
 it a refusal: the text "" with finish reason `refusal`, which no op counts as an answer.
+
+Pipelines (docs/sim.md#pipelines): any field may be a mapping node id -> value (with an optional
+`default`), resolved per request from its node id; a row's `truths` gives per-node truths; with
+`wrong_input_accuracy`, a node whose upstream answers were not all right draws with that accuracy.
+Both are resolved in `config_for`, so a sampler only ever reads plain `cfg.<field>` values.
 Hot path: per-binding settings are parsed once and cached; a sample costs about a microsecond.
+A streamed request (`on_text`, n == 1) gets the same completion, its text in a few pieces spread over
+the binding's latency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
+import re
 import struct
 from bisect import bisect_right
 from collections.abc import Callable
@@ -24,7 +33,8 @@ from .base import Completion, Request
 
 DEFAULT_CHOICES = ("A", "B", "C", "D")
 FIELDS = ("accuracy", "choices", "wrong_weights", "tpr", "fpr", "judge_accuracy", "refusal_rate", "latency_ms",
-          "seed")
+          "seed", "wrong_input_accuracy")
+DEFAULT_KEY = "default"  # the entry of a per-node mapping that applies to the nodes it does not name
 _INV64 = 2.0**-64
 _unpack = struct.Struct("<QQ").unpack
 _blake2b = hashlib.blake2b
@@ -51,9 +61,18 @@ class SimConfig:
     """Resolved sim settings for one binding (plus any per-row overrides)."""
 
     __slots__ = ("accuracy", "judge_accuracy", "tpr", "fpr", "choices", "wrong_weights", "latency_s",
-                 "seed", "refusal_rate", "_pools")
+                 "seed", "refusal_rate", "wrong_input_accuracy", "_pools", "_fields", "_per_node", "_nodes",
+                 "_wrong_inputs")
 
     def __init__(self, fields: dict[str, Any]) -> None:
+        per_node = {k: v for k, v in fields.items() if isinstance(v, dict)}
+        self._fields, self._per_node = fields, per_node
+        self._nodes: dict[str, SimConfig] = {}  # node id -> this config with the mappings resolved
+        self._wrong_inputs: SimConfig | None = None
+        if per_node:  # every entry is checked now; the plain fields below take the `default` entries
+            for key in {k for m in per_node.values() for k in m}:
+                SimConfig(_resolve(fields, str(key)))
+            fields = _resolve(fields, DEFAULT_KEY)
         g = fields.get
         self.accuracy = _num("accuracy", g("accuracy", 0.7))
         ja = g("judge_accuracy")
@@ -64,6 +83,8 @@ class SimConfig:
         self.latency_s = _num("latency_ms", g("latency_ms", 0), 0.0, float("inf")) / 1000.0
         seed = g("seed")
         self.seed = 0 if seed is None else int(seed)
+        wia = g("wrong_input_accuracy")
+        self.wrong_input_accuracy = None if wia is None else _num("wrong_input_accuracy", wia)
         ch = g("choices")
         self.choices: tuple[str, ...] | None = None if ch is None else tuple(str(c) for c in ch)
         if self.choices is not None and not self.choices:
@@ -76,6 +97,28 @@ class SimConfig:
                 raise ConfigError("sim field 'wrong_weights' needs at least one positive weight")
         # (choices, truth) -> (wrong answers, cumulative weights or None for uniform)
         self._pools: dict[tuple, tuple[tuple[str, ...], list[float] | None]] = {}
+
+    def for_node(self, node_id: str) -> SimConfig:
+        """The settings of one node: per-node mappings resolved (exact id, else its last segment, else
+        `default`, else the field's default)."""
+        if not self._per_node:
+            return self
+        cfg = self._nodes.get(node_id)
+        if cfg is None:
+            cfg = SimConfig(_resolve(self._fields, node_id))
+            if len(self._nodes) < 4096:
+                self._nodes[node_id] = cfg
+        return cfg
+
+    def with_wrong_inputs(self) -> SimConfig:
+        """These settings for a node that read a wrong upstream answer: `accuracy` becomes
+        `wrong_input_accuracy` (a judge's `judge_accuracy` keeps its value)."""
+        cfg = self._wrong_inputs
+        if cfg is None:
+            cfg = copy.copy(self)
+            cfg.accuracy, cfg.wrong_input_accuracy = self.wrong_input_accuracy, None
+            self._wrong_inputs = cfg
+        return cfg
 
     def wrong_pool(self, choices: tuple[str, ...], truth: str | None):
         key = (choices, truth)
@@ -109,6 +152,33 @@ class SimConfig:
             acc += x / total
             cum.append(acc)
         return cum
+
+
+def _resolve(fields: dict[str, Any], node_id: str) -> dict[str, Any]:
+    """`fields` with each per-node mapping replaced by its entry for `node_id` (dropped when none applies)."""
+    out: dict[str, Any] = {}
+    tail = node_id.rsplit("/", 1)[-1]
+    for k, v in fields.items():
+        if isinstance(v, dict):
+            v = v.get(node_id, v.get(tail, v.get(DEFAULT_KEY)))
+            if v is None:
+                continue
+        out[k] = v
+    return out
+
+
+def upstream_correct(upstream: dict[str, Any], truths: dict[str, Any] | None, truth: Any) -> bool:
+    """Whether every answer a node read (node id -> answer, or a list of them) equals that node's truth:
+    its entry in the row's `truths`, else the row's answer."""
+    for node_id, answer in upstream.items():
+        expected = truths.get(node_id, truth) if truths else truth
+        if expected is None:
+            return False
+        expected = str(expected).strip()
+        for a in answer if isinstance(answer, list) else (answer,):
+            if a is None or str(a).strip() != expected:
+                return False
+    return True
 
 
 def _check_override_keys(d: dict[str, Any]) -> None:
@@ -150,6 +220,19 @@ class SimProvider:
         return cfg
 
     def config_for(self, request: Request) -> SimConfig:
+        """The settings of this request: the binding's, under the row's overrides, resolved for the
+        request's node and (with `wrong_input_accuracy`) for whether its upstream answers were right."""
+        cfg = self._row_config(request)
+        meta = request.meta
+        if cfg._per_node:
+            cfg = cfg.for_node(meta.get("node_id") or request.binding)
+        if cfg.wrong_input_accuracy is not None:
+            upstream = meta.get("upstream")
+            if upstream and not upstream_correct(upstream, _truths(meta), meta.get("truth")):
+                cfg = cfg.with_wrong_inputs()
+        return cfg
+
+    def _row_config(self, request: Request) -> SimConfig:
         binding = request.model
         over = request.meta.get("sim")
         if not over:
@@ -166,11 +249,13 @@ class SimProvider:
 
     def _merge(self, binding: dict[str, Any], over: dict[str, Any], name: str) -> SimConfig:
         """binding < flat row overrides < row overrides for this binding (exact name, else last segment)."""
-        flat = {k: v for k, v in over.items() if not isinstance(v, dict)}
+        # a field's value may itself be a per-node mapping: a key is a field before it is a binding name
+        flat = {k: v for k, v in over.items() if k in FIELDS or not isinstance(v, dict)}
         _check_override_keys(flat)
-        per = over.get(name)
+        per = over.get(name) if name not in FIELDS else None
         if not isinstance(per, dict):
-            per = over.get(name.rsplit("/", 1)[-1])
+            tail = name.rsplit("/", 1)[-1]
+            per = over.get(tail) if tail not in FIELDS else None
         if not isinstance(per, dict):
             per = {}
         _check_override_keys(per)
@@ -183,9 +268,24 @@ class SimProvider:
 
     async def complete(self, request: Request) -> Completion:
         cfg = self.config_for(request)
+        if request.on_text is not None and request.n == 1:
+            return await self.stream(request, cfg)
         if cfg.latency_s > 0:
             await asyncio.sleep(cfg.latency_s)
         return self.sample(request, cfg)
+
+    async def stream(self, request: Request, cfg: SimConfig) -> Completion:
+        """The same completion, its text delivered to `on_text` in up to `STREAM_PIECES` pieces (words
+        grouped), each after its share of the latency: the whole reply still takes `latency_ms`."""
+        out = self.sample(request, cfg)
+        pieces = stream_pieces(out.texts[0])
+        for piece in pieces:
+            if cfg.latency_s > 0:  # at 0 ms the pieces go out at once: no loop turn each (the server bench)
+                await asyncio.sleep(cfg.latency_s / len(pieces))
+            request.on_text(piece)  # type: ignore[misc]
+        if not pieces and cfg.latency_s > 0:
+            await asyncio.sleep(cfg.latency_s)
+        return out
 
     def sample(self, request: Request, cfg: SimConfig) -> Completion:
         meta = request.meta
@@ -195,6 +295,9 @@ class SimProvider:
         if sampler is None:
             raise ProviderError(f"sim: unknown role {role!r} (expected one of {', '.join(ROLES)})")
         truth = get("truth")
+        truths = _truths(meta)
+        if truths:
+            truth = truths.get(get("node_id") or request.binding, truth)
         if truth is not None:
             truth = str(truth).strip()
         seed = get("seed") or 0
@@ -225,6 +328,19 @@ class SimProvider:
             model="sim",
             finish_reasons=reasons,
         )
+
+
+STREAM_PIECES = 4
+_WORDS = re.compile(r"\s*\S+\s*")
+
+
+def stream_pieces(text: str) -> list[str]:
+    """`text` cut at word boundaries into at most `STREAM_PIECES` pieces that join back to it."""
+    words = _WORDS.findall(text)
+    if not words or "".join(words) != text:  # empty, or whitespace only
+        return [text] if text else []
+    per = -(-len(words) // STREAM_PIECES)
+    return ["".join(words[i:i + per]) for i in range(0, len(words), per)]
 
 
 class Draws:
@@ -323,6 +439,14 @@ def register_role(role: str, sampler: Sampler) -> None:
     if ROLES.get(role, sampler) is not sampler:
         raise ValueError(f"sim role '{role}' has a sampler already")
     ROLES[role] = sampler
+
+
+def _truths(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The row's per-node truths (`"truths": {"locate": "B"}`), None without them."""
+    truths = meta.get("truths")
+    if truths is None or isinstance(truths, dict):
+        return truths
+    raise ProviderError(f"sim: a row's 'truths' must map node ids to answers, got {type(truths).__name__}")
 
 
 def _as_choices(value: Any) -> tuple[str, ...] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ..spec.diagnostics import did_you_mean
 from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
-from .factory import AUTO, make_runtime
+from .factory import AUTO, make_recorder, make_runtime
 from .options import RunOptions
 from .rundir import RunDir
 
@@ -96,21 +97,30 @@ def example_meta(seed: int, example_id: str, inputs: dict[str, Any], example: di
     example = example or {}
     choices = inputs.get("choices")
     return {"seed": seed, "example_id": example_id, "truth": example.get("answer"),
-            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim")}
+            "choices": choices if isinstance(choices, list) else None, "sim": example.get("sim"),
+            "truths": example.get("truths")}
 
 
 async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, Any], meta: dict[str, Any],
-                      row: RowContext) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One execution with its root span; usage lands in `row.usage` even when it fails (NodeFailed)."""
+                      row: RowContext, *, on_text: Callable[[str], None] | None = None,
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One execution with its root span; usage lands in `row.usage` even when it fails (NodeFailed).
+
+    `on_text` streams the answer: when the node the plan's `answer` output (or its only output) is
+    read from is one model call of one sample (a generate, a judge, ...: `xcs.analysis.stream_source`),
+    it gets that reply's text as the model writes it — key-scrubbed deltas that make up the node's
+    `text` port (its `answer` is read from that text, e.g. after `Answer:`); a cached reply, or a
+    provider that cannot stream, gives the whole text in one call. Never called for another plan."""
     tracer = runtime.tracer
-    tracing = tracer.path is not None
+    tracing = tracer.on
     if tracing:
         row.trace_id, row.root_span = tracer.new_trace(), tracer.new_span_id()
     start = time.time()
     status = "OK"
     try:
         on_node = (lambda n, s, e, st: runtime.node_span(row, n, s, e, st)) if tracing else None
-        return await executor.execute(runtime, inputs, meta, row, on_node)
+        on_io = None if row.io is None else io_hook(row, runtime.scrub)
+        return await executor.execute(runtime, inputs, meta, row, on_node, on_io=on_io, on_text=on_text)
     except BaseException:
         status = "ERROR"
         raise
@@ -125,8 +135,21 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
                         })
 
 
+def io_hook(row: RowContext, scrub: Any) -> Any:
+    """The executor's `on_io` for `--record io`: each node's inputs and outputs into the row's recorder."""
+    io, row_id = row.io, row.row_id
+
+    def on_io(node: Any, inputs: dict[str, Any], result: Any, error: BaseException | None) -> None:
+        if result is SKIPPED:
+            io.node(row_id, node, inputs, None, skipped=True)
+        else:
+            io.node(row_id, node, inputs, result, None if error is None else scrub(str(error)))
+    return on_io
+
+
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, *,
-                         example: dict[str, Any] | None = None, cache: Any = None, **legacy: Any) -> RunResult:
+                         example: dict[str, Any] | None = None, cache: Any = None,
+                         on_text: Callable[[str], None] | None = None, **legacy: Any) -> RunResult:
     """Run `plan` once. Failures are recorded in result.json and returned in `RunResult.error`.
 
     Args:
@@ -135,6 +158,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
         options: seed, scheduler, budget (over the plan's `budget:`), cache, runs dir, transport.
         example: ground truth for the sim (`{"answer": "B"}`), like a dataset row.
         cache: a `ResponseCache` to use (closed with the run) instead of the one `options` name.
+        on_text: streams the answer as the model writes it (see `execute_row`).
         legacy: the old keywords (`seed`, `runs_dir`, `transport`, `scheduler`, `budget`) as options.
 
     Raises:
@@ -145,21 +169,27 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     executor = Executor(plan, options.scheduler)
     run = RunDir.new(options.runs_dir)
     runtime = make_runtime(options, plan, run_dir=run, cache=cache if cache is not None else AUTO)
+    run.write_plan(executor.plan.to_json())
     start = time.perf_counter()
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
     error = None
-    row = RowContext()
+    row = RowContext(io=make_recorder(options, run, runtime))
     seed = options.seed
+    io_file = None
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
-            executor, runtime, values, example_meta(seed, "run", values, example), row)
+            executor, runtime, values, example_meta(seed, "run", values, example), row, on_text=on_text)
         nodes = {k: "skipped" if v is SKIPPED else "ok" for k, v in results.items()}
     except EmberError as exc:
         error = str(exc)
     finally:
-        await runtime.aclose()
+        try:
+            await runtime.aclose()
+        finally:
+            if row.io is not None:
+                io_file = row.io.close().name
     spent = runtime.budget
     if spent is not None and spent.exceeded:
         error = spent.message()
@@ -170,7 +200,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
         **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
         "error": error, "spec": plan.source,
         "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
-        "warnings": result.warnings,
+        "warnings": result.warnings, "command": "run", **({"io": io_file} if io_file else {}),
     })
     return result
 

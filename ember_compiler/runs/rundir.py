@@ -4,6 +4,8 @@
   `trace.<worker>.jsonl` when the folder is reachable from its host);
 - `result.json`: the summary, written when the run ends (also when it failed or was interrupted);
 - `rows.jsonl` (eval): one record per finished row, streamed;
+- `plan.json`: the plan that ran (the xcs plan's JSON, after passes), written when the run starts, so
+  `ember report` draws the plan that ran even when the spec has changed since;
 - `study.json` (eval): what was asked (spec, plan hash, data and its hash, sets, seed, metrics,
   selection) — `--resume RUN_ID` reads it to rerun the same study, and `rows.jsonl` to skip the
   finished rows.
@@ -23,7 +25,7 @@ from typing import IO, Any
 from ..errors import UsageError
 
 RUNS_DIR = Path(".ember") / "runs"
-TRACE, RESULT, ROWS, STUDY = "trace.jsonl", "result.json", "rows.jsonl", "study.json"
+TRACE, RESULT, ROWS, STUDY, PLAN = "trace.jsonl", "result.json", "rows.jsonl", "study.json", "plan.json"
 # what must match for a resume to continue the same study (the rest is informational)
 IDENTITY = ("plan_hash", "data_sha256", "seed", "sets", "map", "limit", "sample", "metrics")
 
@@ -141,6 +143,18 @@ class RunDir:
         if path is None or not path.is_file():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def write_plan(self, plan: dict[str, Any]) -> None:
+        """Write `plan.json` (the plan's JSON form, `Plan.to_json()`)."""
+        self._write_json(PLAN, plan)
+
+    def read_plan(self) -> dict[str, Any] | None:
+        """The plan's JSON from `plan.json`, None when the run kept none (or it cannot be read)."""
+        path = self.file(PLAN)
+        try:
+            return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
+        except (OSError, json.JSONDecodeError):
+            return None
 
     def write_study(self, study: dict[str, Any]) -> None:
         self._write_json(STUDY, study)

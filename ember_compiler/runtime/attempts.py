@@ -7,7 +7,9 @@ model's limiter (cool-down, RPM/TPM buckets; skipped when it has neither) → on
 bounded by `timeout_s` → release. A failed attempt is judged by `retry.next_delay`: a 429/529 starts
 the model's shared cool-down, other retryable failures sleep their own backoff, and either way the
 retry passes the gates again; a 429 that arrives during the cool-down (its request was in flight
-before the cool-down began) does not count against `max_retries` (retry.py).
+before the cool-down began) does not count against `max_retries` (retry.py). A streamed request is
+retried only while none of its text went out: after the first delta, a failure is final (a retry
+would stream the reply's start again).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from .retry import COOL_DOWN_STATUSES, MAX_WAIVED_RETRIES, as_provider_error, ne
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .streaming import TextStream
     from .usage import RowContext
 
 WAIT_ALLOWANCE_S = 60.0  # a request's deadline: its attempts' timeouts plus this much waiting
+STREAMED = "part of the reply was already streamed, so it is not retried"
 
 
 class RetryState:
@@ -71,8 +75,10 @@ class RetryState:
         return delay
 
 
-async def send(rt: Runtime, target: Target, request: Request, priority: float, row: RowContext | None) -> Completion:
-    """One request: attempts through the gates until one succeeds or the policy gives up."""
+async def send(rt: Runtime, target: Target, request: Request, priority: float, row: RowContext | None,
+               stream: TextStream | None = None) -> Completion:
+    """One request: attempts through the gates until one succeeds or the policy gives up — or, for a
+    streamed request (`stream`), until an attempt fails after part of its reply went out."""
     gate: Gate = target.gate
     bound, lim = rt.bound, gate.limiter
     provider, timeout_s = target.provider, target.timeout_s
@@ -115,6 +121,8 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
             if row is not None:
                 rt.span(row, request, target, start, None, err, attempt=state.tries)
             tries = state.tries
+            if stream is not None and stream.emitted:
+                raise final_error(rt, target, request, err, tries, STREAMED) from exc
             delay = state.judge(err, target, now, rt.rand, waive)
             if delay is None:
                 why = past_deadline(err, state.attempt, now, state.began, state.deadline(target),
@@ -124,6 +132,8 @@ async def send(rt: Runtime, target: Target, request: Request, priority: float, r
                 lim.cool_down(delay)  # everyone queued on this model waits, this retry included
             else:
                 await rt.sleep(delay)
+            if stream is not None:
+                stream.restart()
             continue
         vet(rt, target, request, completion)
         if completion.rate_limits is not None:

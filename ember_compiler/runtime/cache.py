@@ -47,6 +47,7 @@ _NOT_IN_KEY = frozenset({"limits", "timeout_s", "max_retries", "price", "api_key
 # request meta that drives the sim's draw besides the sample index and seed
 _SIM_META = ("role", "example_id", "node_id", "truth", "choices", "sim", "candidates", "candidate_answers",
              "candidate", "candidate_answer")
+_SIM_PIPELINE_META = ("truths", "upstream")
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
            "created REAL NOT NULL)")
 
@@ -74,6 +75,9 @@ def sample_keys(provider: str, request: Request) -> list[str]:
     }
     if provider == "sim":
         body["sim"] = {k: meta.get(k) for k in _SIM_META}
+        for k in _SIM_PIPELINE_META:  # only when present: the keys of other requests stay as they were
+            if meta.get(k) is not None:
+                body["sim"][k] = meta[k]
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     base = hashlib.sha256(text.encode())
     start = meta.get("sample_offset") or 0

@@ -5,6 +5,11 @@ One `Runtime` is shared by every row of an eval, so all rows pass the same gates
 attempt loop and its `RetryState`), `usage.py` (`Usage` and per-row `RowContext`), `budget.py`
 (reserved before each call), `cache.py` (looked up before each call) and `trace.py` (spans).
 A provider that returned fewer samples than asked is asked for the rest.
+
+A request with `on_text` streams its answer (`streaming.py`): the provider's deltas are scrubbed of
+keys on their way out; a cache hit, a provider that cannot stream and a request for more than one
+sample call `on_text` once with the (first) whole text; a failure after the first delta went out is
+final (`attempts.py`). Budget, usage checks (`vet`) and the cache see the same completion as unstreamed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from ..xcs.plan import Plan
 from . import prices
 from .attempts import WAIT_ALLOWANCE_S, RetryState, final_error, send
 from .gates import Gate
+from .otlp import content_attributes
 from .pool import DEFAULT_TIMEOUT_S, ProviderPool, Target, called_models
+from .streaming import TextStream
 from .trace import Tracer
 from .usage import RowContext, Usage
 
@@ -84,27 +91,37 @@ class Runtime:
                     if row is not None:
                         self.span(row, request, target, time.time(), lookup.complete, None, 0.0, cached=True)
                     (row.usage if row is not None else self.usage).count_no_answers(lookup.complete)
+                    if request.on_text is not None:  # a cached answer streams as one piece
+                        TextStream(request.on_text).finish(lookup.complete.texts[0] if lookup.complete.texts else "")
                     return lookup.complete
                 request = lookup.rest
-        completion = await (send(self, target, request, priority, row) if self.budget is None
-                            else self._send(target, request, priority, row))
+        stream = None
+        if request.on_text is not None:
+            stream = TextStream(request.on_text, self.pool.secrets)
+            # only a one-sample request streams; with more, the first sample's text goes out at the end
+            request = replace(request, on_text=stream.push if request.n == 1 else None)
+        completion = await (send(self, target, request, priority, row, stream) if self.budget is None
+                            else self._send(target, request, priority, row, stream))
         if len(completion.texts) < request.n:
             completion = await self._top_up(target, request, priority, row, completion)
         completion = completion if lookup is None else lookup.store(completion)
         # refusals and empty replies, counted once per sample the op receives (cached ones included)
         (row.usage if row is not None else self.usage).count_no_answers(completion)
+        if stream is not None:
+            stream.finish(completion.texts[0] if completion.texts else "")
         return completion
 
-    async def _send(self, target: Target, request: Request, priority: float, row: RowContext | None) -> Completion:
+    async def _send(self, target: Target, request: Request, priority: float, row: RowContext | None,
+                    stream: TextStream | None = None) -> Completion:
         """`attempts.send`, within the budget when there is one (runtime/budget.py)."""
         budget = self.budget
         if budget is None:
-            return await send(self, target, request, priority, row)
+            return await send(self, target, request, priority, row, stream)
         if target.price is None and budget.limits.max_cost_usd is not None:
             self.warn(f"--max-cost-usd cannot bound model '{request.binding}': its price is unknown (set `price:`)")
         held = await budget.reserve(request, target.price)
         try:
-            completion = await send(self, target, request, priority, row)
+            completion = await send(self, target, request, priority, row, stream)
         except asyncio.CancelledError:
             budget.abandon(held)  # it may have been sent: counted at its worst case
             raise
@@ -142,7 +159,7 @@ class Runtime:
         price = target.price
         cost = None if price is None else price.cost(completion) if price is not prices.FREE else 0.0
         (row.usage if row is not None else self.usage).record(completion, cost)
-        if row is not None and self.tracer.path is not None:
+        if row is not None and (self.tracer.on or row.io is not None):
             node_id = request.meta.get("node_id", "")
             so_far = row.node_costs.get(node_id, 0.0)
             row.node_costs[node_id] = None if so_far is None or cost is None else so_far + cost
@@ -152,7 +169,9 @@ class Runtime:
               completion: Completion | None, error: ProviderError | None, cost: float | None = None,
               attempt: int = 0, cached: bool = False) -> None:
         tracer = self.tracer
-        if tracer.path is None:
+        if not tracer.on:
+            if row.io is not None:
+                self._record(row, request, None, completion, error, cached)
             return
         node_id = request.meta.get("node_id", "")
         parent = row.node_spans.get(node_id)
@@ -194,12 +213,27 @@ class Runtime:
             if error.status:
                 attrs["http.response.status_code"] = error.status
             attrs["ember.error"] = self.scrub(str(error))[:300]
-        tracer.span(row.trace_id, tracer.new_span_id(), parent, f"chat {target.model_name}", "CLIENT",
-                    start, time.time(), "OK" if error is None else "ERROR", attrs)
+        span_id = tracer.new_span_id()
+        content = None
+        if row.io is not None:
+            self._record(row, request, span_id, completion, error, cached)
+            if tracer.export is not None:  # prompts and outputs leave the process only with --record io
+                content = content_attributes(request.messages, None if completion is None else completion.texts,
+                                             None if completion is None else completion.finish_reasons)
+        tracer.span(row.trace_id, span_id, parent, f"chat {target.model_name}", "CLIENT",
+                    start, time.time(), "OK" if error is None else "ERROR", attrs, content)
+
+    def _record(self, row: RowContext, request: Request, span_id: str | None, completion: Completion | None,
+                error: ProviderError | None, cached: bool) -> None:
+        """`--record io`: the request's messages and what came back (the recorder scrubs secrets)."""
+        row.io.request(row.row_id, request.meta.get("node_id", ""), span_id, request.binding, request.messages,
+                       list(completion.texts) if completion is not None else [],
+                       list(completion.finish_reasons) if completion is not None else [], cached,
+                       None if error is None else self.scrub(str(error)))
 
     def node_span(self, row: RowContext, node: Any, start: float, end: float, status: str) -> None:
         tracer = self.tracer
-        if tracer.path is None:
+        if not tracer.on:
             return
         span_id = row.node_spans.get(node.id) or tracer.new_span_id()
         attrs = {"ember.node.id": node.id, "ember.node.kind": node.kind, "ember.node.op": node.op,

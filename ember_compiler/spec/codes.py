@@ -110,6 +110,14 @@ _ALL = (
          "Give a default of the declared type, or change the type.\n\n"
          "  # before\n  inputs: {k: {type: integer, default: three}}\n\n"
          "  # after\n  inputs: {k: {type: integer, default: 3}}"),
+    Code("E115", "bad-search-path",
+         "a `search:` path names nothing in the spec",
+         "`search:` declares the space `ember optimize` searches, with the paths `--set` takes "
+         "(`nodes.NODE.FIELD`, `params.NAME`, `models.NAME.FIELD`); a path to an unknown node, param or model "
+         "would fail the search at its first point.",
+         "Name a node, param or model the spec declares (see the suggestion).\n\n"
+         "  # before\n  search: {nodes.slove.model: [small, large]}\n\n"
+         "  # after\n  search: {nodes.solve.model: [small, large]}"),
     # -- E2xx: references, templates and outputs --------------------------------------------------------
     Code("E201", "unknown-node",
          "reference to an unknown node",
@@ -297,6 +305,14 @@ _ALL = (
          "Give the param a value of the right type and range.\n\n"
          "  # before\n  params: {temp: hot}\n  models: {m: {provider: sim, temperature: \"${params.temp}\"}}\n\n"
          "  # after\n  params: {temp: 0.7}\n  models: {m: {provider: sim, temperature: \"${params.temp}\"}}"),
+    Code("E404", "unknown-sim-node",
+         "a per-node sim field names a node the spec does not have",
+         "A sim field (`accuracy`, `judge_accuracy`, ...) may be a mapping from node id to value, with an "
+         "optional `default`, so one model can be good at one stage and bad at another; a key that is not a "
+         "node of the spec applies to nothing (usually a typo).",
+         "Use the node's id, or `default` for every other node.\n\n"
+         "  # before\n  models: {m: {provider: sim, accuracy: {loacte: 0.9, default: 0.5}}}\n\n"
+         "  # after\n  models: {m: {provider: sim, accuracy: {locate: 0.9, default: 0.5}}}"),
     # -- warnings ---------------------------------------------------------------------------------------
     Code("W201", "unused-node",
          "node that no output depends on (it will be pruned)",

@@ -9,7 +9,7 @@ Fields that may hold a reference (`${inputs.x}`, `${node.port}`, `${params.x}`) 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +18,10 @@ REF_PATTERN = r"^\$\{\s*[^{}\s]+\s*\}$"
 
 Ref = Annotated[str, Field(pattern=REF_PATTERN, description="A reference such as ${params.n}.")]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+# a sim field given per node: node id (or `default`) -> value
+_T = TypeVar("_T")
+PerNode = dict[Annotated[str, Field(pattern=NAME_PATTERN)], _T]
 TypeName = Literal["string", "number", "integer", "boolean", "array", "object"]
 
 
@@ -71,7 +75,7 @@ class ModelBinding(_Strict):
 
     provider: str = Field(..., description="openai, anthropic, gemini, local, sim, or a registered plugin.")
     model: str | None = None
-    temperature: Annotated[float, Field(ge=0)] | Ref | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | Ref | None = None  # the APIs take 0–2 (Anthropic 0–1)
     max_tokens: Annotated[int, Field(ge=1)] | Ref | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     seed: int | None = None
@@ -92,16 +96,20 @@ class ModelBinding(_Strict):
     n_limit: int | None = Field(
         None, ge=1, description="openai, gemini: samples one request may ask for (default: 128 for openai, 8 for "
                                 "gemini); larger ensembles are split into several requests. 1: never send `n`.")
-    # sim provider (DESIGN §3)
-    accuracy: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
-    choices: list[str] | None = None
-    wrong_weights: list[float] | None = None
-    tpr: float | None = Field(None, ge=0, le=1)
-    fpr: float | None = Field(None, ge=0, le=1)
-    judge_accuracy: float | None = Field(None, ge=0, le=1)
-    refusal_rate: float | None = Field(None, ge=0, le=1, description="sim: probability a sample is a refusal "
-                                       "(no answer), independent of its correctness; default 0.")
-    latency_ms: Annotated[float, Field(ge=0)] | Ref | None = None
+    # sim provider (DESIGN §3); each field may also be a mapping node id -> value with an optional `default`
+    accuracy: Annotated[float, Field(ge=0, le=1)] | Ref | PerNode[Probability] | None = None
+    choices: list[str] | PerNode[list[str]] | None = None
+    wrong_weights: list[float] | PerNode[list[float]] | None = None
+    tpr: Probability | PerNode[Probability] | None = None
+    fpr: Probability | PerNode[Probability] | None = None
+    judge_accuracy: Probability | PerNode[Probability] | None = None
+    refusal_rate: Probability | PerNode[Probability] | None = Field(
+        None, description="sim: probability a sample is a refusal (no answer), independent of its correctness; "
+                          "default 0.")
+    wrong_input_accuracy: Probability | PerNode[Probability] | None = Field(
+        None, description="sim: the accuracy of a node that read a wrong upstream answer (unset: independent "
+                          "draws); see docs/sim.md#pipelines.")
+    latency_ms: Annotated[float, Field(ge=0)] | Ref | PerNode[Annotated[float, Field(ge=0)]] | None = None
 
 
 class NodeBase(_Strict):
@@ -131,6 +139,8 @@ class SpecBase(_Strict):
     nodes: dict[Name, Any]
     outputs: dict[Name, str] = Field(..., min_length=1)
     budget: Budget | None = None
+    search: dict[Annotated[str, Field(min_length=1)], Annotated[list[Any], Field(min_length=1)]] | None = Field(
+        None, description="The space `ember optimize` searches: PATH (as in --set) -> the values to try.")
 
     def input_decls(self) -> dict[str, InputDecl]:
         return {k: v if isinstance(v, InputDecl) else InputDecl(type=v) for k, v in self.inputs.items()}

@@ -2,7 +2,10 @@
 
 Everything runs against `httpx2.MockTransport`: no test reaches the network. `recordings/` holds real
 provider responses (OpenAI, Anthropic, Gemini, OpenRouter; bodies only, no keys): `fixture(name)` is
-the JSON, `reply(name)` an `httpx2.Response` of it. `FakeClock` gives the runtime a clock whose
+the JSON, `reply(name)` an `httpx2.Response` of it; the `.sse` recordings are streamed replies (server-sent
+events as the APIs send them), served by `stream_reply(name)` one event at a time — with `cut_after`
+the connection breaks after that many events, and `Stream.seen` records, before each event is sent,
+how many deltas the client had already received (streaming, not buffering). `FakeClock` gives the runtime a clock whose
 `sleep` advances time instantly, so waits (rate limits, Retry-After, back-off) are exact and take no time.
 
     server = Server(reply("openai_chat.json"))
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,51 @@ def fixture(name: str) -> Any:
 
 def reply(name: str, status: int = 200, headers: dict[str, str] | None = None) -> httpx2.Response:
     return httpx2.Response(status, json=fixture(name), headers=headers)
+
+
+def sse_events(name: str) -> list[str]:
+    """The events of an `.sse` recording, each with its blank line."""
+    text = (RECORDINGS / name).read_text()
+    return [e.strip("\n") + "\n\n" for e in text.split("\n\n") if e.strip()]
+
+
+def sse_body(*events: Any) -> list[str]:
+    """Events from values: a dict is `data: JSON`, a (name, dict) pair `event: NAME` + data, a str as is."""
+    out = []
+    for e in events:
+        if isinstance(e, tuple):
+            out.append(f"event: {e[0]}\ndata: {json.dumps(e[1])}\n\n")
+        elif isinstance(e, dict):
+            out.append(f"data: {json.dumps(e)}\n\n")
+        else:
+            out.append(e if e.endswith("\n\n") else f"data: {e}\n\n")
+    return out
+
+
+class Stream:
+    """A streamed reply: `events` sent one by one; `seen()` (e.g. `len(deltas)`) is recorded before each."""
+
+    def __init__(self, events: list[str], *, cut_after: int | None = None,
+                 seen: Callable[[], Any] | None = None, headers: dict[str, str] | None = None) -> None:
+        self.events, self.cut_after, self.probe = events, cut_after, seen
+        self.headers = {"content-type": "text/event-stream; charset=utf-8", **(headers or {})}
+        self.seen: list[Any] = []
+
+    async def body(self) -> AsyncIterator[bytes]:
+        for i, event in enumerate(self.events):
+            if self.cut_after is not None and i == self.cut_after:
+                raise httpx2.ReadError("connection reset by peer")
+            if self.probe is not None:
+                self.seen.append(self.probe())
+            await asyncio.sleep(0)  # the client reads what came so far before the next event
+            yield event.encode()
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=self.headers, content=self.body())
+
+
+def stream_reply(name: str, **kwargs: Any) -> Stream:
+    return Stream(sse_events(name), **kwargs)
 
 
 class Server:

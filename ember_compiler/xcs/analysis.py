@@ -1,5 +1,7 @@
 """Static analysis of a plan: model calls, requests, critical path and width.
 
+``stream_source`` finds the node whose reply a plan's answer can stream from (``PlanOp.streams``).
+
 Each plan op says how many model calls its node makes (``PlanOp.calls``: ``n`` samples by default,
 ``verify`` one per candidate) and which of its list ports have a length known before running
 (``PlanOp.lengths``: an ensemble's ``n``, a ``concat``'s sum, a ``pack``'s packed values). A
@@ -127,3 +129,36 @@ def _calls(node: Any, op: Any, known: _Known, notes: list[str]) -> int:
         notes.append(f"{node.id}: number of candidates unknown before running; counted as 1 call")
         return 1
     return count
+
+
+def answer_output(plan: Any) -> str | None:
+    """The output a caller shows as the answer: ``answer``, else the only output (None: neither)."""
+    if "answer" in plan.outputs:
+        return "answer"
+    return next(iter(plan.outputs)) if len(plan.outputs) == 1 else None
+
+
+def stream_source(plan: Any) -> str | None:
+    """The id of the node whose reply text the plan's answer output (`answer_output`) is read from, when
+    that node is one model call of one sample whose op streams that port (``PlanOp.streams``: generate,
+    judge, a refine round), followed through the functions that pass a value on (``PlanOp.passes``: a
+    network's pack; refine's result, from its last round — which streams only when it runs). None
+    otherwise: the answer comes from a vote, a choice among candidates, a function, several samples."""
+    name = answer_output(plan)
+    expr = plan.outputs.get(name) if name is not None else None
+    if not isinstance(expr, Ref):
+        return None
+    node_id, port = expr.node, expr.port
+    for _ in range(len(plan.nodes)):
+        node = plan.node(node_id)
+        op = plan_op(node.op)
+        if node.kind == "fn" and op.passes is not None:
+            source = op.passes(node, port)
+            if source is None:
+                return None
+            node_id, port = source
+            continue
+        if node.kind == "llm" and port in op.streams and int(node.params.get("n", 1)) == 1:
+            return node.id
+        return None
+    return None

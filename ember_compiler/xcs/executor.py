@@ -10,6 +10,11 @@ not starved by wide fan-outs).
 `python` runners come from the node-runner registry (`runners.py`), which the SDK fills.
 
 Each node's rules come from its plan op in the op registry; the plan is verified first.
+
+Streaming: `execute(on_text=...)` attaches `on_text` to the one request of the node the plan's answer
+is read from (`analysis.stream_source`: a generate, judge or refine round of one sample), so that its
+reply streams as the model writes it (`providers/base.py`, "Streaming"); for any other plan it is
+never called.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..errors import NodeFailed, OutputError
 from ..ops.base import CallContext
 from ..ops.registry import plan_op
 from ..providers.base import Completion, Request
+from .analysis import stream_source
 from .exprs import SKIPPED, Resolver, Skip, compile_expr
 from .plan import Plan, PlanNode
 from .runners import NodeRunner, runner_for
@@ -38,7 +44,7 @@ class CallSink(Protocol):
 
 
 class _Compiled:
-    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority")
+    __slots__ = ("node", "inputs", "guards", "fn", "rule", "runner", "dependents", "indegree", "priority", "reads")
 
     def __init__(self, node: PlanNode, executor: Executor) -> None:
         self.node = node
@@ -54,6 +60,9 @@ class _Compiled:
         elif node.kind == "python":
             self.runner = runner_for("python")(node, executor)
         self.dependents: list[int] = []
+        # the nodes a model call reads: their answers go in its request meta as `upstream` (the sim's
+        # `wrong_input_accuracy` draws from whether they were right; real providers ignore it)
+        self.reads: tuple[str, ...] = tuple(sorted(node.deps())) if node.kind == "llm" else ()
         self.indegree = 0
         self.priority = 0
 
@@ -83,6 +92,8 @@ class Executor:
             if info is not None:
                 c.priority = self.scheduler.priority(c.node, info)
         self.roots = [i for i, c in enumerate(self.nodes) if c.indegree == 0]
+        source = stream_source(plan)
+        self.stream_index = None if source is None else index[source]  # the node `on_text` streams from
         self.outputs = [(k, compile_expr(e, tolerant=True)) for k, e in plan.outputs.items()]
 
     async def execute(
@@ -92,8 +103,19 @@ class Executor:
         meta: dict[str, Any],
         row: Any = None,
         on_node: Callable[[PlanNode, float, float, str], None] | None = None,
+        *,
+        on_io: Callable[[PlanNode, dict[str, Any], Any, BaseException | None], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure."""
+        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure.
+
+        `on_node(node, start, end, status)` hears of every node that finished (its span);
+        `on_io(node, inputs, result, error)` of every node that finished (`result` SKIPPED when it was
+        skipped) or failed, with the values its inputs resolved to (`--record io`).
+        `on_text` receives the answer's text as it streams (see the module docstring): the deltas of the
+        reply of node `stream_index`, which make up that node's `text` port (its `answer` port is read
+        from that text); never called when the plan has no such node, or when that node is skipped."""
+        streaming = on_text if self.stream_index is not None else None
         nodes = self.nodes
         results: dict[str, Any] = {}
         pending = [c.indegree for c in nodes]
@@ -102,6 +124,7 @@ class Executor:
         done: asyncio.Future[None] = loop.create_future()
         tasks: set[asyncio.Task] = set()
         started: dict[int, float] = {}
+        given: dict[int, dict[str, Any]] = {}  # with on_io: the inputs of the nodes still running
 
         def finish(i: int, value: Any) -> None:
             nonlocal left
@@ -109,6 +132,8 @@ class Executor:
             results[c.node.id] = value
             if on_node is not None:
                 on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
+            if on_io is not None:
+                on_io(c.node, given.pop(i, {}), value, None)
             left -= 1
             for j in c.dependents:
                 pending[j] -= 1
@@ -118,6 +143,8 @@ class Executor:
                 done.set_result(None)
 
         def fail(i: int, exc: BaseException) -> None:
+            if on_io is not None:
+                on_io(nodes[i].node, given.pop(i, {}), None, exc)
             if not done.done():
                 node = nodes[i].node
                 done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
@@ -130,6 +157,8 @@ class Executor:
                 started[i] = time.time()
             try:
                 values = {port: f(results, inputs) for port, f in c.inputs}
+                if on_io is not None:
+                    given[i] = values
                 if not all(g(results, inputs) for g in c.guards):
                     finish(i, SKIPPED)
                     return
@@ -150,7 +179,9 @@ class Executor:
             if c.runner is not None:
                 task = loop.create_task(c.runner(values, sink, meta, row))
             else:
-                task = loop.create_task(self._call(c, values, sink, meta, row))
+                up = _answers(c.reads, results) if c.reads else None
+                task = loop.create_task(self._call(c, values, sink, {**meta, "upstream": up} if up else meta, row,
+                                                   streaming if i == self.stream_index else None))
             tasks.add(task)
             task.add_done_callback(lambda t, i=i: _settle(t, i))
 
@@ -176,7 +207,8 @@ class Executor:
         outputs = {k: f(results, inputs) for k, f in self.outputs}
         return outputs, results
 
-    async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any):
+    async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any,
+                    on_text: Callable[[str], None] | None = None):
         node = c.node
         binding = self.models[node.params["model"]]
         ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id}, self.models)
@@ -187,6 +219,8 @@ class Executor:
 
                 return await c.rule.drive(node, values, ctx, send)
             requests = c.rule.build(node, values, ctx)
+            if on_text is not None and len(requests) == 1 and requests[0].n == 1:
+                requests[0].on_text = on_text
             if len(requests) == 1:
                 completions = [await sink.complete(requests[0], c.priority, row)]
             else:
@@ -194,6 +228,18 @@ class Executor:
             return c.rule.finish(node, values, completions)
         except OutputError as exc:
             raise exc.naming(binding) from None
+
+
+def _answers(reads: tuple[str, ...], results: dict[str, Any]) -> dict[str, Any]:
+    """node id -> the `answer` (or `answers`) of each node read that has one."""
+    out = {}
+    for d in reads:
+        value = results.get(d)
+        if isinstance(value, dict):
+            answer = value.get("answer", value.get("answers"))
+            if answer is not None or "answer" in value:
+                out[d] = answer
+    return out
 
 
 class MapRunner:

@@ -129,9 +129,10 @@ def test_arun_takes_a_plan_and_no_files(tmp_path):
         api.run(plan, {"nosuch": 1}, RunOptions(runs_dir=None))
 
 
-def test_run_without_trace_writes_only_the_result(tmp_path):
+def test_run_without_trace_writes_only_the_result_and_the_plan(tmp_path):
     result = api.run(SIM / "single.yaml", {"question": "q"}, RunOptions(runs_dir=tmp_path, trace=False))
-    assert sorted(p.name for p in result.run_dir.iterdir()) == ["result.json"]
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ["plan.json", "result.json"]
+    assert json.loads((result.run_dir / "plan.json").read_text())["hash"] == api.compile(SIM / "single.yaml").hash
 
 
 def test_run_budget_max_total_tokens(tmp_path):

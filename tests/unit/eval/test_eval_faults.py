@@ -138,7 +138,7 @@ def test_runs_dir_env_and_no_trace(tmp_path, monkeypatch):
                                       "--runs-dir", str(tmp_path / "elsewhere"), "--no-trace"])
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "elsewhere").glob("*")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["result.json", "rows.jsonl", "study.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["plan.json", "result.json", "rows.jsonl", "study.json"]
     assert not (tmp_path / ".ember").exists()
     result = CliRunner().invoke(app, ["eval", "--resume", run_dir.name, "--json"],
                                 env={"EMBER_RUNS_DIR": str(tmp_path / "elsewhere")})
