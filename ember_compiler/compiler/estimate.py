@@ -86,7 +86,7 @@ class _DrySink:
             c = self._sim.sample(request, self._sim.config_for(request))
             out = c.output_tokens
         else:
-            per = _output_per_sample(binding)
+            per = 0 if binding.get("provider") == "sandbox" else _output_per_sample(binding)  # runs, writes no tokens
             op = self.ops.get(request.meta.get("node_id", ""))
             start = request.meta.get("sample_offset") or 0
             texts = []

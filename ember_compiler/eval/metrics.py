@@ -4,7 +4,10 @@
 letter in the prediction), `numeric[:TOL]` / `numeric:rel=TOL` (numbers within an absolute or relative
 tolerance), `contains` (the answer appears in the prediction), or `package.module:function`
 (called as `function(prediction, answer)` or `function(prediction, answer, row)`, returning a bool or a
-score in [0, 1]). Scores are floats in [0, 1]; a failing row scores 0 on every metric.
+score in [0, 1]), or `pass@K` for code: it reads the spec's `passed` output (an `execute` node's
+per-candidate results) instead of the answer, and scores the unbiased estimator of Chen et al. (2021),
+1 − C(n−c, K)/C(n, K) with n candidates of which c passed. Scores are floats in [0, 1]; a failing row
+scores 0 on every metric.
 """
 
 from __future__ import annotations
@@ -32,6 +35,31 @@ _PAREN = re.compile(r"\(([A-Za-z])\)")
 class Metric:
     name: str
     fn: Callable[[Any, Any, dict[str, Any]], float]
+    output: str | None = None  # the spec output it scores (None: the answer)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator: P(at least one of k candidates drawn from n passes), c passing.
+
+    Computed as the product form 1 − Π_{i=n−c+1..n} (1 − k/i), which equals 1 − C(n−c, k)/C(n, k)
+    without huge binomials.
+    """
+    if not 0 <= c <= n or k < 1:
+        raise ValueError(f"pass@k needs 0 <= c <= n and k >= 1 (n={n}, c={c}, k={k})")
+    if n < k:
+        raise ValueError(f"pass@{k} needs at least {k} candidates per row, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def _pass_metric(k: int) -> Callable[[Any, Any, Any], float]:
+    def score(passed: Any, truth: Any, row: dict[str, Any] | None = None) -> float:
+        if not isinstance(passed, list):
+            raise ValueError(f"pass@{k} scores a list of per-candidate results (an execute node's `passed`), "
+                             f"got {type(passed).__name__}")
+        return pass_at_k(len(passed), sum(1 for p in passed if p is True), k)
+    return score
 
 
 def exact(pred: Any, truth: Any, row: dict[str, Any] | None = None) -> float:
@@ -121,6 +149,11 @@ def parse_metric(text: str) -> Metric:
         return Metric("contains", contains)
     if head in ("mc", "choice") and not arg:
         return Metric("mc", mc)
+    if re.fullmatch(r"pass@\d+", text):
+        k = int(text[5:])
+        if k < 1:
+            raise UsageError(f"--metric {text}: k must be at least 1")
+        return Metric(text, _pass_metric(k), output="passed")
     if head == "numeric":
         abs_tol, rel_tol = 1e-6, 0.0
         for part in filter(None, arg.split(",")):
@@ -138,7 +171,8 @@ def parse_metric(text: str) -> Metric:
         return Metric(text, numeric(abs_tol, rel_tol))
     if arg and head not in ("exact", "accuracy", "contains", "mc", "choice"):
         return Metric(text, _python_metric(text))
-    raise UsageError(f"unknown --metric {text!r} (exact, mc, numeric[:TOL], contains, or package.module:function)")
+    raise UsageError(f"unknown --metric {text!r} (exact, mc, numeric[:TOL], contains, pass@K, or "
+                     "package.module:function)")
 
 
 def parse_metrics(items: list[str] | None) -> list[Metric]:

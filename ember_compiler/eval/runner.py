@@ -96,6 +96,10 @@ class EvalJob:
         self.plan, self.rows, self.seed = plan, rows, seed
         self.metrics = metrics or parse_metrics(None)
         self.names = [m.name for m in self.metrics]
+        for m in self.metrics:
+            if m.output is not None and m.output not in plan.outputs:
+                raise UsageError(f"--metric {m.name} scores the output '{m.output}', which spec '{plan.name}' "
+                                 f"does not have (add `{m.output}: ${{NODE.{m.output}}}` to its outputs)")
         self.concurrency = concurrency
         self.rundir = RunDir.new(runs_dir, run_id)
         self.run_id, self.run_dir = self.rundir.run_id, self.rundir.path
@@ -125,10 +129,10 @@ class EvalJob:
     def done(self) -> int:
         return len(self.stats)
 
-    def _score(self, record: dict[str, Any], prediction: Any, truth: Any, data: dict[str, Any]) -> None:
+    def _score(self, record: dict[str, Any], outputs: dict[str, Any], truth: Any, data: dict[str, Any]) -> None:
         scores = {}
-        for m in self.metrics:
-            scores[m.name] = m.fn(prediction, truth, data)
+        for m in self.metrics:  # a metric reads the answer, or the output it names (pass@k: `passed`)
+            scores[m.name] = m.fn(outputs.get(m.output or self.key), truth, data)
         record["scores"] = scores
         record["correct"] = scores[self.names[0]] == 1.0
 
@@ -170,7 +174,7 @@ class EvalJob:
                 if self.capture is not None:
                     record.update(self.capture(results))
                 if truth is not None:
-                    self._score(record, outputs.get(self.key), truth, data)
+                    self._score(record, outputs, truth, data)
             except EmberError as exc:
                 if runtime.budget is not None and runtime.budget.exceeded and _by_budget(exc):
                     raise _Unfinished from None  # not recorded: `--resume` runs it later

@@ -15,7 +15,7 @@ utilities: the compiler, the checker and the executor hand them *contexts* (``Lo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..providers.base import Completion, Request
@@ -56,6 +56,7 @@ class CallContext:
     binding: dict[str, Any]
     supports_n: bool
     meta: dict[str, Any]  # seed, example_id, node_id, truth, choices, sim
+    models: dict[str, Any] = field(default_factory=dict)  # every binding of the plan (race calls several)
 
     def requests(self, messages: list[dict[str, str]], n: int = 1, offset: int = 0,
                  schema: dict[str, Any] | None = None, **meta: Any) -> list[Request]:
@@ -97,6 +98,7 @@ class PlanOp:
     effects: Effects = PURE
     calls: Callable[[Any, Lengths], int | None] | None = None  # llm: model calls per run (None: unknown)
     per_call_requests: bool = False  # one request per call (verify: one per candidate), not one with n
+    sequential: bool = False  # its calls are made one after another (sequential verify): depth = calls, width 1
     lengths: Callable[[Any, Lengths], dict[str, int | None]] | None = None  # list ports known statically
     role: str | None = None  # the sim role its requests carry (the sim's behaviour for them)
     sim: Callable[..., list[str]] | None = None  # the sampler of a new role (``providers.sim.Sampler``)

@@ -17,7 +17,23 @@ from pydantic import Field
 
 from ..providers.sim import register_role
 from ..spec.model import Name, SpecBase
-from . import ensemble, first, generate, judge, map, network, python, refine, select, verify, vote
+from . import (
+    debate,
+    ensemble,
+    execute,
+    first,
+    generate,
+    judge,
+    map,
+    network,
+    python,
+    race,
+    refine,
+    select,
+    self_refine,
+    verify,
+    vote,
+)
 from .base import OpDef, PlanOp
 
 ENTRY_POINT_GROUP = "ember.ops"
@@ -34,6 +50,10 @@ BUILTIN: tuple[OpDef, ...] = (
     network.OP,
     python.OP,
     map.OP,
+    execute.OP,
+    debate.OP,
+    self_refine.OP,
+    race.OP,
 )
 
 OPS: dict[str, OpDef] = {}

@@ -25,6 +25,7 @@ from .gemini import DEFAULT_BASE_URL as GEMINI_URL
 from .gemini import GeminiProvider
 from .http import key_env, read_key
 from .openai import DEFAULT_BASE_URL, OpenAIProvider
+from .sandbox import SandboxProvider
 from .sim import SimProvider, build_config
 
 ENTRY_POINT_GROUP = "ember.providers"
@@ -100,11 +101,15 @@ def _check_sim(binding_name: str, binding: dict[str, Any]) -> None:
         raise ConfigError(f"model '{binding_name}' (provider sim): {exc}") from None
 
 
+def _sandbox(binding: dict[str, Any], *, transport: httpx2.AsyncBaseTransport | None = None) -> Provider:
+    return SandboxProvider()
+
+
 _local_provider.check_binding = _check_local  # type: ignore[attr-defined]
 _sim.check_binding = _check_sim  # type: ignore[attr-defined]
 
 PROVIDERS: dict[str, Factory] = {**{name: _http_factory(name) for name in _HTTP},
-                                 "local": _local_provider, "sim": _sim}
+                                 "local": _local_provider, "sim": _sim, "sandbox": _sandbox}
 
 
 def register_provider(name: str, factory: Factory) -> None:
@@ -146,8 +151,8 @@ def _factory(binding_name: str | None, provider: Any) -> Factory:
 def provider_key(binding: dict[str, Any]) -> tuple:
     """Calls whose bindings share this key share one provider instance (and its connection pool)."""
     provider = str(binding.get("provider"))
-    if provider == "sim":
-        return ("sim",)
+    if provider in ("sim", "sandbox"):
+        return (provider,)
     if provider == "local":
         return ("local", _local.resolve_model_path(binding))
     base_url = (binding.get("base_url") or "").rstrip("/") or None

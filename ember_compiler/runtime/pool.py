@@ -121,6 +121,7 @@ def called_models(plan: Plan | Iterable[PlanNode]) -> set[str]:
     for n in nodes:
         if n.kind == "llm":
             used.add(n.params["model"])
+            used.update(n.params.get("racers") or ())  # a race calls each of its bindings
         elif n.kind == "map":
             used |= called_models(n.subplan)
     return used

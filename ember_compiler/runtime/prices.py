@@ -4,7 +4,7 @@ The table (`ember_compiler/data/prices.json`) is a trimmed, dated snapshot of Li
 price list (chat models of openai, anthropic and gemini; regenerate with `data/make_prices.py`). It
 prices the vendors' own APIs: an `openai` binding with a custom `base_url` (vLLM, OpenRouter, …) is
 not looked up — its price is the server's business, so set `price:`. A model with no price has an
-unknown cost (None, never 0) and the runtime warns once. `sim` and `local` are free unless priced.
+unknown cost (None, never 0) and the runtime warns once. `sim`, `local` and `sandbox` are free unless priced.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..providers.base import Completion
 
-FREE_PROVIDERS = frozenset({"sim", "local"})
+FREE_PROVIDERS = frozenset({"sim", "local", "sandbox"})
 VENDORS = ("openai", "anthropic", "gemini")
 _VENDOR_URLS = {"openai": "https://api.openai.com/v1"}  # the endpoints whose list prices the table holds
 

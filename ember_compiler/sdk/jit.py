@@ -31,7 +31,11 @@ from ember_compiler.xcs.executor import Executor
 from ember_compiler.xcs.plan import Plan
 from ember_compiler.xcs.scheduling import Scheduler, get_scheduler
 
-_MODEL_FIELDS = ("model", "models", "prover", "verifier")
+
+def _model_fields(node: dict[str, Any]) -> tuple[str, ...]:
+    """The fields of a traced node that name models (its op's ``model_fields``)."""
+    op = registry.get(str(node.get("op")))
+    return op.model_fields if op is not None else ()
 
 
 # -- from a trace to a spec and a plan ------------------------------------------------------------
@@ -53,7 +57,7 @@ def name_models(nodes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Give every Model in ``nodes`` a binding name, in place; returns the ``models:`` section."""
     found: list[Model] = []
     for node in nodes.values():
-        for key in _MODEL_FIELDS:
+        for key in _model_fields(node):
             value = node.get(key)
             for m in value if isinstance(value, list) else [value]:
                 if isinstance(m, Model) and m not in found:
@@ -76,7 +80,7 @@ def name_models(nodes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             taken.add(candidate)
             names[m] = candidate
     for node in nodes.values():
-        for key in _MODEL_FIELDS:
+        for key in _model_fields(node):
             value = node.get(key)
             if isinstance(value, list):
                 node[key] = [names[m] for m in value]

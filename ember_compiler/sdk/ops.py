@@ -46,7 +46,7 @@ class BuiltinOp(Operator):
             if value is None:
                 continue
             if key in OPS[self.op].model_fields:
-                value = [as_model(v, self.op_name, key) for v in value] if key == "models" else \
+                value = [as_model(v, self.op_name, key) for v in value] if isinstance(value, list | tuple) else \
                     as_model(value, self.op_name, key)
             out[key] = value
         return out

@@ -303,6 +303,27 @@ _ALL = (
          "  step: {op: network, spec: step2.yaml}\n\n"
          "  # after (the steps as nodes of one spec)\n"
          "  step2: {op: generate, model: w, prompt: \"{{ inputs.question }}\"}"),
+    Code("E320", "debate-judge",
+         "debate `then: judge` without a `judge:` model, or `judge:` without `then: judge`",
+         "A debate ends with a vote over its last round, or with a judge model reading it; a judge needs a "
+         "model, and a model given for a vote would never be called.",
+         "Name the judge with then: judge, or drop it for a vote.\n\n"
+         "  # before\n  d: {op: debate, agents: [a, b], question: q, then: judge}\n\n"
+         "  # after\n  d: {op: debate, agents: [a, b], question: q, then: judge, judge: j}"),
+    Code("E321", "sequential-verify-needs-first",
+         "verify `order: sequential` with `then:` other than `first`",
+         "Sequential verification stops at the first accepted candidate; a vote over the accepted ones needs "
+         "every verdict, which only the parallel order collects.",
+         "Use then: first with order: sequential, or keep order: parallel.\n\n"
+         "  # before\n  v: {op: verify, model: m, question: q, candidates: c, then: vote, order: sequential}\n\n"
+         "  # after\n  v: {op: verify, model: m, question: q, candidates: c, then: first, order: sequential}"),
+    Code("E322", "race-models",
+         "race with fewer than two `models`",
+         "A race sends the same request to several bindings and keeps the first answer; with one binding "
+         "there is nothing to race.",
+         "List two or more bindings, or use generate.\n\n"
+         "  # before\n  r: {op: race, models: [fast], prompt: hi}\n\n"
+         "  # after\n  r: {op: race, models: [fast, backup], prompt: hi}"),
     # -- E4xx: models and providers ---------------------------------------------------------------------
     Code("E401", "undefined-model",
          "undefined model name (in `model`, `models`, `prover`, `verifier`)",

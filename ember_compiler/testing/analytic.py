@@ -71,3 +71,55 @@ def mixture_rows(n: int, seed: int = 1) -> list[Row]:
     data = sim_rows(rows=n, alpha=ALPHA, p_easy=P_EASY, p_hard=P_HARD, choices=list("ABCD"), wrong_weights=WRONG,
                     seed=seed)
     return [Row(i, d["id"], d) for i, d in enumerate(data)]
+
+
+# -- issue 15's ops: their sim semantics (docs/sim.md), computed exactly -------------------------------
+
+def _vote_index(answers: tuple[int, ...]) -> int:
+    """The plurality answer of a tuple, ties to the first seen (as `answers.vote`)."""
+    counts: dict[int, int] = {}
+    for a in answers:
+        counts[a] = counts.get(a, 0) + 1
+    best, top = answers[0], -1
+    for a, c in counts.items():
+        if c > top:
+            best, top = a, c
+    return best
+
+
+def debate_vote_accuracy(agents: int, rounds: int, p: float, w: float, wrong: int = 3) -> float:
+    """P(a sim debate's final vote is right): round 1 each agent is right with `p` (else one of `wrong`
+    answers, uniformly); later, each adopts the last round's plurality with `w` (judge_accuracy), else
+    draws afresh. Answer 0 is the right one; enumerated over every answer vector of every round."""
+    probs = [p] + [(1 - p) / wrong] * wrong
+    dist: dict[tuple[int, ...], float] = {(): 1.0}
+    for _ in range(agents):
+        dist = {s + (a,): q * probs[a] for s, q in dist.items() for a in range(wrong + 1)}
+    for _ in range(rounds - 1):
+        nxt: dict[tuple[int, ...], float] = {}
+        for state, q in dist.items():
+            majority = _vote_index(state)
+            each = [(1 - w) * probs[a] + (w if a == majority else 0.0) for a in range(wrong + 1)]
+            for combo in product(range(wrong + 1), repeat=agents):
+                pr = q * math.prod(each[a] for a in combo)
+                if pr:
+                    nxt[combo] = nxt.get(combo, 0.0) + pr
+        dist = nxt
+    return sum(q for state, q in dist.items() if _vote_index(state) == 0)
+
+
+def self_refine_accuracy(rounds: int, p: float, tpr: float, fpr: float) -> tuple[float, float]:
+    """(P(right), expected calls) of a sim self-refine: each draft right with `p`; the feedback says done
+    with `tpr` on a right draft and `fpr` on a wrong one; the last draft is the answer either way."""
+    s = p * (1 - tpr) + (1 - p) * (1 - fpr)  # P(not done) after a round
+    right = sum(s ** (k - 1) * p * tpr for k in range(1, rounds)) + s ** (rounds - 1) * p
+    calls = 2 * sum(s ** (k - 1) for k in range(1, rounds + 1))
+    return right, calls
+
+
+def sequential_verify(n: int, p: float, tpr: float, fpr: float) -> tuple[float, float]:
+    """(P(right), expected verifier calls) of best-of-n verified in order up to the first accepted
+    (`then: first`, `fallback: first`): q = p·tpr + (1−p)·fpr accepts a candidate."""
+    q = p * tpr + (1 - p) * fpr
+    right = p * tpr * (1 - (1 - q) ** n) / q + p * (1 - tpr) * (1 - q) ** (n - 1)
+    return right, (1 - (1 - q) ** n) / q

@@ -55,14 +55,16 @@ def analyze(plan: Any) -> PlanStats:
     known = _Known(lengths)
     level: dict[str, int] = {}
     node_calls: dict[str, int] = {}
+    sequential: dict[str, bool] = {}
     requests = 0
     notes: list[str] = []
     for node in plan.nodes:
         own_depth = 0
         op = plan_op(node.op)
         if node.kind == "llm":
-            own_depth = 1
             node_calls[node.id] = _calls(node, op, known, notes)
+            own_depth = node_calls[node.id] if op.sequential else 1
+            sequential[node.id] = op.sequential
             requests += node_calls[node.id] if op.per_call_requests else 1
         elif node.kind == "map":
             sub = analyze(node.subplan)
@@ -82,6 +84,8 @@ def analyze(plan: Any) -> PlanStats:
                     lengths[(node.id, port)] = size
     width: dict[int, int] = {}
     for node_id, calls in node_calls.items():
+        if sequential.get(node_id):
+            calls = min(calls, 1)  # one of its calls in flight at a time
         width[level[node_id]] = width.get(level[node_id], 0) + calls
     return PlanStats(
         calls=sum(node_calls.values()),

@@ -234,7 +234,7 @@ class Executor:
                     on_text: Callable[[str], None] | None = None):
         node = c.node
         binding = self.models[node.params["model"]]
-        ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id})
+        ctx = CallContext(node, binding, sink.supports_n(binding), {**meta, "node_id": node.id}, self.models)
         try:
             if c.rule.drive is not None:  # an op that decides between requests (the decided-vote cut-off)
                 async def send(requests: list[Request]) -> list[Completion]:

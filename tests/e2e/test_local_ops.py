@@ -25,7 +25,10 @@ def test_the_new_ops_run_on_the_local_model_within_their_planned_calls(name: str
     assert result.error is None, result.error
     calls = analyze(plan).calls
     assert result.usage.output_tokens > 0
-    assert result.usage.calls == calls if name == "debate" else 1 <= result.usage.calls <= calls
+    if name == "debate":
+        assert result.usage.calls == calls
+    else:  # these stop early: at the first accepted draft or candidate, at the first racer to answer
+        assert 1 <= result.usage.calls <= calls
     if name == "race":
         assert result.outputs["winner"] in ("primary", "backup")
 
@@ -35,6 +38,6 @@ def test_code_candidates_from_the_local_model_are_executed_and_scored_with_pass_
     plan = compile_spec(SPECS / "code-tests.yaml")
     result = eval_plan(plan, rows, runs_dir=tmp_path, metrics=parse_metrics(["pass@1,pass@4"]))
     assert result.errors == 0 and result.scored == len(rows)
-    assert result.usage.calls == len(rows) * 4  # the sandbox runs are no model calls
+    assert result.usage.calls == len(rows) * (4 + 4)  # four samples, four sandbox runs (free calls of `box`)
     metrics = result.summary["metrics"]
     assert 0.0 <= metrics["pass@1"] <= metrics["pass@4"] <= 1.0
