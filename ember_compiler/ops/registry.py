@@ -17,7 +17,23 @@ from pydantic import Field
 
 from ..providers.sim import register_role
 from ..spec.model import Name, SpecBase
-from . import ensemble, first, generate, judge, map, network, python, refine, select, verify, vote
+from . import (
+    critic,
+    ensemble,
+    first,
+    fuse,
+    generate,
+    judge,
+    map,
+    network,
+    python,
+    rank,
+    refine,
+    score,
+    select,
+    verify,
+    vote,
+)
 from .base import OpDef, PlanOp
 
 ENTRY_POINT_GROUP = "ember.ops"
@@ -30,6 +46,10 @@ BUILTIN: tuple[OpDef, ...] = (
     select.OP,
     verify.OP,
     refine.OP,
+    critic.OP,
+    rank.OP,
+    fuse.OP,
+    score.OP,
     first.OP,
     network.OP,
     python.OP,
