@@ -26,7 +26,7 @@ class CriticNode(calls.ChoiceNode):
 
 
 # "Critique 2:", "**Critique of candidate 2**", Archon's "[2]"
-_HEADING = re.compile(r"^[\s#*]*(?:critique\s+(?:of\s+)?(?:candidate\s+)?(\d+)|\[(\d+)\])[\s*]*[:.]?[\s*]*",
+_HEADING = re.compile(r"(?:^[\s#*]*critique\s+(?:of\s+)?(?:candidate\s+)?(\d+)|\[(\d+)\])[\s*]*[:.]?[\s*]*",
                       re.IGNORECASE | re.MULTILINE)
 
 
