@@ -228,3 +228,28 @@ def sim_visible(pairs: list[tuple[int, str, str | None]]) -> list[bool]:
     flawed, unless that leaves none (request metadata only: real providers never read it)."""
     keep = [assessment(k) is not False for _, _, k in pairs]
     return keep if any(keep) else [True] * len(pairs)
+
+
+_REF = re.compile(r"^\$\{\s*([A-Za-z_][\w/-]*)\.(critiques|top_critiques)\s*\}$")
+
+
+def check_critiques(ck: Any, nid: str, node: Any, base: tuple) -> None:
+    """E320: critiques from a critic beside that critic's candidates, a rank's `top_critiques` beside its
+    `top` (or `ranked`): anything else shows each candidate another one's critique."""
+    found = _REF.match(node.critiques) if isinstance(node.critiques, str) else None
+    if found is None:
+        return
+    source, port = found.groups()
+    op, other = ck.view.ops.get(source), ck.view.nodes.get(source)
+    if other is None or (op, port) not in (("critic", "critiques"), ("rank", "top_critiques")):
+        return
+    if op == "critic":
+        aligned = node.candidates == other.candidates
+        want = f"the candidates critic '{source}' read"
+    else:
+        aligned = isinstance(node.candidates, str) and re.fullmatch(
+            rf"\$\{{\s*{re.escape(source)}\.(top|ranked)\s*\}}", node.candidates) is not None
+        want = f"'${{{source}.top}}'"
+    if not aligned:
+        ck.error((*base, "critiques"), "E320", f"{node.op} node '{nid}': critiques from '{source}' are not "
+                 f"aligned with its candidates", f"use {want} as candidates, or the critiques of these candidates")

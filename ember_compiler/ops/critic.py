@@ -44,7 +44,7 @@ def sections(text: str, count: int) -> list[str]:
     """The critique of each of `count` candidates in a critic's text ("" where it wrote none)."""
     found: dict[int, str] = {}
     heads = list(_HEADING.finditer(text))
-    for h, nxt in zip(heads, [*heads[1:], None], strict=True):
+    for h, nxt in zip(heads, [*heads[1:], None][:len(heads)], strict=True):
         number = int(h.group(1) or h.group(2))
         body = text[h.end():nxt.start() if nxt is not None else len(text)].strip()
         if 1 <= number <= count and number not in found:

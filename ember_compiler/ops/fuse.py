@@ -114,6 +114,7 @@ OP = OpDef(
     model_fields=("model",),
     template_fields=("prompt",),
     static_fields=("top_k", "n"),
+    check=calls.check_critiques,
     sdk=SdkDef("Fuse", "A model synthesizes the candidates into a new answer. Output: ``answer``, ``text``, "
                "``responses``, ``answers``.", {"model": REQUIRED, "prompt": None, "top_k": None, "n": 1},
                value_fields=("question", "candidates", "critiques"), validate=_validate),

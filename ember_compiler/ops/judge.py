@@ -56,6 +56,7 @@ OP = OpDef(
     plan_ops=(JUDGE,),
     model_fields=("model",),
     template_fields=("prompt",),
+    check=calls.check_critiques,
     sdk=SdkDef("Judge", "A model reads the candidates and writes the answer. Output: ``answer``, "
                "``reasoning``, ``text``.", {"model": REQUIRED, "prompt": None},
                value_fields=("question", "candidates", "critiques")),

@@ -214,6 +214,7 @@ OP = OpDef(
     plan_ops=(RANK_LIST, RANK_PAIRS),
     model_fields=("model",),
     static_fields=("k",),
+    check=calls.check_critiques,
     sdk=SdkDef("Rank", "A model orders the candidates (``method``: listwise or pairwise). Output: ``order``, "
                "``ranked``, ``scores``, ``top``, ``top_critiques``, ``answer``.",
                {"model": REQUIRED, "method": "listwise", "k": 1}, value_fields=("question", "candidates", "critiques"),

@@ -1,9 +1,9 @@
 """``score``: a model (or a reward model behind any provider) scores each candidate, all in parallel; best-of-N.
 
 One call per candidate. A score is read from a structured reply's ``score``, else the last ``Score: X``
-line, else a reply that is a bare number (a reward model's); anything else is no score (null). ``best``
-is the position in the input list of the highest score (ties to the first) and ``answer`` that
-candidate's extracted answer.
+line, else a reply that is a bare number (a reward model's); anything else is no score (null, below any score). ``best``
+is the position in the input list of the highest score (ties to the first, so the first candidate when
+no reply had a score) and ``answer`` that candidate's extracted answer.
 
 On the sim (``judge_accuracy`` = q): a correct candidate scores 10·U^((1−q)/q) and a wrong one 10·U, U
 uniform on [0, 1), independently — so a correct one outscores a wrong one with probability q, and
@@ -71,7 +71,8 @@ def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[st
     for (i, _, _), c in zip(pairs, completions, strict=True):
         s = read_score(node, c)
         scores[i] = s
-        if s is not None and (best is None or s > scores[best]):  # ties go to the first
+        # no score is the lowest (with none at all every candidate ties); ties go to the first
+        if best is None or (s is not None and (scores[best] is None or s > scores[best])):
             best = i
     answer = None if best is None else extract_answer(raw[best] if isinstance(raw, list) else raw)
     return {"scores": scores, "best": best, "answer": answer}

@@ -255,6 +255,14 @@ _ALL = (
          "Set `as:` to one of the sub-spec's inputs.\n\n"
          "  # before\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: qestion}\n\n"
          "  # after\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: question}"),
+    Code("E320", "critiques-not-aligned",
+         "`critiques:` from a critic (or a rank's `top_critiques`) beside candidates they were not written for",
+         "A critique is aligned with the candidate list its critic read (Archon's rule: a critic feeds the "
+         "ranker or fuser of the same candidates); beside another list, each candidate would be shown "
+         "another one's critique.",
+         "Give the node the critic's own `candidates` (or, after a rank, its `top` with its `top_critiques`).\n\n"
+         "  # before\n  f: {op: fuse, model: m, question: q, candidates: \"${r.top}\", critiques: \"${c.critiques}\"}\n\n"
+         "  # after\n  f: {op: fuse, model: m, question: q, candidates: \"${r.top}\", critiques: \"${r.top_critiques}\"}"),
     # -- E4xx: models and providers ---------------------------------------------------------------------
     Code("E401", "undefined-model",
          "undefined model name (in `model`, `models`, `prover`, `verifier`)",

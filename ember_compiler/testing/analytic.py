@@ -7,6 +7,8 @@
 - `mixture(k)` — the easy/hard mixture `ember sweep` studies (ALPHA easy rows at P_EASY, the rest at
   P_HARD with wrong-answer weights WRONG): non-monotone, best at k = 7.
 - `mixture_rows(n, seed)` — `n` sim rows drawn from that same mixture, as eval `Row`s.
+- `pairwise_top_accuracy`, `listwise_top_accuracy`, `best_of_n_accuracy`, `fuse_accuracy`,
+  `critic_judge_accuracy` — the sim semantics of rank, score, fuse and critic (docs/sim.md).
 
 A sim study's measured accuracy must agree with these within its sampling error.
 """

@@ -263,3 +263,38 @@ def test_critic_score_and_judge_with_critiques_run_eagerly_through_the_sdk():
     assert len(best.scores) == 3 and best.best in (0, 1, 2)
     with pytest.raises(Exception, match="method must be 'listwise' or 'pairwise'"):
         ops.Rank(model=m, method="swiss")
+
+
+def test_a_critic_reply_without_sections_and_scores_without_numbers_do_not_fail():
+    out = critic.finish(_node("critic"), {"candidates": ["a", "b"]}, [Completion(texts=["The answer is 1."])])
+    assert out["critiques"] == ["", ""]
+    out = score.finish(_node("score"), {"candidates": ["Answer: X", "Answer: Y"]},
+                       [Completion(texts=["hmm"]), Completion(texts=["no"])])
+    assert out == {"scores": [None, None], "best": 0, "answer": "X"}
+    out = score.finish(_node("score"), {"candidates": ["Answer: X", "Answer: Y"]},
+                       [Completion(texts=["hmm"]), Completion(texts=["Score: 1"])])
+    assert out["best"] == 1
+
+
+@pytest.mark.parametrize("op,candidates,critiques,ok", [
+    ("fuse", "${r.top}", "${r.top_critiques}", True),
+    ("fuse", "${g.responses}", "${c.critiques}", True),
+    ("fuse", "${r.top}", "${c.critiques}", False),
+    ("judge", "${g.answers}", "${c.critiques}", False),
+    ("rank", "${g.responses}", "${r.top_critiques}", False),
+])
+def test_critiques_must_be_aligned_with_the_candidates_they_are_shown_beside(tmp_path, op, candidates, critiques, ok):
+    text = ("ember: 1\nname: t\ninputs: {question: string}\nmodels: {m: {provider: sim}}\nnodes:\n"
+            "  g: {op: ensemble, model: m, n: 3, prompt: hi}\n"
+            "  c: {op: critic, model: m, question: q, candidates: \"${g.responses}\"}\n"
+            "  r: {op: rank, model: m, question: q, candidates: \"${g.responses}\", critiques: \"${c.critiques}\"}\n"
+            f"  x: {{op: {op}, model: m, question: q, candidates: \"{candidates}\", critiques: \"{critiques}\"}}\n"
+            "outputs: {answer: \"${x.answer}\"}\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    errors = [d for d in validate_paths([path]) if d.severity == "error"]
+    if ok:
+        assert errors == []
+    else:
+        (diag,) = errors
+        assert diag.code == "E320" and diag.line == 9 and "not aligned" in diag.message
