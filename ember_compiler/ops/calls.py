@@ -234,7 +234,7 @@ _REF = re.compile(r"^\$\{\s*([A-Za-z_][\w/-]*)\.(critiques|top_critiques)\s*\}$"
 
 
 def check_critiques(ck: Any, nid: str, node: Any, base: tuple) -> None:
-    """E320: critiques from a critic beside that critic's candidates, a rank's `top_critiques` beside its
+    """E330: critiques from a critic beside that critic's candidates, a rank's `top_critiques` beside its
     `top` (or `ranked`): anything else shows each candidate another one's critique."""
     found = _REF.match(node.critiques) if isinstance(node.critiques, str) else None
     if found is None:
@@ -251,5 +251,5 @@ def check_critiques(ck: Any, nid: str, node: Any, base: tuple) -> None:
             rf"\$\{{\s*{re.escape(source)}\.(top|ranked)\s*\}}", node.candidates) is not None
         want = f"'${{{source}.top}}'"
     if not aligned:
-        ck.error((*base, "critiques"), "E320", f"{node.op} node '{nid}': critiques from '{source}' are not "
+        ck.error((*base, "critiques"), "E330", f"{node.op} node '{nid}': critiques from '{source}' are not "
                  f"aligned with its candidates", f"use {want} as candidates, or the critiques of these candidates")

@@ -3,7 +3,9 @@
 One call per candidate. A score is read from a structured reply's ``score``, else the last ``Score: X``
 line, else a reply that is a bare number (a reward model's); anything else is no score (null, below any score). ``best``
 is the position in the input list of the highest score (ties to the first, so the first candidate when
-no reply had a score) and ``answer`` that candidate's extracted answer.
+no reply had a score) and ``answer`` that candidate's extracted answer; ``ranked`` is the candidates
+by score (highest first, no score last, ties in input order) and ``top`` its first ``k`` (Archon's
+unit-test evaluator keeps those).
 
 On the sim (``judge_accuracy`` = q): a correct candidate scores 10·U^((1−q)/q) and a wrong one 10·U, U
 uniform on [0, 1), independently — so a correct one outscores a wrong one with probability q, and
@@ -13,17 +15,24 @@ best-of-N over c correct and w wrong candidates is right with probability cα/(c
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ..answers import extract_answer
-from ..spec.model import Name, with_vars
+from ..spec.model import Name, Ref, with_vars
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef
 
 
 class ScoreNode(calls.ChoiceNode):
     op: Literal["score"]
+    k: Annotated[int, Field(ge=1)] | Ref = Field(1, description="How many candidates `top` keeps.")
     with_: dict[Name, Any] = with_vars()
+
+
+def lower(ctx: Any, node: ScoreNode) -> list[Any]:
+    return calls.lower_choice(ctx, node, k=int(ctx.static(node.k)))
 
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -75,7 +84,11 @@ def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[st
         if best is None or (s is not None and (scores[best] is None or s > scores[best])):
             best = i
     answer = None if best is None else extract_answer(raw[best] if isinstance(raw, list) else raw)
-    return {"scores": scores, "best": best, "answer": answer}
+    # highest first, no score last, ties in input order
+    ranked = [c for _, c in sorted(((-(scores[i] if scores[i] is not None else float("-inf")), p), c)
+                                   for p, (i, c, _) in enumerate(pairs))]
+    return {"scores": scores, "best": best, "answer": answer, "ranked": ranked,
+            "top": ranked[:int(node.params.get("k", 1))]}
 
 
 def sim_score(draws: Any, cfg: Any, meta: dict[str, Any], truth: str | None) -> list[str]:
@@ -100,10 +113,18 @@ def per_candidate(node: Any, lengths: Any) -> int | None:
 
 
 def score_lengths(node: Any, lengths: Any) -> dict[str, int | None]:
-    return {"scores": lengths.of(node.inputs.get("candidates"))}
+    n = lengths.of(node.inputs.get("candidates"))
+    return {"scores": n, "ranked": n, "top": None if n is None else min(n, int(node.params.get("k", 1)))}
 
 
-SCORE = PlanOp("score", "llm", ("scores", "best", "answer"), params=("model",), build=build, finish=finish,
+def _validate(args: dict[str, Any]) -> str | None:
+    k = args.get("k", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        return f"k must be an integer >= 1, got {k!r}"
+    return None
+
+
+SCORE = PlanOp("score", "llm", ("scores", "best", "answer", "ranked", "top"), params=("model",), build=build, finish=finish,
                effects=MODEL_CALL, calls=per_candidate, per_call_requests=True, lengths=score_lengths, role="score",
                sim=sim_score, dry_text=lambda j: "Score: 5")
 
@@ -111,12 +132,14 @@ OP = OpDef(
     name="score",
     summary="One scoring call per candidate, in parallel; the best (argmax, ties to the first) is the answer.",
     node=ScoreNode,
-    ports={"scores": list[float | None], "best": int | None, "answer": Any},
-    lower=calls.lower_choice,
+    ports={"scores": list[float | None], "best": int | None, "answer": Any, "ranked": list[str], "top": list[str]},
+    lower=lower,
     plan_ops=(SCORE,),
     model_fields=("model",),
     template_fields=("prompt",),
-    sdk=SdkDef("Score", "A model scores each candidate (best-of-N). Output: ``scores``, ``best``, ``answer``.",
-               {"model": REQUIRED, "prompt": None}, value_fields=("question", "candidates")),
+    static_fields=("k",),
+    sdk=SdkDef("Score", "A model scores each candidate (best-of-N). Output: ``scores``, ``best``, ``answer``, "
+               "``ranked``, ``top``.", {"model": REQUIRED, "prompt": None, "k": 1},
+               value_fields=("question", "candidates"), validate=_validate),
     example={"op": "score", "model": "m", "question": "${inputs.question}", "candidates": ["Answer: A", "Answer: B"]},
 )

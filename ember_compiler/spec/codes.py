@@ -255,7 +255,7 @@ _ALL = (
          "Set `as:` to one of the sub-spec's inputs.\n\n"
          "  # before\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: qestion}\n\n"
          "  # after\n  each: {op: map, over: \"${inputs.qs}\", spec: qa.yaml, as: question}"),
-    Code("E320", "critiques-not-aligned",
+    Code("E330", "critiques-not-aligned",
          "`critiques:` from a critic (or a rank's `top_critiques`) beside candidates they were not written for",
          "A critique is aligned with the candidate list its critic read (Archon's rule: a critic feeds the "
          "ranker or fuser of the same candidates); beside another list, each candidate would be shown "

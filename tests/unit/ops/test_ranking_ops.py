@@ -153,7 +153,8 @@ def test_score_reads_json_a_score_line_or_a_bare_number_and_the_best_wins_ties_t
     values = {"candidates": ["Answer: X", "Answer: Y", "Answer: Z", "Answer: W"]}
     replies = ['{"reasoning": "ok", "score": 7}', "Fine.\nScore: 9", "9", "no idea"]
     out = score.finish(_node("score"), values, [Completion(texts=[t]) for t in replies])
-    assert out == {"scores": [7.0, 9.0, 9.0, None], "best": 1, "answer": "Y"}
+    assert out["scores"] == [7.0, 9.0, 9.0, None] and (out["best"], out["answer"]) == (1, "Y")
+    assert out["ranked"] == ["Answer: Y", "Answer: Z", "Answer: X", "Answer: W"] and out["top"] == ["Answer: Y"]
 
 
 # -- calls, plans, parallelism ----------------------------------------------------------------------------
@@ -270,7 +271,7 @@ def test_a_critic_reply_without_sections_and_scores_without_numbers_do_not_fail(
     assert out["critiques"] == ["", ""]
     out = score.finish(_node("score"), {"candidates": ["Answer: X", "Answer: Y"]},
                        [Completion(texts=["hmm"]), Completion(texts=["no"])])
-    assert out == {"scores": [None, None], "best": 0, "answer": "X"}
+    assert (out["scores"], out["best"], out["answer"]) == ([None, None], 0, "X")
     out = score.finish(_node("score"), {"candidates": ["Answer: X", "Answer: Y"]},
                        [Completion(texts=["hmm"]), Completion(texts=["Score: 1"])])
     assert out["best"] == 1
@@ -297,4 +298,41 @@ def test_critiques_must_be_aligned_with_the_candidates_they_are_shown_beside(tmp
         assert errors == []
     else:
         (diag,) = errors
-        assert diag.code == "E320" and diag.line == 9 and "not aligned" in diag.message
+        assert diag.code == "E330" and diag.line == 9 and "not aligned" in diag.message
+
+
+class Voted(BaseModel):
+    answer: str | None
+
+
+class CriticJudge(Network):
+    Input, Output = Question, Voted
+
+    def __init__(self) -> None:
+        self.candidates = ops.Ensemble(model=Model(name="worker", provider="sim", accuracy=0.5), n=4,
+                                       prompt="Question: {{ inputs.question }}")
+        self.critiques = ops.Critic(model=Model(name="critic", provider="sim", tpr=0.85, fpr=0.2))
+        self.final = ops.Judge(model=Model(name="judge", provider="sim", judge_accuracy=0.7))
+
+    def forward(self, question, choices):
+        cands = self.candidates().responses
+        crit = self.critiques(question=question, candidates=cands)
+        return {"answer": self.final(question=question, candidates=cands, critiques=crit.critiques).answer}
+
+
+class BestOfN(Network):
+    Input, Output = Question, Answer
+
+    def __init__(self) -> None:
+        self.candidates = ops.Ensemble(model=Model(name="worker", provider="sim", accuracy=0.5), n=4,
+                                       prompt="Question: {{ inputs.question }}")
+        self.scored = ops.Score(model=Model(name="scorer", provider="sim", judge_accuracy=0.8))
+
+    def forward(self, question, choices):
+        best = self.scored(question=question, candidates=self.candidates().responses)
+        return {"answer": best.answer, "scores": best.scores}
+
+
+@pytest.mark.parametrize("net,spec", [(CriticJudge, "critic-judge"), (BestOfN, "best-of-n-score")])
+def test_critic_judge_and_score_trace_to_the_plans_of_their_yaml(net, spec):
+    assert jit(net(), name=f"{spec}-sim").plan.hash == compile_spec(ROOT / "specs" / "sim" / f"{spec}.yaml").hash
