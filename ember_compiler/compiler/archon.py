@@ -12,11 +12,14 @@ and the critiques aligned with them. The spec reproduces that dataflow node for 
 - a ranker -> ``rank`` (``k: top_k``; listwise, or pairwise for ``llm-blender/PairRM``); candidates: its
   ``top``, critiques its ``top_critiques`` (when ``use_critiques``);
 - a fuser -> ``fuse`` (``n: samples``), one per component; candidates: their texts;
-- a verifier -> ``verify``; candidates: its ``accepted`` answers.
+- a verifier -> ``verify``; candidates: its ``accepted`` answers;
+- a unit-test generator -> ``generate`` (the tests, one text); a unit-test evaluator -> ``score`` with
+  a prompt showing those tests (a candidate's score: the tests it passes, judged by the model, as
+  Archon does), keeping its ``top_k``.
 
 What has no exact counterpart is reported in ``notes`` (a different number of calls, a field Ember
-ignores); what cannot be expressed at all (unit-test layers, a layer mixing kinds of output) is a
-``UsageError`` naming the layer.
+ignores); what cannot be expressed at all (a layer mixing kinds of components, several critics in one
+layer) is a ``UsageError`` naming the layer.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ PROVIDERS: dict[str, dict[str, str]] = {
 PAIR_RM = "llm-blender/PairRM"
 KINDS = ("generator", "fuser", "ranker", "critic", "verifier", "unit_test_generator", "unit_test_evaluator")
 _KNOWN = {"type", "model", "model_type", "temperature", "max_tokens", "samples", "top_k", "use_critiques",
-          "ranker_batch_size", "no_system", "first_k"}
+          "ranker_batch_size", "no_system", "first_k", "unit_test_cap", "remove_unit_tests_from_prompt",
+          "first_pass"}
 
 
 @dataclass
@@ -73,6 +77,7 @@ class _Converter:
         self.notes: list[str] = []
         self.calls: int | None = 0
         self.state = _State()
+        self.unit_tests: str | None = None  # the node whose text holds the generated unit tests
 
     # -- models ----------------------------------------------------------------------------------------
     def binding(self, comp: dict[str, Any], where: str) -> str:
@@ -134,21 +139,17 @@ class _Converter:
             extra = sorted(set(layer[j - 1]) - _KNOWN)
             if extra:
                 self.note(f"layer {i}, component {j} ({kind}): ignored {', '.join(extra)}")
-        unit = [k for k in kinds if k.startswith("unit_test")]
-        if unit:
-            raise UsageError(f"layer {i}: {unit[0]} layers run generated unit tests against the candidates; "
-                             "Ember cannot express them (no op executes tests)")
         if len(set(kinds)) > 1:
             raise UsageError(f"layer {i} mixes {' and '.join(sorted(set(kinds)))} components; Ember converts "
                              "layers of one kind")
         kind = kinds[0]
-        if kind != "generator" and not self.state.count and self.state.cands is None:
+        if kind not in ("generator", "unit_test_generator") and self.state.cands is None:
             raise UsageError(f"layer {i}: a {kind} needs candidates from an earlier layer (Archon's first layer "
                              "is generators)")
-        if kind != "generator" and len(layer) > 1 and kind in ("critic", "ranker", "verifier"):
+        if len(layer) > 1 and kind in ("critic", "ranker", "verifier", "unit_test_generator", "unit_test_evaluator"):
             raise UsageError(f"layer {i}: {len(layer)} {kind}s in one layer would concatenate their outputs "
                              f"out of alignment; Ember converts one {kind} per layer")
-        getattr(self, kind)(i, layer)
+        getattr(self, kind)(i, layer[0] if len(layer) == 1 and kind.startswith("unit_test") else layer)
 
     def generator(self, i: int, layer: list[dict[str, Any]]) -> None:
         names = [self.binding(c, f"layer {i} generator {j}") for j, c in enumerate(layer, 1)]
@@ -238,6 +239,40 @@ class _Converter:
             self.note(f"layer {i}: the critiques stop at the verifier")
         self.add_calls(None if n is None else 2 * n)
         self.state = _State(f"${{{nid}.accepted}}", None, None, (nid, "answer"))
+
+    def unit_test_generator(self, i: int, comp: dict[str, Any]) -> None:
+        nid = f"layer{i}_unit_tests"
+        cap = comp.get("unit_test_cap")
+        upto = f"up to {cap} " if isinstance(cap, int) and cap > 0 else ""
+        self.nodes[nid] = {"op": "generate", "model": self.binding(comp, f"layer {i} unit_test_generator"),
+                           "prompt": "Question: {{ inputs.question }}\n\nWrite " + upto + "unit tests that a "
+                           "correct response to this question must pass, one per line, each starting "
+                           "\"Unit Test #<number>:\"."}
+        if self.samples(comp, f"layer {i} unit_test_generator") != 1:
+            self.note(f"layer {i}: the unit test generator's samples are ignored (Archon reads the first)")
+        self.add_calls(1)
+        self.unit_tests = nid
+
+    def unit_test_evaluator(self, i: int, comp: dict[str, Any]) -> None:
+        if self.unit_tests is None:
+            raise UsageError(f"layer {i}: a unit_test_evaluator needs a unit_test_generator in an earlier layer")
+        nid = f"layer{i}_unit_test_evaluator"
+        n = self.state.count
+        k = comp.get("top_k") or n
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise UsageError(f"layer {i} unit_test_evaluator: give top_k (an integer >= 1): the number of "
+                             "candidates it keeps is not known before running")
+        self.nodes[nid] = {
+            "op": "score", "model": self.binding(comp, f"layer {i} unit_test_evaluator"), "k": k,
+            "question": "${inputs.question}", "candidates": self.state.cands,
+            "prompt": "Question: {{ inputs.question }}\n\nUnit tests:\n{{ " + self.unit_tests + ".text }}\n\n"
+                      "Decide for each unit test whether the response below passes it. End with a line "
+                      "\"Score: <number of unit tests passed>\"."}
+        if comp.get("first_k") or comp.get("first_pass"):
+            self.note(f"layer {i}: first_k is ignored: every candidate is evaluated (Archon stops at the "
+                      "first_k that pass every test)")
+        self.add_calls(n)
+        self.state = _State(f"${{{nid}.top}}", None if n is None else min(n, k), None, (nid, "answer"))
 
     def samples(self, comp: dict[str, Any], where: str) -> int:
         n = comp.get("samples", 1)

@@ -78,8 +78,8 @@ def test_pairrm_ranks_pairwise_and_says_so():
 @pytest.mark.parametrize("config,message", [
     ({"layers": []}, "needs 'layers'"),
     ({"layers": [[{"type": "fuser", "model": "m"}]]}, "layer 1: a fuser needs candidates"),
-    ({"layers": [[{"type": "generator", "model": "m"}], [{"type": "unit_test_generator", "model": "m"}]]},
-     "layer 2: unit_test_generator layers run generated unit tests"),
+    ({"layers": [[{"type": "generator", "model": "m"}], [{"type": "unit_test_evaluator", "model": "m"}]]},
+     "layer 2: a unit_test_evaluator needs a unit_test_generator"),
     ({"layers": [[{"type": "generator", "model": "m"}, {"type": "critic", "model": "m"}]]},
      "layer 1 mixes critic and generator"),
     ({"layers": [[{"type": "generator", "model": "m"}], [{"type": "critic", "model": "m"}] * 2]},
@@ -90,3 +90,16 @@ def test_pairrm_ranks_pairwise_and_says_so():
 def test_what_ember_cannot_express_is_a_clear_error(config, message):
     with pytest.raises(UsageError, match=message):
         convert(config)
+
+
+def test_unit_test_layers_generate_tests_and_score_each_candidate_against_them(tmp_path):
+    result = api.import_archon(FIX / "unit-tests.json", tmp_path / "spec.yaml", sim=True)
+    nodes = result.spec["nodes"]
+    assert nodes["layer1_unit_tests"]["op"] == "generate" and "up to 5 unit tests" in nodes["layer1_unit_tests"]["prompt"]
+    evaluator = nodes["layer3_unit_test_evaluator"]
+    assert evaluator["op"] == "score" and evaluator["k"] == 2 and "{{ layer1_unit_tests.text }}" in evaluator["prompt"]
+    assert nodes["layer4_fuser"]["candidates"] == "${layer3_unit_test_evaluator.top}"
+    # 1 test generation, 6 samples, 6 evaluations, 1 fusion: the same in Archon
+    assert result.ember_calls == result.archon_calls == 1 + 6 + 6 + 1
+    run = run_plan(compile_spec(tmp_path / "spec.yaml"), {"question": "q"}, runs_dir=None)
+    assert run.error is None and run.usage.calls == 14
