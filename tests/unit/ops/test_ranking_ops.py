@@ -4,6 +4,7 @@ call counts, their parallelism and their SDK classes."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,16 @@ class BestOfN(Network):
 @pytest.mark.parametrize("net,spec", [(CriticJudge, "critic-judge"), (BestOfN, "best-of-n-score")])
 def test_critic_judge_and_score_trace_to_the_plans_of_their_yaml(net, spec):
     assert jit(net(), name=f"{spec}-sim").plan.hash == compile_spec(ROOT / "specs" / "sim" / f"{spec}.yaml").hash
+
+
+def test_the_ops_print_like_the_other_plan_nodes():
+    from ember_compiler.xcs.printing import to_text
+
+    text = re.sub(" +", " ", to_text(compile_spec(ROOT / "specs" / "sim" / "archon.yaml")))  # names are padded
+    assert "%critiques = llm.critic[model=critic](question=%inputs.question, candidates=%generators.responses)" in text
+    assert ("%ranked = llm.rank_list[k=3 model=ranker](question=%inputs.question, candidates=%generators.responses, "
+            "critiques=%critiques.critiques)") in text
+    assert "llm.fuse[model=fuser n=1](question=%inputs.question, candidates=%ranked.top, critiques=%ranked.top_critiques)" \
+        in text
+    blender = to_text(compile_spec(ROOT / "specs" / "sim" / "llm-blender.yaml"))
+    assert "(17 calls, depth 3, width 12)" in blender and "llm.rank_pairs[k=2 model=ranker]" in blender
