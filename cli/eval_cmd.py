@@ -26,6 +26,9 @@ from .app import (
     NoTraceOpt,
     OldConcurrencyOpt,
     OldMaxTokensOpt,
+    OtlpOpt,
+    RecordMaxMbOpt,
+    RecordOpt,
     RowConcurrencyOpt,
     RunsDirOpt,
     SchedulerOpt,
@@ -107,6 +110,9 @@ def eval_(
     worker_cpus: WorkerCpusOpt = 1.0,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    record: RecordOpt = None,
+    record_max_mb: RecordMaxMbOpt = api.RECORD_MAX_MB,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Run every row of a dataset and score the spec's `answer` output against each row's `answer`."""
     from .progress import RowProgress
@@ -115,7 +121,7 @@ def eval_(
         options = run_options(scheduler=scheduler, no_pass=no_pass, max_cost=max_cost, max_calls=max_calls,
                               max_tokens=max_tokens, old_max_tokens=old_max_tokens, cache=cache, no_cache=no_cache,
                               cache_mode=cache_mode, row_concurrency=row_concurrency, old_concurrency=old_concurrency,
-                              runs_dir=runs_dir, no_trace=no_trace)
+                              runs_dir=runs_dir, no_trace=no_trace, record=record, record_max_mb=record_max_mb, otlp=otlp)
         ray = {k: v for k, v in (("address", address), ("workers", workers)) if v is not None}
         ray.update({"worker_cpus": worker_cpus} if worker_cpus != 1.0 else {})
         setup = api.eval_job(spec, data, options, metrics=metric, map=map, limit=limit, sample=sample, seed=seed,

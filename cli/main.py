@@ -14,6 +14,7 @@ from . import explain_cmd as _explain_cmd  # noqa: F401  (registers `ember expla
 from . import import_cmd as _import_cmd  # noqa: F401  (registers `ember import`)
 from . import output
 from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)
+from . import runs_cmd as _runs_cmd  # noqa: F401  (registers `ember runs`)
 from . import simdata_cmd as _simdata_cmd  # noqa: F401  (registers `ember sim-data`)
 from . import sweep_cmd as _sweep_cmd  # noqa: F401  (registers `ember sweep`)
 from .app import (
@@ -26,6 +27,9 @@ from .app import (
     NoPassOpt,
     NoTraceOpt,
     OldMaxTokensOpt,
+    OtlpOpt,
+    RecordMaxMbOpt,
+    RecordOpt,
     RunsDirOpt,
     SchedulerOpt,
     SetOpt,
@@ -95,13 +99,16 @@ def run(
     no_pass: NoPassOpt = None,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    record: RecordOpt = None,
+    record_max_mb: RecordMaxMbOpt = api.RECORD_MAX_MB,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Run a spec once and print its outputs."""
     with errors():
         options = run_options(seed=seed, scheduler=scheduler, set_items=set, no_pass=no_pass, max_cost=max_cost,
                               max_calls=max_calls, max_tokens=max_tokens, old_max_tokens=old_max_tokens,
                               cache=cache, no_cache=no_cache, cache_mode=cache_mode, runs_dir=runs_dir,
-                              no_trace=no_trace)
+                              no_trace=no_trace, record=record, record_max_mb=record_max_mb, otlp=otlp)
         result = api.run(spec, api.parse_inputs(input, inputs), options)
         for message in result.warnings:
             output.warning(message)
@@ -114,6 +121,10 @@ def run(
             output.print_outputs(result)
         if result.run_dir is not None and not json_out and not no_trace:
             output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
+        if result.run_dir is not None and not json_out and record is not None:
+            kept = [p for p in (result.run_dir / "io.jsonl", result.run_dir / "io.jsonl.gz") if p.is_file()]
+            if kept:
+                output.note(f"io: {kept[0]}")
         if result.error:
             raise typer.Exit(3 if result.budget_exceeded else 1)
 

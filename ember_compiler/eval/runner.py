@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BudgetExceeded, EmberError, UsageError
-from ..runs import RUNS_DIR, RunDir, RunOptions, example_meta, execute_row, make_runtime, resolve_inputs
+from ..runs import (
+    RUNS_DIR,
+    RunDir,
+    RunOptions,
+    example_meta,
+    execute_row,
+    make_recorder,
+    make_runtime,
+    resolve_inputs,
+)
 from ..runtime.budget import Budget, Spending, limits_from
 from ..runtime.runtime import Runtime
 from ..runtime.usage import RowContext, Usage
@@ -97,6 +106,9 @@ class EvalJob:
             raise UsageError(f"unknown executor '{executor}' (local or ray)")
         # where the rows run: this process (None) or a Ray cluster (eval/ray_executor.py)
         self.ray = RayOptions() if executor == "ray" else executor if isinstance(executor, RayOptions) else None
+        if self.ray is not None and self.options.record is not None:
+            raise UsageError("--record io runs with the local executor only (not --executor ray)")
+        self.io: Any = None  # the --record io recorder while the eval runs
         self.runtime = runtime
         self.capture = capture
         self.key = answer_output(plan)
@@ -146,7 +158,7 @@ class EvalJob:
         record = _start(row)
         t0 = time.perf_counter()
         data, error = row.data, row.error
-        ctx = RowContext()
+        ctx = RowContext(io=self.io, row_id=row.id)
         if data is not None:
             truth = record["answer"]
             try:
@@ -184,6 +196,7 @@ class EvalJob:
         runtime = self.runtime or make_runtime(self.options, self.plan, run_dir=run, budget=self.budget,
                                                cache=self.cache)
         budget = runtime.budget
+        self.io = make_recorder(self.options, run, runtime, append=self.resume)
         out = run.open_rows(append=self.resume)
         buffer: list[str] = []
         last_flush = time.perf_counter()
@@ -262,6 +275,12 @@ class EvalJob:
                     await runtime.aclose()
                 except OSError as exc:
                     write_errors.append(exc)
+            io_file = None
+            if self.io is not None:
+                try:
+                    io_file = self.io.close().name
+                except OSError as exc:
+                    write_errors.append(exc)
             result = self._result(time.perf_counter() - start, len(previous))
             if self.cluster is not None:
                 result.summary["ray"] = {"shards": len(self.cluster.worker_pids),
@@ -274,7 +293,8 @@ class EvalJob:
             try:
                 run.write_result({
                     **result.summary, "status": status, "spec": self.plan.source, "plan_hash": self.plan.hash,
-                    "seed": self.seed, "total_rows": len(self.rows),
+                    "seed": self.seed, "total_rows": len(self.rows), "command": "eval",
+                    **({"io": io_file} if io_file else {}),
                 })
             except OSError as exc:
                 write_errors.append(exc)

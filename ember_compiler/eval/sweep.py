@@ -218,5 +218,6 @@ async def sweep_async(spec: str | Path, rows: list[Row], set_items: list[str] | 
         warnings = list(getattr(runtime, "warnings", None) or [])
         await runtime.aclose()
     result = SweepResult(run.run_id, run.path, axes, done, time.perf_counter() - start, warnings, truths)
-    run.write_result({**result.to_json(), "spec": str(spec), "sets": set_items or [], "seed": options.seed})
+    run.write_result({**result.to_json(), "spec": str(spec), "sets": set_items or [], "seed": options.seed,
+                      "command": "sweep"})
     return result

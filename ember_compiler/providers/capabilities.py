@@ -91,10 +91,12 @@ def _openai(model: str | None, field: str | None, n_limit: int | None, vendor: b
     is rejected by some). Compatible servers get `max_tokens`, the field they all read.
     """
     facts = model_facts("openai", model)
+    known_reasoning = bool(facts and facts.get("reasoning"))
     if field is None:
-        reasoning = bool(facts.get("reasoning")) if facts is not None else vendor
-        field = "max_completion_tokens" if reasoning else "max_tokens"
-    return Capabilities(max_tokens_field=field, n_limit=int(n_limit or RULES["openai"]["n_limit"]))
+        field = "max_completion_tokens" if (known_reasoning if facts is not None else vendor) else "max_tokens"
+    # reasoning models reject any temperature/top_p but the default: leave them out (a warning each)
+    return Capabilities(max_tokens_field=field, n_limit=int(n_limit or RULES["openai"]["n_limit"]),
+                        temperature=not known_reasoning, top_p=not known_reasoning)
 
 
 def anthropic(binding: dict[str, Any]) -> Capabilities:

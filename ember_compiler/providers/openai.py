@@ -38,9 +38,7 @@ class OpenAIProvider(HTTPProvider):
         n = min(request.n, caps.n_limit) if caps.n_limit else request.n
         if n != 1:  # more than the limit: the runtime asks for the rest in further requests
             body["n"] = n
-        for key in ("temperature", "top_p"):
-            if b.get(key) is not None:
-                body[key] = b[key]
+        body.update(caps.sampling(b))  # temperature/top_p, unless the model rejects them
         max_tokens = b.get("max_tokens") or self.default_max_tokens
         if max_tokens is not None:
             body[caps.max_tokens_field] = max_tokens

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "budget_limits": "factory", "make_runtime": "factory", "open_cache": "factory",
+    "budget_limits": "factory", "make_recorder": "factory", "make_runtime": "factory", "open_cache": "factory",
     "RunOptions": "options", "pass_name": "options",
     "RunResult": "run", "example_meta": "run", "execute_row": "run", "resolve_inputs": "run",
     "run_plan": "run", "run_plan_async": "run",

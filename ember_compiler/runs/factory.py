@@ -6,14 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..runtime.budget import Spending, limits_from
 from ..runtime.cache import ResponseCache
+from ..runtime.iorecord import IoRecorder
+from ..runtime.otlp import ENDPOINT_VARS, OtlpExport, endpoint_from_env
 from ..runtime.pool import called_models
 from ..runtime.runtime import Runtime
 from ..runtime.trace import Tracer
 from ..xcs.plan import Plan
 from ..xcs.scheduling import get_scheduler
 from .options import RunOptions
+from .rundir import RunDir
 
 AUTO: Any = object()  # "derive it from the options and the plan"
 
@@ -61,8 +65,34 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
         budget = Spending(limits) if limits is not None else None
     if cache is AUTO:
         cache = open_cache(options, plan) if plan is not None else None
-    return Runtime(tracer=Tracer(trace), transport=options.transport, max_in_flight=policy.max_in_flight(),
-                   budget=budget, cache=cache, gates=gates, **mechanics)
+    export, missing = _export(options) if plan is not None or run_dir is not None else (None, None)
+    runtime = Runtime(tracer=Tracer(trace, export), transport=options.transport,
+                      max_in_flight=policy.max_in_flight(), budget=budget, cache=cache, gates=gates, **mechanics)
+    if missing:
+        runtime.warn(missing)
+    return runtime
 
 
-__all__ = ["AUTO", "budget_limits", "make_runtime", "open_cache"]
+def _export(options: RunOptions) -> tuple[OtlpExport | None, str | None]:
+    """The OTLP export a run's spans go to (`--otlp URL`, else the standard variables), or None — with
+    a warning when only a variable asked for it and the extra is missing (`--otlp` raises instead)."""
+    if options.otlp is not None:
+        return OtlpExport(options.otlp), None
+    if endpoint_from_env() is None:
+        return None, None
+    try:
+        return OtlpExport(None), None  # the exporter reads the variables itself
+    except UsageError as exc:
+        return None, f"{ENDPOINT_VARS[1]} is set but spans are not exported: {exc}"
+
+
+def make_recorder(options: RunOptions, run_dir: RunDir, runtime: Runtime, *, append: bool = False
+                  ) -> IoRecorder | None:
+    """The `--record io` recorder for a run folder (None: not asked, or a run that keeps no files)."""
+    if options.record != "io" or run_dir.path is None:
+        return None
+    return IoRecorder(run_dir.path, int(options.record_max_mb * 2**20), scrub=runtime.scrub, append=append,
+                      warn=runtime.warn)
+
+
+__all__ = ["AUTO", "budget_limits", "make_recorder", "make_runtime", "open_cache"]

@@ -11,10 +11,13 @@ from ..compiler.passes import PASSES, pass_name
 from ..errors import UsageError
 from ..runtime.budget import Budget
 from ..runtime.cache import MODES
+from ..runtime.iorecord import DEFAULT_MAX_MB
+from ..runtime.otlp import traces_url
 from .rundir import RUNS_DIR
 
 CACHE_MODES = (*MODES, "off")
 PASS_NAMES = tuple(PASSES)
+RECORD_KINDS = (None, "io")
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,15 @@ class RunOptions:
         sets: `--set` overrides (dotted path -> value) applied when a spec file is compiled.
         row_concurrency: rows in flight at once (eval, sweep).
         transport: an httpx transport for every HTTP provider (tests).
+        record: `io` keeps every node's inputs and outputs and every request's messages and replies in
+            the run folder (`io.jsonl`, runtime/iorecord.py); None: not (prompts may be sensitive).
+        record_max_mb: the size cap of `io.jsonl` in MB (uncompressed); a note ends it when reached.
+        otlp: an OTLP/HTTP endpoint the spans are exported to (runtime/otlp.py); None: the one
+            `OTEL_EXPORTER_OTLP_ENDPOINT` names, if any.
 
     Raises:
-        UsageError: an unknown cache mode or pass, or a row concurrency below 1.
+        UsageError: an unknown cache mode, pass or record kind, a row concurrency below 1, or a
+            record cap that is not positive.
     """
 
     seed: int = 0
@@ -51,6 +60,9 @@ class RunOptions:
     sets: dict[str, Any] = field(default_factory=dict)
     row_concurrency: int = 64
     transport: Any = None
+    record: str | None = None
+    record_max_mb: float = DEFAULT_MAX_MB
+    otlp: str | None = None
 
     def __post_init__(self) -> None:
         if self.cache_mode not in CACHE_MODES:
@@ -63,6 +75,12 @@ class RunOptions:
         object.__setattr__(self, "disable_passes", passes)
         if self.row_concurrency < 1:
             raise UsageError(f"row concurrency must be ≥ 1, got {self.row_concurrency}")
+        if self.record not in RECORD_KINDS:
+            raise UsageError(f"--record must be one of {', '.join(k for k in RECORD_KINDS if k)}, got '{self.record}'")
+        if not self.record_max_mb > 0:
+            raise UsageError(f"--record-max-mb must be > 0, got {self.record_max_mb}")
+        if self.otlp is not None:
+            traces_url(self.otlp)  # a malformed URL is a usage error before anything runs
         if self.runs_dir is not None:
             object.__setattr__(self, "runs_dir", Path(self.runs_dir))
 

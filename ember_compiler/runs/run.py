@@ -17,7 +17,7 @@ from ..spec.diagnostics import did_you_mean
 from ..xcs.executor import Executor
 from ..xcs.exprs import SKIPPED
 from ..xcs.plan import Plan
-from .factory import AUTO, make_runtime
+from .factory import AUTO, make_recorder, make_runtime
 from .options import RunOptions
 from .rundir import RunDir
 
@@ -103,14 +103,15 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
                       row: RowContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """One execution with its root span; usage lands in `row.usage` even when it fails (NodeFailed)."""
     tracer = runtime.tracer
-    tracing = tracer.path is not None
+    tracing = tracer.on
     if tracing:
         row.trace_id, row.root_span = tracer.new_trace(), tracer.new_span_id()
     start = time.time()
     status = "OK"
     try:
         on_node = (lambda n, s, e, st: runtime.node_span(row, n, s, e, st)) if tracing else None
-        return await executor.execute(runtime, inputs, meta, row, on_node)
+        on_io = None if row.io is None else io_hook(row, runtime.scrub)
+        return await executor.execute(runtime, inputs, meta, row, on_node, on_io)
     except BaseException:
         status = "ERROR"
         raise
@@ -123,6 +124,18 @@ async def execute_row(executor: Executor, runtime: Runtime, inputs: dict[str, An
                             "ember.example.id": meta.get("example_id"), "gen_ai.usage.input_tokens": u.input_tokens,
                             "gen_ai.usage.output_tokens": u.output_tokens, "ember.calls": u.calls,
                         })
+
+
+def io_hook(row: RowContext, scrub: Any) -> Any:
+    """The executor's `on_io` for `--record io`: each node's inputs and outputs into the row's recorder."""
+    io, row_id = row.io, row.row_id
+
+    def on_io(node: Any, inputs: dict[str, Any], result: Any, error: BaseException | None) -> None:
+        if result is SKIPPED:
+            io.node(row_id, node, inputs, None, skipped=True)
+        else:
+            io.node(row_id, node, inputs, result, None if error is None else scrub(str(error)))
+    return on_io
 
 
 async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions | None = None, *,
@@ -149,8 +162,9 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     outputs: dict[str, Any] = {}
     nodes: dict[str, str] = {}
     error = None
-    row = RowContext()
+    row = RowContext(io=make_recorder(options, run, runtime))
     seed = options.seed
+    io_file = None
     try:
         runtime.prepare(plan)
         outputs, results = await execute_row(
@@ -159,7 +173,11 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
     except EmberError as exc:
         error = str(exc)
     finally:
-        await runtime.aclose()
+        try:
+            await runtime.aclose()
+        finally:
+            if row.io is not None:
+                io_file = row.io.close().name
     spent = runtime.budget
     if spent is not None and spent.exceeded:
         error = spent.message()
@@ -170,7 +188,7 @@ async def run_plan_async(plan: Plan, inputs: dict[str, Any], options: RunOptions
         **result.to_json(), "status": "budget_exceeded" if result.budget_exceeded else "failed" if error else "ok",
         "error": error, "spec": plan.source,
         "plan": plan.name, "plan_hash": executor.plan.hash, "seed": seed, "inputs": values, "nodes": nodes,
-        "warnings": result.warnings,
+        "warnings": result.warnings, "command": "run", **({"io": io_file} if io_file else {}),
     })
     return result
 

@@ -22,6 +22,7 @@ from ..xcs.plan import Plan
 from . import prices
 from .attempts import WAIT_ALLOWANCE_S, RetryState, final_error, send
 from .gates import Gate
+from .otlp import content_attributes
 from .pool import DEFAULT_TIMEOUT_S, ProviderPool, Target, called_models
 from .trace import Tracer
 from .usage import RowContext, Usage
@@ -142,7 +143,7 @@ class Runtime:
         price = target.price
         cost = None if price is None else price.cost(completion) if price is not prices.FREE else 0.0
         (row.usage if row is not None else self.usage).record(completion, cost)
-        if row is not None and self.tracer.path is not None:
+        if row is not None and (self.tracer.on or row.io is not None):
             node_id = request.meta.get("node_id", "")
             so_far = row.node_costs.get(node_id, 0.0)
             row.node_costs[node_id] = None if so_far is None or cost is None else so_far + cost
@@ -152,7 +153,9 @@ class Runtime:
               completion: Completion | None, error: ProviderError | None, cost: float | None = None,
               attempt: int = 0, cached: bool = False) -> None:
         tracer = self.tracer
-        if tracer.path is None:
+        if not tracer.on:
+            if row.io is not None:
+                self._record(row, request, None, completion, error, cached)
             return
         node_id = request.meta.get("node_id", "")
         parent = row.node_spans.get(node_id)
@@ -194,12 +197,27 @@ class Runtime:
             if error.status:
                 attrs["http.response.status_code"] = error.status
             attrs["ember.error"] = self.scrub(str(error))[:300]
-        tracer.span(row.trace_id, tracer.new_span_id(), parent, f"chat {target.model_name}", "CLIENT",
-                    start, time.time(), "OK" if error is None else "ERROR", attrs)
+        span_id = tracer.new_span_id()
+        content = None
+        if row.io is not None:
+            self._record(row, request, span_id, completion, error, cached)
+            if tracer.export is not None:  # prompts and outputs leave the process only with --record io
+                content = content_attributes(request.messages, None if completion is None else completion.texts,
+                                             None if completion is None else completion.finish_reasons)
+        tracer.span(row.trace_id, span_id, parent, f"chat {target.model_name}", "CLIENT",
+                    start, time.time(), "OK" if error is None else "ERROR", attrs, content)
+
+    def _record(self, row: RowContext, request: Request, span_id: str | None, completion: Completion | None,
+                error: ProviderError | None, cached: bool) -> None:
+        """`--record io`: the request's messages and what came back (the recorder scrubs secrets)."""
+        row.io.request(row.row_id, request.meta.get("node_id", ""), span_id, request.binding, request.messages,
+                       list(completion.texts) if completion is not None else [],
+                       list(completion.finish_reasons) if completion is not None else [], cached,
+                       None if error is None else self.scrub(str(error)))
 
     def node_span(self, row: RowContext, node: Any, start: float, end: float, status: str) -> None:
         tracer = self.tracer
-        if tracer.path is None:
+        if not tracer.on:
             return
         span_id = row.node_spans.get(node.id) or tracer.new_span_id()
         attrs = {"ember.node.id": node.id, "ember.node.kind": node.kind, "ember.node.op": node.op,

@@ -1,7 +1,10 @@
 """Spans as JSON lines with OpenTelemetry field and GenAI attribute names, so they convert to OTLP.
 
 One span per run (`invoke_workflow NAME`), per plan node, and per model request (`chat MODEL`).
-Prompts and outputs are not recorded here; keys never are.
+Prompts and outputs are not recorded here (`--record io` keeps them in `io.jsonl`); keys never are.
+With an `export` (otlp.py) every span also goes to an OTLP endpoint, with a request's content only
+when the caller passes it (`--record io`); `on` says whether spans are wanted at all (a file, an
+export, or both).
 
 Writing stays off the call path: `span` only appends the span's fields to a buffer (callers pass
 attribute values they will not mutate); the buffer is encoded and written when the run goes quiet
@@ -25,8 +28,10 @@ _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class Tracer:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, export: Any = None) -> None:
         self.path = path
+        self.export = export  # an `otlp.OtlpExport`, or None
+        self.on = path is not None or export is not None
         self._file: IO[str] | None = None
         self._buffer: list[tuple] = []
         self._idle: asyncio.TimerHandle | None = None  # the pending quiet-time check
@@ -42,7 +47,10 @@ class Tracer:
         return f"{self._prefix}{next(self._ids):08x}"
 
     def span(self, trace_id: str, span_id: str, parent: str | None, name: str, kind: str,
-             start_s: float, end_s: float, status: str, attributes: dict[str, Any]) -> None:
+             start_s: float, end_s: float, status: str, attributes: dict[str, Any],
+             content: dict[str, str] | None = None) -> None:
+        if self.export is not None:
+            self.export.span(trace_id, span_id, parent, name, kind, start_s, end_s, status, attributes, content)
         if self.path is None:
             return
         self.count += 1
@@ -79,6 +87,7 @@ class Tracer:
             # never fails the row that made it — tracing stops and `close` reports the error
             self.error = OSError(exc.errno, exc.strerror, str(self.path))
             self.path = None
+            self.on = self.export is not None
             self._buffer.clear()
 
     def _write(self) -> None:
@@ -97,6 +106,9 @@ class Tracer:
 
     def close(self) -> None:
         self.flush()
+        if self.export is not None:
+            self.export.close()
+            self.export = None
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()

@@ -107,10 +107,13 @@ _FIELDS = fields(Usage)
 
 @dataclass(slots=True)
 class RowContext:
-    """Per-execution bookkeeping: its usage, where its spans hang, and (when tracing) cost per node."""
+    """Per-execution bookkeeping: its usage, where its spans hang, (when tracing) cost per node, and (with
+    `--record io`) the recorder its node and request records go to, under `row_id`."""
 
     usage: Usage = field(default_factory=Usage)
     trace_id: str = ""
     root_span: str | None = None
     node_spans: dict[str, str] = field(default_factory=dict)
     node_costs: dict[str, float | None] = field(default_factory=dict)  # None: some call was unpriced
+    io: Any = None  # an `iorecord.IoRecorder`, or None: nothing recorded
+    row_id: Any = 0  # the row's id in rows.jsonl (0 for a single run)

@@ -71,7 +71,7 @@ class ModelBinding(_Strict):
 
     provider: str = Field(..., description="openai, anthropic, gemini, local, sim, or a registered plugin.")
     model: str | None = None
-    temperature: Annotated[float, Field(ge=0)] | Ref | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | Ref | None = None  # the APIs take 0–2 (Anthropic 0–1)
     max_tokens: Annotated[int, Field(ge=1)] | Ref | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | Ref | None = None
     seed: int | None = None

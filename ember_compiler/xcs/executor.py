@@ -92,8 +92,13 @@ class Executor:
         meta: dict[str, Any],
         row: Any = None,
         on_node: Callable[[PlanNode, float, float, str], None] | None = None,
+        on_io: Callable[[PlanNode, dict[str, Any], Any, BaseException | None], None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure."""
+        """Run the plan; returns (outputs, results by node id). Raises NodeFailed on the first failure.
+
+        `on_node(node, start, end, status)` hears of every node that finished (its span);
+        `on_io(node, inputs, result, error)` of every node that finished (`result` SKIPPED when it was
+        skipped) or failed, with the values its inputs resolved to (`--record io`)."""
         nodes = self.nodes
         results: dict[str, Any] = {}
         pending = [c.indegree for c in nodes]
@@ -102,6 +107,7 @@ class Executor:
         done: asyncio.Future[None] = loop.create_future()
         tasks: set[asyncio.Task] = set()
         started: dict[int, float] = {}
+        given: dict[int, dict[str, Any]] = {}  # with on_io: the inputs of the nodes still running
 
         def finish(i: int, value: Any) -> None:
             nonlocal left
@@ -109,6 +115,8 @@ class Executor:
             results[c.node.id] = value
             if on_node is not None:
                 on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
+            if on_io is not None:
+                on_io(c.node, given.pop(i, {}), value, None)
             left -= 1
             for j in c.dependents:
                 pending[j] -= 1
@@ -118,6 +126,8 @@ class Executor:
                 done.set_result(None)
 
         def fail(i: int, exc: BaseException) -> None:
+            if on_io is not None:
+                on_io(nodes[i].node, given.pop(i, {}), None, exc)
             if not done.done():
                 node = nodes[i].node
                 done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
@@ -130,6 +140,8 @@ class Executor:
                 started[i] = time.time()
             try:
                 values = {port: f(results, inputs) for port, f in c.inputs}
+                if on_io is not None:
+                    given[i] = values
                 if not all(g(results, inputs) for g in c.guards):
                     finish(i, SKIPPED)
                     return

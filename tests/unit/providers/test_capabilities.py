@@ -45,6 +45,19 @@ def test_reasoning_models_get_max_completion_tokens(model):
     assert body["max_completion_tokens"] == 64 and "max_tokens" not in body
 
 
+def test_reasoning_models_get_no_sampling_parameters_and_a_warning():
+    server = Server(reply("openai_structured.json"))
+    rt = runtime(server)
+    complete(rt, request({"provider": "openai", "model": "o3-mini", "temperature": 0.7, "top_p": 0.9}))
+    body = server.bodies()[0]
+    assert "temperature" not in body and "top_p" not in body
+    assert len(rt.warnings) == 2 and all("this model rejects sampling parameters" in w for w in rt.warnings)
+    # other models, and models the table does not know, keep them
+    body = openai_body({"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.7, "top_p": 0.9})
+    assert body["temperature"] == 0.7 and body["top_p"] == 0.9
+    assert openai_body({"provider": "openai", "model": "o9-preview", "temperature": 0.2})["temperature"] == 0.2
+
+
 def test_other_models_keep_max_tokens_and_unknown_models_on_openai_get_the_new_field():
     assert openai_body({"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 64})["max_tokens"] == 64
     # a model the table does not know: OpenAI's API takes max_completion_tokens for every model

@@ -197,6 +197,7 @@ def test_base_spec_is_valid(tmp_path: Path) -> None:
         ('outputs: {r: "${b.responses}"}', 'outputs: {r: "x ${b.responses}"}', "E209"),
         ("  m: {provider: sim}", "  m: {provider: sim, accuracy: '${params.n}'}", "E403"),
         ("  m: {provider: sim}", "  m: {provider: sim, max_tokens: '${inputs.q}'}", "E403"),
+        ("  m: {provider: sim}", "  m: {provider: sim, temperature: 2.5}", "E112"),  # the APIs take 0–2
     ],
 )
 def test_semantic_rules(tmp_path: Path, old: str, new: str, code: str) -> None:
