@@ -350,3 +350,19 @@ def test_the_ops_print_like_the_other_plan_nodes():
         in text
     blender = to_text(compile_spec(ROOT / "specs" / "sim" / "llm-blender.yaml"))
     assert "(17 calls, depth 3, width 12)" in blender and "llm.rank_pairs[k=2 model=ranker]" in blender
+
+
+@pytest.mark.parametrize("node,line,code", [
+    ("{op: critic, model: m, question: q}", 6, "E111"),  # no candidates
+    ("{op: critic, model: m, question: q, candidates: [a], extra: 1}", 6, "E110"),
+    ("{op: score, model: m, question: q, candidates: [a], k: 0}", 6, "E1"),
+    ("{op: score, model: nobody, question: q, candidates: [a]}", 6, "E401"),
+    ("{op: fuse, model: m, question: q, candidates: [a], top_k: -1}", 6, "E1"),
+    ("{op: fuse, model: m, question: q, candidates: \"${y.answers}\"}", 6, "E201"),
+])
+def test_critic_score_and_fuse_fields_are_checked_with_positions(tmp_path, node, line, code):
+    path = tmp_path / "spec.yaml"
+    path.write_text("ember: 1\nname: t\ninputs: {question: string}\nmodels: {m: {provider: sim}}\nnodes:\n"
+                    f"  x: {node}\noutputs: {{answer: \"${{x.text}}\"}}\n")
+    errors = [d for d in validate_paths([path]) if d.severity == "error" and d.code != "E202"]
+    assert errors and errors[0].code.startswith(code) and errors[0].line == line, errors
