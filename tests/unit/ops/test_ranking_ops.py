@@ -37,15 +37,15 @@ def _spec(tmp_path: Path, nodes: dict, models: dict, outputs: dict) -> Path:
     return path
 
 
-def _accuracy(path: Path, rows: int = ROWS) -> tuple[float, tuple[float, float]]:
+def _accuracy(path: Path, rows: int = ROWS, seed: int = 3) -> tuple[float, tuple[float, float]]:
     data = [Row(i, str(i), {"question": f"q{i}", "answer": "A"}) for i in range(rows)]
-    result = eval_plan(compile_spec(path), data, seed=3, runs_dir=None)
+    result = eval_plan(compile_spec(path), data, seed=seed, runs_dir=None)
     assert result.errors == 0
     return result.accuracy, wilson(result.accuracy * rows, rows)
 
 
-def _within(path: Path, expected: float) -> None:
-    acc, (lo, hi) = _accuracy(path)
+def _within(path: Path, expected: float, seed: int = 3) -> None:
+    acc, (lo, hi) = _accuracy(path, seed=seed)
     assert lo <= expected <= hi, (acc, expected, (lo, hi))
 
 
@@ -366,3 +366,16 @@ def test_critic_score_and_fuse_fields_are_checked_with_positions(tmp_path, node,
                     f"  x: {node}\noutputs: {{answer: \"${{x.text}}\"}}\n")
     errors = [d for d in validate_paths([path]) if d.severity == "error" and d.code != "E202"]
     assert errors and errors[0].code.startswith(code) and errors[0].line == line, errors
+
+
+def test_a_fuser_given_critiques_sees_the_right_candidate_unless_its_critique_is_flawed(tmp_path):
+    nodes = {"c": {"op": "critic", "model": "crit", "question": Q, "candidates": _cands("B", "A")},
+             "f": {"op": "fuse", "model": "fuser", "question": Q, "candidates": _cands("B", "A"),
+                   "critiques": "${c.critiques}"}}
+    models = {"crit": {"provider": "sim", "tpr": 0.7, "fpr": 0.4},
+              "fuser": {"provider": "sim", "accuracy": 0.2, "judge_accuracy": 0.9}}
+    path = _spec(tmp_path, nodes, models, {"answer": "${f.answer}"})
+    # A is seen when its critique is sound, or when both are flawed (then the fuser sees both)
+    seen = 0.7 + (1 - 0.7) * (1 - 0.4)
+    expected = seen * analytic.fuse_accuracy(True, 0.9, 0.2) + (1 - seen) * analytic.fuse_accuracy(False, 0.9, 0.2)
+    _within(path, expected, seed=4)
