@@ -11,6 +11,7 @@ from ember_compiler import api
 
 from . import eval_cmd as _eval_cmd  # noqa: F401  (registers `ember eval`)
 from . import explain_cmd as _explain_cmd  # noqa: F401  (registers `ember explain`)
+from . import import_cmd as _import_cmd  # noqa: F401  (registers `ember import`)
 from . import optimize_cmd as _optimize_cmd  # noqa: F401  (registers `ember optimize`)
 from . import output
 from . import plan_cmd as _plan_cmd  # noqa: F401  (registers `ember plan`)

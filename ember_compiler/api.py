@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PASS_NAMES", "RECORD_MAX_MB", "RUNS_DIR", "Budget", "BudgetExceeded", "ConfigError", "EmberError", "EvalSetup", "ProviderError",
     "Limits", "RunDir", "RunOptions", "SpecInvalid", "UsageError", "aevaluate", "arun", "asweep", "compile", "estimate",
-    "estimated_costs", "evaluate", "eval_job", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
+    "estimated_costs", "evaluate", "eval_job", "import_archon", "load_rows", "new_run_id", "parse_inputs", "parse_sets", "pass_name",
     "plan_text", "plot_sweep", "render_diagnostics", "report", "report_model", "explain", "diagnostic_codes", "require_plot", "run", "run_eval", "schema_text",
     "Usage", "ServeOptions", "serve", "serve_app", "sim_data", "spec_files", "sweep", "sweep_size", "validate", "list_runs", "prune_runs", "read_io",
     "aoptimize", "optimize", "optimize_size", "plot_front", "split_rows",
@@ -70,6 +70,31 @@ def validate(paths: Iterable[str | Path], *, import_operators: bool = False,
     from .compiler.check import validate_paths
 
     return validate_paths([str(p) for p in paths], import_operators=import_operators, limits=limits or Limits())
+
+
+def import_archon(config: str | Path, output: str | Path | None = None, *, sim: bool = False) -> Any:
+    """Convert an Archon JSON layer config into an Ember spec (``ember import archon``).
+
+    Returns the ``Imported`` result (``text``: the spec's YAML, ``notes``: what differs from Archon,
+    ``archon_calls`` and ``ember_calls`` per query). With ``output`` the spec is written there; it is
+    compiled either way, so a config that converts to an invalid spec is a ``SpecInvalid``. ``sim``
+    binds every model to the sim provider. Raises ``UsageError`` for what Ember cannot express.
+    """
+    import tempfile
+
+    from .compiler import compile_spec
+    from .compiler.archon import load
+    from .xcs.analysis import analyze
+
+    result = load(config, sim=sim)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(output) if output is not None else Path(tmp) / "archon.yaml"
+        try:
+            path.write_text(result.text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        result.ember_calls = analyze(compile_spec(path)).calls
+    return result
 
 
 def spec_files(path: str | Path) -> list[Path]:

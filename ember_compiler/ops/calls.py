@@ -13,6 +13,7 @@ with one line naming the model and why (``no_answer_error``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import templates
@@ -163,9 +164,11 @@ def candidate_answers(values: dict[str, Any]) -> list[str]:
 
 
 def lower_choice(ctx: Any, node: Any, **params: Any) -> list[Any]:
-    """``judge``, ``select`` and ``verify``: question and candidates, template variables only with a
-    custom prompt."""
+    """``judge``, ``select``, ``verify``, ``critic``, ``rank``, ``fuse``, ``score``: question and candidates
+    (and critiques when given), template variables only with a custom prompt."""
     inputs = {"question": ctx.value(node.question), "candidates": ctx.value(node.candidates)}
+    if getattr(node, "critiques", None) is not None:
+        inputs["critiques"] = ctx.value(node.critiques)
     node_params: dict[str, Any] = {"model": ctx.model(node.model)}
     if node.prompt is not None:
         inputs["vars"] = ctx.template_vars(node)
@@ -182,3 +185,71 @@ def choice_requests(node: Any, values: dict[str, Any], ctx: Any, role: str, defa
     prompt = custom_prompt(node, values) or default(question(values), cands)
     return ctx.requests(messages(prompt), 1, schema=schema, role=role, candidates=cands,
                         candidate_answers=[extract_answer(c) for c in cands])
+
+
+# -- critiques (critic's port, read by judge, rank and fuse) -----------------------------------------
+# A critique is aligned with the candidate list it was written for; the pairs are formed before the
+# null and blank candidates are dropped, so a skipped candidate never shifts the others' critiques.
+_ASSESSMENT = re.compile(r"^\s*\**assessment:?\**\s*:?\s*(sound|flawed)\b", re.IGNORECASE | re.MULTILINE)
+
+
+def paired(values: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+    """(position in the input list, candidate text, its critique or None) of each real candidate."""
+    raw = values.get("candidates")
+    raw = [] if raw is None else raw if isinstance(raw, list) else [raw]
+    crit = values.get("critiques")
+    crit = None if crit is None else crit if isinstance(crit, list) else [crit]
+    out = []
+    for i, c in enumerate(raw):
+        if c is None or not str(c).strip():
+            continue
+        k = crit[i] if crit is not None and i < len(crit) else None
+        out.append((i, c if isinstance(c, str) else str(c), None if k is None else str(k)))
+    return out
+
+
+def shown_critiques(pairs: list[tuple[int, str, str | None]]) -> list[str] | None:
+    """The critiques a prompt shows beside the candidates (None: the node was given none)."""
+    if all(k is None for _, _, k in pairs):
+        return None
+    return [k or "(no critique)" for _, _, k in pairs]
+
+
+def assessment(critique: str | None) -> bool | None:
+    """What a critique's last `Assessment: sound|flawed` line says (the sim critic writes one)."""
+    last = None
+    for last in _ASSESSMENT.finditer(critique or ""):  # noqa: B007 - the last one counts
+        pass
+    return None if last is None else last.group(1).lower() == "sound"
+
+
+def sim_visible(pairs: list[tuple[int, str, str | None]]) -> list[bool]:
+    """Which candidates the sim's judge, ranker and fuser consider: all but those a critique calls
+    flawed, unless that leaves none (request metadata only: real providers never read it)."""
+    keep = [assessment(k) is not False for _, _, k in pairs]
+    return keep if any(keep) else [True] * len(pairs)
+
+
+_REF = re.compile(r"^\$\{\s*([A-Za-z_][\w/-]*)\.(critiques|top_critiques)\s*\}$")
+
+
+def check_critiques(ck: Any, nid: str, node: Any, base: tuple) -> None:
+    """E330: critiques from a critic beside that critic's candidates, a rank's `top_critiques` beside its
+    `top` (or `ranked`): anything else shows each candidate another one's critique."""
+    found = _REF.match(node.critiques) if isinstance(node.critiques, str) else None
+    if found is None:
+        return
+    source, port = found.groups()
+    op, other = ck.view.ops.get(source), ck.view.nodes.get(source)
+    if other is None or (op, port) not in (("critic", "critiques"), ("rank", "top_critiques")):
+        return
+    if op == "critic":
+        aligned = node.candidates == other.candidates
+        want = f"the candidates critic '{source}' read"
+    else:
+        aligned = isinstance(node.candidates, str) and re.fullmatch(
+            rf"\$\{{\s*{re.escape(source)}\.(top|ranked)\s*\}}", node.candidates) is not None
+        want = f"'${{{source}.top}}'"
+    if not aligned:
+        ck.error((*base, "critiques"), "E330", f"{node.op} node '{nid}': critiques from '{source}' are not "
+                 f"aligned with its candidates", f"use {want} as candidates, or the critiques of these candidates")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from ..answers import before_answer, extract_answer
 from ..spec.model import Name, with_vars
 from . import calls, prompts
@@ -12,11 +14,22 @@ from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_
 
 class JudgeNode(calls.ChoiceNode):
     op: Literal["judge"]
+    critiques: Any = Field(None, description="Critiques aligned with the candidates (a critic's), shown beside them.")
     with_: dict[Name, Any] = with_vars()
 
 
 def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
-    return calls.choice_requests(node, values, ctx, "judge", prompts.judge, prompts.JUDGE_SCHEMA)
+    if values.get("critiques") is None:
+        return calls.choice_requests(node, values, ctx, "judge", prompts.judge, prompts.JUDGE_SCHEMA)
+    pairs = calls.paired(values)
+    if not pairs:
+        return []
+    cands = [c for _, c, _ in pairs]
+    prompt = calls.custom_prompt(node, values) or prompts.judge(calls.question(values), cands,
+                                                                calls.shown_critiques(pairs))
+    seen = calls.sim_visible(pairs)  # the sim's judge trusts the critic (docs/sim.md)
+    return ctx.requests(calls.messages(prompt), 1, schema=prompts.JUDGE_SCHEMA, role="judge", candidates=cands,
+                        candidate_answers=[extract_answer(c) for c, s in zip(cands, seen, strict=True) if s])
 
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
@@ -44,8 +57,9 @@ OP = OpDef(
     plan_ops=(JUDGE,),
     model_fields=("model",),
     template_fields=("prompt",),
+    check=calls.check_critiques,
     sdk=SdkDef("Judge", "A model reads the candidates and writes the answer. Output: ``answer``, "
                "``reasoning``, ``text``.", {"model": REQUIRED, "prompt": None},
-               value_fields=("question", "candidates")),
+               value_fields=("question", "candidates", "critiques")),
     example={"op": "judge", "model": "m", "question": "${inputs.question}", "candidates": ["Answer: A", "Answer: B"]},
 )

@@ -31,6 +31,7 @@ class BuiltinOp(Operator):
 
     op: ClassVar[str]
     value_fields: ClassVar[tuple[str, ...]] = ()  # Input fields that are spec fields; the rest go to with:
+    optional_fields: ClassVar[frozenset[str]] = frozenset()  # value fields a call may leave out
     template_fields: ClassVar[tuple[str, ...]] = ()
 
     def runs_on_loop(self) -> bool:
@@ -64,6 +65,8 @@ class BuiltinOp(Operator):
         node: dict[str, Any] = {"op": self.op, **self.static_fields()}
         bound: dict[str, Any] = {}
         for key, value in values.items():
+            if value is None and key in self.value_fields and key in self.optional_fields:
+                continue  # an optional input not given: the node is the spec without the field
             target = node if key in self.value_fields else bound
             target[key] = tracer.value(value, f"{self.op_name} input '{key}'")
         missing = sorted(self.template_variables() - bound.keys() - set(known) - set(tracer.nodes))
@@ -95,7 +98,9 @@ class BuiltinOp(Operator):
 def _input_model(op: OpDef) -> type[BaseModel]:
     """Value fields are required inputs; a template op also takes its variables by name."""
     config = ConfigDict(extra="allow") if op.template_fields else ConfigDict()
-    fields: dict[str, Any] = {name: (Any, ...) for name in op.sdk.value_fields}
+    spec_fields = op.node.model_fields
+    fields: dict[str, Any] = {name: (Any, ... if spec_fields[name].is_required() else None)  # critiques=
+                              for name in op.sdk.value_fields}
     return create_model(f"{op.sdk.name}Input", __config__=config, **fields)
 
 
@@ -134,6 +139,7 @@ def _operator_class(op: OpDef) -> type[BuiltinOp]:
     return type(op.sdk.name, (BuiltinOp,), {
         "__doc__": op.sdk.doc, "__module__": __name__, "__qualname__": op.sdk.name, "__init__": _init(op),
         "op": op.name, "value_fields": op.sdk.value_fields, "template_fields": op.template_fields,
+        "optional_fields": frozenset(f for f in op.sdk.value_fields if not op.node.model_fields[f].is_required()),
         "null_tolerant": bool(own is not None and own.null_tolerant),
         "Input": _input_model(op), "Output": _output_model(op),
     })

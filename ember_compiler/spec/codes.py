@@ -324,6 +324,14 @@ _ALL = (
          "List two or more bindings, or use generate.\n\n"
          "  # before\n  r: {op: race, models: [fast], prompt: hi}\n\n"
          "  # after\n  r: {op: race, models: [fast, backup], prompt: hi}"),
+    Code("E330", "critiques-not-aligned",
+         "`critiques:` from a critic (or a rank's `top_critiques`) beside candidates they were not written for",
+         "A critique is aligned with the candidate list its critic read (Archon's rule: a critic feeds the "
+         "ranker or fuser of the same candidates); beside another list, each candidate would be shown "
+         "another one's critique.",
+         "Give the node the critic's own `candidates` (or, after a rank, its `top` with its `top_critiques`).\n\n"
+         "  # before\n  f: {op: fuse, model: m, question: q, candidates: \"${r.top}\", critiques: \"${c.critiques}\"}\n\n"
+         "  # after\n  f: {op: fuse, model: m, question: q, candidates: \"${r.top}\", critiques: \"${r.top_critiques}\"}"),
     # -- E4xx: models and providers ---------------------------------------------------------------------
     Code("E401", "undefined-model",
          "undefined model name (in `model`, `models`, `prover`, `verifier`)",

@@ -7,6 +7,8 @@
 - `mixture(k)` — the easy/hard mixture `ember sweep` studies (ALPHA easy rows at P_EASY, the rest at
   P_HARD with wrong-answer weights WRONG): non-monotone, best at k = 7.
 - `mixture_rows(n, seed)` — `n` sim rows drawn from that same mixture, as eval `Row`s.
+- `pairwise_top_accuracy`, `listwise_top_accuracy`, `best_of_n_accuracy`, `fuse_accuracy`,
+  `critic_judge_accuracy` — the sim semantics of rank, score, fuse and critic (docs/sim.md).
 
 A sim study's measured accuracy must agree with these within its sampling error.
 """
@@ -123,3 +125,57 @@ def sequential_verify(n: int, p: float, tpr: float, fpr: float) -> tuple[float, 
     q = p * tpr + (1 - p) * fpr
     right = p * tpr * (1 - (1 - q) ** n) / q + p * (1 - tpr) * (1 - q) ** (n - 1)
     return right, (1 - (1 - q) ** n) / q
+# -- the sim semantics of rank, score, fuse and critic (docs/sim.md), computed exactly ----------------
+def pairwise_top_accuracy(correct: list[bool], q: float) -> float:
+    """P(pairwise rank's first candidate is correct): every ordered pair compared once, a correct one
+    preferred to a wrong one with probability q, two of a kind 1/2 each; s_i = wins − losses, ties to
+    the earlier candidate. Exact, by enumerating the 2^(N(N−1)) outcomes."""
+    n = len(correct)
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    total = 0.0
+    for outcome in product((True, False), repeat=len(pairs)):  # True: the first shown wins
+        pr, score = 1.0, [0] * n
+        for (a, b), first in zip(pairs, outcome, strict=True):
+            p_first = 0.5 if correct[a] == correct[b] else q if correct[a] else 1 - q
+            pr *= p_first if first else 1 - p_first
+            win, lose = (a, b) if first else (b, a)
+            score[win] += 1
+            score[lose] -= 1
+        top = max(range(n), key=lambda i: (score[i], -i))
+        total += pr * correct[top]
+    return total
+
+
+def listwise_top_accuracy(correct: list[bool], q: float) -> float:
+    """P(listwise rank's first candidate is correct): q with both kinds present, else 1 or 0."""
+    if all(correct) or not any(correct):
+        return float(all(correct))
+    return q
+
+
+def best_of_n_accuracy(right: int, wrong: int, q: float) -> float:
+    """P(score's argmax is correct) with `right` correct and `wrong` wrong candidates: cα/(cα + w), α = q/(1−q)."""
+    if right == 0:
+        return 0.0
+    if wrong == 0 or q >= 1:
+        return 1.0
+    alpha = q / (1 - q)
+    return right * alpha / (right * alpha + wrong)
+
+
+def fuse_accuracy(sees_right: bool, q: float, p: float) -> float:
+    """P(a fuser is correct): judge_accuracy q when a correct candidate is among those it sees, else accuracy p."""
+    return q if sees_right else p
+
+
+def critic_judge_accuracy(answers: list[str], truth: str, tpr: float, fpr: float, q: float) -> float:
+    """P(a judge given a critic's critiques is correct): each critique calls a correct candidate sound with
+    probability tpr and a wrong one with fpr; the judge sees the sound ones (all when none is) and picks the
+    truth with probability q when it is there beside other answers (always when it is the only one)."""
+    total = 0.0
+    for flags in product((True, False), repeat=len(answers)):
+        pr = math.prod((tpr if a == truth else fpr) if f else 1 - (tpr if a == truth else fpr)
+                       for a, f in zip(answers, flags, strict=True))
+        seen = {a for a, f in zip(answers, flags, strict=True) if f} or set(answers)
+        total += pr * (0.0 if truth not in seen else 1.0 if len(seen) == 1 else q)
+    return total
