@@ -125,6 +125,8 @@ def sequential_verify(n: int, p: float, tpr: float, fpr: float) -> tuple[float, 
     q = p * tpr + (1 - p) * fpr
     right = p * tpr * (1 - (1 - q) ** n) / q + p * (1 - tpr) * (1 - q) ** (n - 1)
     return right, (1 - (1 - q) ** n) / q
+
+
 # -- the sim semantics of rank, score, fuse and critic (docs/sim.md), computed exactly ----------------
 def pairwise_top_accuracy(correct: list[bool], q: float) -> float:
     """P(pairwise rank's first candidate is correct): every ordered pair compared once, a correct one
