@@ -16,7 +16,7 @@ A run folder's trace (`compress=True`) that ends larger than `COMPRESS_OVER` byt
 step is a temp file, fsync and rename, and the plain file is removed only once the other is in place,
 so a kill at any moment leaves a readable trace: when both names exist they hold the same spans, and
 the plain one is read. A resumed eval's tracer first restores the plain file (`compress=True` again),
-then appends to it.
+then appends to it, on a new line when a kill left the last one torn (a reader skips that line).
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ class Tracer:
             if self.compress:
                 restore(self.path)
             self._file = self.path.open("a", encoding="utf-8")
+            if self._file.tell() and not _ends_with_newline(self.path):
+                self._file.write("\n")  # an earlier run was killed mid-line: keep the first new span whole
         lines = [_encode({
             "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "name": name, "kind": kind,
             "start_time_unix_nano": int(start_s * 1e9), "end_time_unix_nano": int(end_s * 1e9),
@@ -138,6 +140,12 @@ class Tracer:
                 compress(self.path)
             except OSError as exc:  # disk full while compressing: the plain trace is still whole
                 raise OSError(exc.errno, exc.strerror, str(gz_path(self.path))) from exc
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def gz_path(path: Path) -> Path:

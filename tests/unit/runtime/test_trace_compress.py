@@ -21,7 +21,7 @@ from ember_compiler.eval.dataset import Row
 from ember_compiler.eval.runner import EvalJob
 from ember_compiler.eval.simdata import sim_rows
 from ember_compiler.runtime import trace as trace_mod
-from ember_compiler.runtime.trace import compress, read_trace, restore
+from ember_compiler.runtime.trace import Tracer, compress, read_trace, restore
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 
@@ -161,3 +161,15 @@ def test_a_sigkill_while_the_gz_is_being_written_leaves_the_plain_trace_whole(tm
     child.wait()
     assert path.is_file() and not (tmp_path / "trace.jsonl.gz").exists()
     assert [s["span_id"] for s in read_trace(path)] == ids
+
+
+def test_spans_appended_after_a_torn_last_line_start_on_a_line_of_their_own(tmp_path):
+    path = tmp_path / "trace.jsonl"
+    ids = write_trace(path, 3)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"trace_id":"ab","span_id":"cut')  # a kill mid-write: no newline
+    compress(path)  # and the run ended compressed; the resume restores, then appends
+    tracer = Tracer(path, compress=True)
+    tracer.span("t" * 32, "feedfeedfeedfeed", None, "invoke_workflow x", "INTERNAL", 1.0, 2.0, "OK", {})
+    tracer.close()
+    assert [s["span_id"] for s in read_trace(path)] == [*ids, "feedfeedfeedfeed"]
