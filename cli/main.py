@@ -134,7 +134,8 @@ def run(
         else:
             output.print_outputs(result)
         if result.run_dir is not None and not json_out and not no_trace:
-            output.note(f"trace: {result.run_dir / 'trace.jsonl'}")
+            kept = [p for p in (result.run_dir / "trace.jsonl", result.run_dir / "trace.jsonl.gz") if p.is_file()]
+            output.note(f"trace: {kept[0] if kept else result.run_dir / 'trace.jsonl'}")
         if result.run_dir is not None and not json_out and record is not None:
             kept = [p for p in (result.run_dir / "io.jsonl", result.run_dir / "io.jsonl.gz") if p.is_file()]
             if kept:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..runs.rundir import RESULT, ROWS, RUNS_DIR, STUDY, TRACE, RunDir
+from ..runs.rundir import RESULT, ROWS, RUNS_DIR, STUDY, TRACE, TRACE_GZ, RunDir
 from ..runtime.iorecord import IO_FILE, IO_GZ
 from ..xcs.plan import Plan
 from ..xcs.verify import PlanError
@@ -39,7 +39,7 @@ def locate(target: str | Path, runs_dir: Path = RUNS_DIR) -> Path:
         UsageError: neither names a run folder (the most recent run ids are listed).
     """
     for path in (Path(target), Path(runs_dir) / str(target)):
-        if path.is_dir() and any((path / f).exists() for f in (RESULT, TRACE, ROWS)):
+        if path.is_dir() and any((path / f).exists() for f in (RESULT, TRACE, TRACE_GZ, ROWS)):
             return path
     recent = sorted(p.name for p in Path(runs_dir).iterdir() if p.is_dir())[-5:] if Path(runs_dir).is_dir() else []
     hint = f" (recent runs: {', '.join(recent)})" if recent else ""

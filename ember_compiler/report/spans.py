@@ -1,7 +1,7 @@
 """What a run's spans say, as the report draws it: every model call on a timeline, packed into lanes, and
 the per-node figures (calls, tokens, cost, latency, errors, cache hits).
 
-Spans are the lines of `trace.jsonl` (`runtime/trace.py`): one `invoke_workflow` span per run or eval
+Spans are the lines of `trace.jsonl` or `trace.jsonl.gz` (`runtime/trace.py`): one `invoke_workflow` span per run or eval
 row (its `ember.example.id` names the row), one `node ID` span per plan node that ran, one `chat MODEL`
 span per model request (`ember.samples` of them are calls).
 """
@@ -9,11 +9,12 @@ span per model request (`ember.samples` of them are calls).
 from __future__ import annotations
 
 import heapq
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from ..runtime.trace import read_trace
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -24,19 +25,10 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def read_spans(folder: Path) -> list[dict[str, Any]]:
-    """Every span of the run in `folder`: `trace.jsonl` and the Ray workers' `trace.<worker>.jsonl`.
-    A torn line (a run killed mid-write) is skipped."""
-    spans: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("trace*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    span = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(span, dict) and "start_time_unix_nano" in span:
-                    spans.append(span)
-    return spans
+    """Every span of the run in `folder`: `trace.jsonl` (or its `.gz`) and the Ray workers'
+    `trace.<worker>.jsonl`. A torn line (a run killed mid-write) is skipped."""
+    names = {p.name.removesuffix(".gz") for p in folder.glob("trace*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz"))}
+    return [span for name in sorted(names) for span in read_trace(folder / name)]
 
 
 def row_of_trace(spans: Iterable[dict[str, Any]]) -> dict[str, str]:

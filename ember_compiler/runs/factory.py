@@ -47,7 +47,7 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
         plan: the plan to run: its budget and models choose the budget and the cache. Without one,
             no budget and no cache unless given.
         trace: the trace file, or a `Tracer` to use (`ember serve`'s rotating one); default `run_dir`'s
-            `trace.jsonl` when `options.trace`, else none.
+            `trace.jsonl` when `options.trace` (gzipped to `trace.jsonl.gz` at close when large), else none.
         budget: a spending tracker (`Spending`, or the cluster's); default one for the plan's limits.
         cache: a response cache or None; default `open_cache(options, plan)` when there is a plan.
         gates: makes each model's gate (`cluster.GateFactory` on Ray); None: this process's own.
@@ -59,6 +59,7 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
     """
     options = options or RunOptions()
     policy = get_scheduler(options.scheduler)
+    folder_trace = trace is AUTO  # the run folder's trace: gzipped at close when large
     if trace is AUTO:
         trace = run_dir.trace_path if run_dir is not None and options.trace else None
     if budget is AUTO:
@@ -67,7 +68,7 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
     if cache is AUTO:
         cache = open_cache(options, plan) if plan is not None else None
     export, missing = _export(options) if plan is not None or run_dir is not None else (None, None)
-    tracer = trace if isinstance(trace, Tracer) else Tracer(trace, export)
+    tracer = trace if isinstance(trace, Tracer) else Tracer(trace, export, compress=folder_trace)
     runtime = Runtime(tracer=tracer, transport=options.transport,
                       max_in_flight=policy.max_in_flight(), budget=budget, cache=cache, gates=gates, **mechanics)
     if missing:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .rundir import RESULT, ROWS, STUDY, TRACE
+from .rundir import RESULT, ROWS, STUDY, TRACE, TRACE_GZ
 
 RUN_ID = re.compile(r"^(\d{8}-\d{6})-[0-9a-f]{6}$")
-RUN_FILES = (RESULT, TRACE, ROWS, STUDY, "io.jsonl", "io.jsonl.gz")
+RUN_FILES = (RESULT, TRACE, TRACE_GZ, ROWS, STUDY, "io.jsonl", "io.jsonl.gz")
 DEFAULT_KEEP = 20
 BUSY_S = 600  # a run without result.json whose files changed this recently may still be running
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -1,7 +1,8 @@
 """`RunDir`: a run's folder `.ember/runs/<run-id>/` and the files in it.
 
 - `trace.jsonl`: spans (runtime/trace.py), written while the run goes (on Ray, each worker's in
-  `trace.<worker>.jsonl` when the folder is reachable from its host);
+  `trace.<worker>.jsonl` when the folder is reachable from its host); over 4 MB when the run ends, it
+  is gzipped to `trace.jsonl.gz` (`runtime.trace.read_trace` reads either);
 - `result.json`: the summary, written when the run ends (also when it failed or was interrupted);
 - `rows.jsonl` (eval): one record per finished row, streamed;
 - `plan.json`: the plan that ran (the xcs plan's JSON, after passes), written when the run starts, so
@@ -26,6 +27,7 @@ from ..errors import UsageError
 
 RUNS_DIR = Path(".ember") / "runs"
 TRACE, RESULT, ROWS, STUDY, PLAN = "trace.jsonl", "result.json", "rows.jsonl", "study.json", "plan.json"
+TRACE_GZ = TRACE + ".gz"
 # what must match for a resume to continue the same study (the rest is informational)
 IDENTITY = ("plan_hash", "data_sha256", "seed", "sets", "map", "limit", "sample", "metrics")
 
