@@ -560,15 +560,16 @@ def report_model(run: str | Path, *, runs_dir: str | Path = RUNS_DIR) -> dict[st
 
     return load(locate(run, Path(runs_dir)))
 # -- searching ----------------------------------------------------------------------------------------
-def optimize_size(spec: str | Path, sets: list[str] | None) -> int:
-    """How many points the search space of `sets` (else the spec's `search:` section) has.
+def optimize_size(spec: str | Path, sets: list[str] | None, limits: Limits | None = None) -> int:
+    """How many points the search space of `sets` (else the spec's `search:` section) has; `limits`
+    caps the spec file read for its `search:` section (default: the standard limits).
 
     Raises:
         UsageError: a malformed `--set`, or no dimension to search.
     """
     from .eval.optimize import search_space
 
-    return search_space(spec, sets)[1].size
+    return search_space(spec, sets, *([limits] if limits is not None else []))[1].size
 
 
 def split_rows(rows: list[Row], fraction: float, seed: int = 0) -> tuple[list[Row], list[Row]]:

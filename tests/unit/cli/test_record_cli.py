@@ -1,4 +1,4 @@
-"""`--record io` and `ember runs` through the real CLI (issue 16): the flags on run, eval and sweep, the
+"""`--record io` and `ember runs` through the real CLI (issue 16): the flags on run, eval, sweep and optimize, the
 size-cap warning on stderr, no key in io.jsonl whatever the server does, and listing and pruning runs."""
 
 from __future__ import annotations
@@ -43,6 +43,26 @@ def test_run_eval_and_sweep_take_record_io(tmp_path):
     for i, n in enumerate((1, 2)):  # each point keeps its own records
         point = [r for r in read_io(sweep / f"point-{i}") if r["kind"] == "node" and r["node"] == "candidates"]
         assert len(point) == 2 and all(len(r["outputs"]["responses"]) == n for r in point)
+
+
+def test_optimize_records_io_in_each_points_folder(tmp_path):
+    op = _ember("optimize", SPEC, "--data", DATA, "--limit", "2", "--set", "candidates.n=1,2", "--method",
+                "exhaustive", "--record", "io", "--no-progress", "--runs-dir", tmp_path)
+    assert op.exit_code == 0, op.output
+    search = _only_run(tmp_path)
+    assert (search / "optimize.json").is_file()
+    for i, n in enumerate((1, 2)):  # each evaluation keeps its own records, through the shared runtime
+        point = [r for r in read_io(search / f"point-{i}") if r["kind"] == "node" and r["node"] == "candidates"]
+        assert len(point) == 2 and all(len(r["outputs"]["responses"]) == n for r in point)
+
+
+def test_optimize_takes_the_spec_limits(tmp_path):
+    big = _ember("optimize", SPEC, "--data", DATA, "--set", "candidates.n=1,2", "--max-spec-bytes", "10",
+                 "--no-progress", "--runs-dir", tmp_path)
+    assert big.exit_code == 1 and "[E104]" in big.output
+    small = _ember("optimize", SPEC, "--data", DATA, "--limit", "2", "--set", "candidates.n=1,2", "--method",
+                   "exhaustive", "--size-limit", "n=1", "--no-progress", "--runs-dir", tmp_path)
+    assert small.exit_code == 1 and "(limit 1)" in small.output and "[E314]" in small.output
 
 
 def test_the_size_cap_warns_on_stderr(tmp_path):
