@@ -157,6 +157,24 @@ def test_runs_lists_recent_runs_newest_first(tmp_path):
     assert text[1].split()[0] == ev["run_id"] and "unfinished" in text[3]
 
 
+def test_runs_lists_an_optimize_search(tmp_path):
+    runs = tmp_path / "runs"
+    op = _ember("optimize", SPEC, "--data", DATA, "--limit", "3", "--set", "candidates.n=1,2", "--method",
+                "exhaustive", "--no-trace", "--no-progress", "--json", "--runs-dir", runs)
+    assert op.exit_code == 0, op.output
+    found = json.loads(op.stdout)
+    (row,) = json.loads(_ember("runs", "--runs-dir", runs, "--json").stdout)
+    assert row["command"] == "optimize" and row["spec"].endswith("ensemble-judge.yaml") and row["status"] == "ok"
+    assert row["rows"] == 3 * 2  # rows per evaluation × evaluations
+    assert row["accuracy"] == found["best"]["metrics"]["accuracy"] and row["cost_usd"] == found["spent"]["cost_usd"]
+    search = runs / row["run_id"]
+    record = json.loads((search / "optimize.json").read_text())
+    (search / "optimize.json").write_text(json.dumps({**record, "status": "running"}))  # a search still going
+    assert json.loads(_ember("runs", "--runs-dir", runs, "--json").stdout)[0]["status"] == "running"
+    kept = _ember("runs", "--prune", "--keep", "0", "--runs-dir", runs, "--json")
+    assert json.loads(kept.stdout)["removed"] == [] and search.is_dir()
+
+
 def test_prune_keeps_the_newest_and_only_touches_run_folders(tmp_path):
     runs = tmp_path / "runs"
     ids = [f"2020010{d}-000000-abcdef" for d in range(1, 6)]
