@@ -33,7 +33,7 @@ from ..compiler.sets import apply_sets
 from ..errors import UsageError
 from ..runs import RUNS_DIR, RunDir, RunOptions, make_runtime
 from ..runs.factory import budget_limits, open_cache
-from ..runs.rundir import atomic_write_text, file_sha256
+from ..runs.rundir import OPTIMIZE, atomic_write_text, file_sha256
 from ..runtime.budget import Spending
 from ..spec.limits import DEFAULT, Limits
 from .dataset import Row
@@ -42,7 +42,7 @@ from .runner import EvalJob
 from .search import OBJECTIVES, Scored, Search, Space, pareto_front, run_method
 from .sweep import parse_axes
 
-FILE = "optimize.json"
+FILE = OPTIMIZE
 _KEPT = ("metrics", "ci95", "rows", "scored", "errors", "calls", "calls_per_row", "requests", "input_tokens",
          "output_tokens", "cost_usd", "cost_per_row_usd", "wall_s")
 Evaluator = Callable[[dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]

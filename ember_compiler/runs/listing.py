@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .rundir import RESULT, ROWS, STUDY, TRACE
+from .rundir import OPTIMIZE, RESULT, ROWS, STUDY, TRACE
 
 RUN_ID = re.compile(r"^(\d{8}-\d{6})-[0-9a-f]{6}$")
-OPTIMIZE = "optimize.json"
 RUN_FILES = (RESULT, TRACE, ROWS, STUDY, OPTIMIZE, "io.jsonl", "io.jsonl.gz")
 DEFAULT_KEEP = 20
 BUSY_S = 600  # a run without result.json whose files changed this recently may still be running
