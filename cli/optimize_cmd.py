@@ -15,19 +15,26 @@ from ember_compiler import api
 
 from . import output
 from .app import (
+    AllowOutsideOpt,
     CacheModeOpt,
     CacheOpt,
     MaxCallsOpt,
     MaxCostOpt,
+    MaxSpecBytesOpt,
     NoCacheOpt,
     NoPassOpt,
     NoTraceOpt,
+    OtlpOpt,
+    RecordMaxMbOpt,
+    RecordOpt,
     RowConcurrencyOpt,
     RunsDirOpt,
     SchedulerOpt,
+    SizeLimitOpt,
     SpecArg,
     app,
     errors,
+    limits,
     run_options,
 )
 from .eval_cmd import LimitOpt, MapOpt, MetricOpt, SampleOpt, print_warnings
@@ -168,15 +175,22 @@ def optimize(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     runs_dir: RunsDirOpt = None,
     no_trace: NoTraceOpt = False,
+    record: RecordOpt = None,
+    record_max_mb: RecordMaxMbOpt = api.RECORD_MAX_MB,
+    otlp: OtlpOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    max_spec_bytes: MaxSpecBytesOpt = None,
+    size_limit: SizeLimitOpt = None,
 ) -> None:
     """Search SPEC's --set space (or its `search:` section) for the best configuration on a dataset."""
     with errors():
         options = run_options(seed=seed, scheduler=scheduler, no_pass=no_pass, max_cost=max_cost, max_calls=max_calls,
                               cache=cache, no_cache=no_cache, cache_mode=cache_mode, row_concurrency=row_concurrency,
-                              runs_dir=runs_dir, no_trace=no_trace)
+                              runs_dir=runs_dir, no_trace=no_trace, record=record, record_max_mb=record_max_mb,
+                              otlp=otlp, limits=limits(allow_outside, max_spec_bytes, size_limit))
         if plot is not None:
             api.require_plot()
-        size = api.optimize_size(spec, set)
+        size = api.optimize_size(spec, set, options.limits)
         planned = size if method == "exhaustive" else min(size, max_evals) if max_evals else \
             None if method == "coordinate" else min(size, 100)
         run_id = resume or api.new_run_id()

@@ -20,8 +20,8 @@ def report(
                                              "(default: report.html in the run's folder).")] = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Write a run's report: summary, plan, nodes, timeline of calls, rows (eval), curves (sweep); one
-    HTML file that works offline."""
+    """Write a run's report: summary, plan, nodes, timeline of calls, rows (eval), curves (sweep,
+    optimize); one HTML file that works offline."""
     with errors():
         path = api.report(run, out, runs_dir=runs_dir or api.RUNS_DIR)
         output.note(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

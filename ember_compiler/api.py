@@ -532,7 +532,8 @@ def plot_sweep(result: SweepResult, path: str | Path, *, title: str = "", fit: S
 def report(run: str | Path, out: str | Path | None = None, *, runs_dir: str | Path = RUNS_DIR) -> Path:
     """Write a run's report: one self-contained HTML page (summary, plan graph, per-node table, timeline of
     every call, an eval's rows with filters and, with `--record io`, a drill-down per row; a sweep's
-    curves and Pareto front) that opens offline.
+    curves and Pareto front; an optimize search's evaluations against calls and cost with the front, the
+    best point and the trajectory) that opens offline.
 
     Args:
         run: the run's folder, or its id in `runs_dir`.
@@ -551,7 +552,7 @@ def report(run: str | Path, out: str | Path | None = None, *, runs_dir: str | Pa
 
 def report_model(run: str | Path, *, runs_dir: str | Path = RUNS_DIR) -> dict[str, Any]:
     """The data a run's report shows, as one JSON-able dict (see `ember_compiler.report.data`): `kind`,
-    `summary`, `plan`, `nodes`, `timeline` (every request with its lane), `rows`, `io`, `sweep`.
+    `summary`, `plan`, `nodes`, `timeline` (every request with its lane), `rows`, `io`, `sweep`, `optimize`.
 
     Raises:
         UsageError: `run` names no run folder, or one of its files cannot be read.
@@ -560,15 +561,16 @@ def report_model(run: str | Path, *, runs_dir: str | Path = RUNS_DIR) -> dict[st
 
     return load(locate(run, Path(runs_dir)))
 # -- searching ----------------------------------------------------------------------------------------
-def optimize_size(spec: str | Path, sets: list[str] | None) -> int:
-    """How many points the search space of `sets` (else the spec's `search:` section) has.
+def optimize_size(spec: str | Path, sets: list[str] | None, limits: Limits | None = None) -> int:
+    """How many points the search space of `sets` (else the spec's `search:` section) has; `limits`
+    caps the spec file read for its `search:` section (default: the standard limits).
 
     Raises:
         UsageError: a malformed `--set`, or no dimension to search.
     """
     from .eval.optimize import search_space
 
-    return search_space(spec, sets)[1].size
+    return search_space(spec, sets, *([limits] if limits is not None else []))[1].size
 
 
 def split_rows(rows: list[Row], fraction: float, seed: int = 0) -> tuple[list[Row], list[Row]]:

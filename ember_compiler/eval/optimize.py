@@ -33,21 +33,22 @@ from ..compiler.sets import apply_sets
 from ..errors import UsageError
 from ..runs import RUNS_DIR, RunDir, RunOptions, make_runtime
 from ..runs.factory import budget_limits, open_cache
-from ..runs.rundir import atomic_write_text, file_sha256
+from ..runs.rundir import OPTIMIZE, atomic_write_text, file_sha256
 from ..runtime.budget import Spending
+from ..spec.limits import DEFAULT, Limits
 from .dataset import Row
 from .metrics import Metric, parse_metrics
 from .runner import EvalJob
 from .search import OBJECTIVES, Scored, Search, Space, pareto_front, run_method
 from .sweep import parse_axes
 
-FILE = "optimize.json"
+FILE = OPTIMIZE
 _KEPT = ("metrics", "ci95", "rows", "scored", "errors", "calls", "calls_per_row", "requests", "input_tokens",
          "output_tokens", "cost_usd", "cost_per_row_usd", "wall_s")
 Evaluator = Callable[[dict[str, Any]], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 
 
-def search_space(spec: str | Path, sets: list[str] | None) -> tuple[dict[str, Any], Space]:
+def search_space(spec: str | Path, sets: list[str] | None, limits: Limits = DEFAULT) -> tuple[dict[str, Any], Space]:
     """(fixed overrides, space): `--set PATH=V1,V2` items are dimensions, `PATH=V` fixed; without a
     dimension on the command line, the spec's `search:` section is the space.
 
@@ -56,7 +57,7 @@ def search_space(spec: str | Path, sets: list[str] | None) -> tuple[dict[str, An
     """
     fixed, axes = parse_axes(sets)
     if not axes:
-        declared = _declared_search(spec)
+        declared = _declared_search(spec, limits)
         axes = [(p, v) for p, v in declared.items() if p not in fixed]
     if not axes:
         raise UsageError("nothing to search: give --set PATH=V1,V2,... (two values or more), or a `search:` "
@@ -64,10 +65,10 @@ def search_space(spec: str | Path, sets: list[str] | None) -> tuple[dict[str, An
     return fixed, Space(axes)
 
 
-def _declared_search(spec: str | Path) -> dict[str, list[Any]]:
+def _declared_search(spec: str | Path, limits: Limits) -> dict[str, list[Any]]:
     from ..spec.loader import load_document
 
-    data = load_document(spec).data
+    data = load_document(spec, max_bytes=limits.spec_bytes).data
     search = data.get("search") if isinstance(data, dict) else None
     return {str(p): _plain(v) for p, v in search.items()} if isinstance(search, dict) else {}
 
@@ -245,7 +246,7 @@ async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | No
     options = options or RunOptions()
     metrics = metrics or parse_metrics(None)
     spec = Path(spec)
-    fixed, space = search_space(spec, sets)
+    fixed, space = search_space(spec, sets, options.limits)
     fixed = {**options.sets, **fixed}
     begin = space.start(_start_point(start))
     run = RunDir.new(options.runs_dir, resume or run_id)
@@ -257,7 +258,8 @@ async def optimize_async(spec: str | Path, rows: list[Row], sets: list[str] | No
         if key not in plans:
             if len(plans) > 64:
                 plans.clear()
-            plans[key] = compile_spec(spec, {**fixed, **point}, batch=True, disable=options.disable_passes)
+            plans[key] = compile_spec(spec, {**fixed, **point}, batch=True, disable=options.disable_passes,
+                                      limits=options.limits)
         return plans[key]
 
     first_plan = plan_for(begin)  # a spec invalid from the start says so before anything runs

@@ -1,6 +1,7 @@
 """The report's charts as SVG written here, from the same data the page carries: the timeline of calls
 (a Gantt chart, one bar per request in the lanes `spans.pack` gave them) and a sweep's accuracy against
-calls per row and against cost per row, with intervals and the Pareto front.
+calls per row and against cost per row (a sweep's points, a search's evaluations), with intervals, the
+Pareto front and a search's best point.
 
 SVG from Python rather than a JavaScript chart library: the page stays one small file with nothing
 vendored, the charts are there before any script runs (and in a browser with scripts off), and tests
@@ -77,9 +78,12 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def curve_svg(points: list[dict[str, Any]], x_key: str, x_label: str, front: list[int]) -> str:
-    """Accuracy (with its 95% interval) against `x_key` for every sweep point; the front is drawn as a
-    stepped line through its points, which are filled."""
+def curve_svg(points: list[dict[str, Any]], x_key: str, x_label: str, front: list[int], *,
+              best: int | None = None, scatter: bool = False) -> str:
+    """Accuracy (with its 95% interval) against `x_key` for every point; the front is drawn as a
+    stepped line through its points, which are filled; `best` (a position in `points`) is ringed.
+    A sweep's points are joined in x order and all labelled; a `scatter` (a search's evaluations, maybe
+    many) is not joined and labels only the front and the best point."""
     w, h, ml, mb, mt, mr = 460, 300, 52, 42, 14, 36
     xs = [p[x_key] for p in points]
     ys = [p["accuracy"] for p in points]
@@ -110,9 +114,10 @@ def curve_svg(points: list[dict[str, Any]], x_key: str, x_label: str, front: lis
     parts.append(f'<text class="label" x="{(ml + w - mr) / 2:.0f}" y="{h - 6}" text-anchor="middle">'
                  f'{escape(x_label)}</text><text class="label" x="12" y="{(mt + h - mb) / 2:.0f}" '
                  f'transform="rotate(-90 12 {(mt + h - mb) / 2:.0f})" text-anchor="middle">accuracy</text>')
-    order = sorted(range(len(points)), key=lambda i: xs[i])
-    parts.append('<polyline class="line" points="' + " ".join(f"{px(xs[i]):.1f},{py(ys[i]):.1f}" for i in order)
-                 + '"/>')
+    if not scatter:
+        order = sorted(range(len(points)), key=lambda i: xs[i])
+        parts.append('<polyline class="line" points="' + " ".join(f"{px(xs[i]):.1f},{py(ys[i]):.1f}" for i in order)
+                     + '"/>')
     steps = []
     for k, i in enumerate(front):
         steps.append(f"{px(xs[i]):.1f},{py(ys[i]):.1f}")
@@ -125,6 +130,10 @@ def curve_svg(points: list[dict[str, Any]], x_key: str, x_label: str, front: lis
                      f'<circle class="pt{" onfront" if i in front else ""}" data-point="{i}" cx="{x:.1f}" '
                      f'cy="{py(ys[i]):.1f}" r="4.5"><title>{escape(p["label"])}: accuracy {ys[i]:.4f}, '
                      f'{escape(x_label)} {xs[i]:.4g}</title></circle>'
-                     f'<text class="pl" x="{x + 6:.1f}" y="{py(ys[i]) - 6:.1f}">{escape(p["label"])}</text>')
+                     + (f'<text class="pl" x="{x + 6:.1f}" y="{py(ys[i]) - 6:.1f}">{escape(p["label"])}</text>'
+                        if not scatter or i in front or i == best else ""))
+    if best is not None:
+        parts.append(f'<circle class="best" data-point="{best}" cx="{px(xs[best]):.1f}" cy="{py(ys[best]):.1f}" r="8">'
+                     f'<title>best: {escape(points[best]["label"])}</title></circle>')
     parts.append("</svg>")
     return "".join(parts)

@@ -3,13 +3,15 @@ has to compute in the browser except filtering.
 
 The model (`load(folder)`):
 
-- `kind` (`run`, `eval` or `sweep`), `run_id`, `title`, `summary` (the headline figures), `warnings`;
+- `kind` (`run`, `eval`, `sweep` or `optimize`), `run_id`, `title`, `summary` (the headline figures), `warnings`;
 - `plan` (the plan's JSON from `plan.json`, or None with `plan_note` saying why);
 - `nodes` (per-node figures from the spans, `spans.node_stats`), `timeline` (`spans.calls`);
 - `rows` (eval: one compact record per row), `metrics` (the metric names);
 - `io` (row key -> that row's recorded node and request records, from `io.jsonl[.gz]`, written by
   `--record io`) or None with `io_note`; `io_notes` (the recorder's own notes, e.g. a size cap reached);
-- `sweep` (a sweep: its axes, one entry per point, and the Pareto fronts by calls and by cost).
+- `sweep` (a sweep: its axes, one entry per point, and the Pareto fronts by calls and by cost);
+- `optimize` (an `ember optimize` search, from its `optimize.json`: every evaluation as a sweep's
+  point, the fronts, the best point's position, the test figures and the method's trajectory as steps).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..runs.rundir import RESULT, ROWS, RUNS_DIR, STUDY, TRACE, TRACE_GZ, RunDir
+from ..runs.rundir import OPTIMIZE, RESULT, ROWS, RUNS_DIR, STUDY, TRACE, TRACE_GZ, RunDir
 from ..runtime.iorecord import IO_FILE, IO_GZ
 from ..xcs.plan import Plan
 from ..xcs.verify import PlanError
@@ -39,7 +41,7 @@ def locate(target: str | Path, runs_dir: Path = RUNS_DIR) -> Path:
         UsageError: neither names a run folder (the most recent run ids are listed).
     """
     for path in (Path(target), Path(runs_dir) / str(target)):
-        if path.is_dir() and any((path / f).exists() for f in (RESULT, TRACE, TRACE_GZ, ROWS)):
+        if path.is_dir() and any((path / f).exists() for f in (RESULT, TRACE, TRACE_GZ, ROWS, OPTIMIZE)):
             return path
     recent = sorted(p.name for p in Path(runs_dir).iterdir() if p.is_dir())[-5:] if Path(runs_dir).is_dir() else []
     hint = f" (recent runs: {', '.join(recent)})" if recent else ""
@@ -65,6 +67,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _kind(result: dict[str, Any] | None, folder: Path) -> str:
+    if result is None and (folder / OPTIMIZE).is_file():
+        return "optimize"
     if result is not None and "points" in result:
         return "sweep"
     if (folder / STUDY).is_file() or (folder / ROWS).is_file():
@@ -83,17 +87,24 @@ def _plan(run: RunDir) -> tuple[Plan | None, str | None]:
 
 
 def _point_spans(folder: Path, result: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """A sweep point's spans: they are in the sweep's trace, in the traces whose root span ran this
-    point's plan."""
+    """A sweep's or a search's point's spans: they are in the parent's trace, in the traces whose root
+    span ran this point's plan on one of its rows (a search's test rows run the best point's plan too)."""
     try:
         parent = RunDir.at(folder.parent).read_result()
     except (OSError, json.JSONDecodeError):
         return []
-    if not result or not parent or "points" not in parent:
+    grouped = (parent is not None and "points" in parent) or (folder.parent / OPTIMIZE).is_file()
+    if not result or not grouped:
         return []
     spans = spans_mod.read_spans(folder.parent)
-    mine = {s["trace_id"] for s in spans if s.get("parent_span_id") is None
-            and (s.get("attributes") or {}).get("ember.plan.hash") == result.get("plan_hash")}
+    ids = {str(r.get("id")) for r in _read_jsonl(folder / ROWS)} if (folder / ROWS).is_file() else None
+
+    def ran_here(attributes: dict[str, Any]) -> bool:
+        row = attributes.get("ember.example.id")
+        return attributes.get("ember.plan.hash") == result.get("plan_hash") and (
+            ids is None or row is None or str(row) in ids)
+
+    mine = {s["trace_id"] for s in spans if s.get("parent_span_id") is None and ran_here(s.get("attributes") or {})}
     return [s for s in spans if s.get("trace_id") in mine]
 
 
@@ -154,27 +165,95 @@ def _last_attempt(records: list[dict[str, Any]], trace_of: dict[str, str]) -> li
                                                 or trace_of[r["span_id"]] == last_trace))]
 
 
-def _sweep(result: dict[str, Any]) -> dict[str, Any]:
-    points = []
-    for p in result.get("points") or []:
-        metrics, ci = p.get("metrics") or {}, p.get("ci95") or {}
-        values = p.get("point") or {}
-        points.append({"label": " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "point",
-                       "values": values, "accuracy": metrics.get("accuracy"), "ci95": ci.get("accuracy"),
-                       "calls_per_row": p.get("calls_per_row") or 0.0, "cost_per_row_usd": p.get("cost_per_row_usd"),
-                       "rows": p.get("rows"), "errors": p.get("errors"), "wall_s": p.get("wall_s"),
-                       "folder": Path(p["run_dir"]).name if p.get("run_dir") else None})
+def _point(p: dict[str, Any], folder: str | None) -> dict[str, Any]:
+    """A sweep's point or a search's evaluation as the page shows it."""
+    metrics, ci = p.get("metrics") or {}, p.get("ci95") or {}
+    values = p.get("point") or {}
+    return {"label": " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in values.items()) or "point",
+            "values": values, "accuracy": metrics.get("accuracy"), "ci95": ci.get("accuracy"),
+            "calls_per_row": p.get("calls_per_row") or 0.0, "cost_per_row_usd": p.get("cost_per_row_usd"),
+            "rows": p.get("rows"), "errors": p.get("errors"), "wall_s": p.get("wall_s"), "folder": folder}
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _fronts(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Pareto fronts of accuracy by calls per row and by cost per row, as positions in `points`."""
     scored = [p for p in points if p["accuracy"] is not None]
     # a cost curve needs every point's cost, and some cost above $0 (the sim's is always $0)
     priced = bool(scored) and all(p["cost_per_row_usd"] is not None for p in scored) \
         and any(p["cost_per_row_usd"] for p in scored)
     return {
-        "axes": result.get("axes") or {}, "points": points,
         "front_calls": [points.index(scored[i]) for i in pareto([(p["calls_per_row"], p["accuracy"]) for p in scored])],
         "front_cost": [points.index(scored[i]) for i in pareto([(p["cost_per_row_usd"], p["accuracy"]) for p in scored])]
         if priced else [],
         "priced": priced,
     }
+
+
+def _sweep(result: dict[str, Any]) -> dict[str, Any]:
+    points = [_point(p, Path(p["run_dir"]).name if p.get("run_dir") else None) for p in result.get("points") or []]
+    return {"axes": result.get("axes") or {}, "points": points, **_fronts(points)}
+
+
+def _optimize(record: dict[str, Any], folder: Path) -> dict[str, Any]:
+    evaluations = record.get("evaluations") or []
+    points = [_point(e, f"point-{e.get('index')}" if (folder / f"point-{e.get('index')}").is_dir() else None)
+              for e in evaluations]
+    best = (record.get("best") or {}).get("point")
+    where = next((i for i, e in enumerate(evaluations) if best is not None and e.get("point") == best), None)
+    test = (record.get("best") or {}).get("test")
+    return {"axes": record.get("space") or {}, "points": points, **_fronts(points), "best": where,
+            "test": None if test is None else {"accuracy": (test.get("metrics") or {}).get("accuracy"),
+                                               "ci95": (test.get("ci95") or {}).get("accuracy"),
+                                               "rows": test.get("rows"), "cost_per_row_usd": test.get("cost_per_row_usd"),
+                                               "calls_per_row": test.get("calls_per_row")},
+            "steps": _steps(record.get("trajectory") or [])}
+
+
+def _steps(trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The method's trajectory as one line per step: what it did, the accuracy it reached, evaluations so far."""
+    steps = []
+    for t in trajectory:
+        if t.get("stopped"):
+            what = f"stopped: {t['stopped']}"
+        elif t.get("dimension") is not None:
+            tried = ", ".join(f"{_short(x.get('value'))} ({x['accuracy']:.4f})" if x.get("accuracy") is not None
+                              else _short(x.get("value")) for x in t.get("tried") or [])
+            what = (f"round {t.get('round')} · {t['dimension']}: tried {tried} → {_short(t.get('chosen'))}"
+                    + ("" if t.get("changed") else " (kept)"))
+        elif t.get("point") is not None:
+            what = f"trial {t.get('trial')}: " + ", ".join(f"{k}={_short(v)}" for k, v in t["point"].items())
+        else:
+            what = t.get("note") or "every point of the space"
+        steps.append({"method": t.get("method"), "what": what, "accuracy": t.get("accuracy"),
+                      "evaluations": t.get("evaluations")})
+    return steps
+
+
+def _optimize_summary(record: dict[str, Any]) -> dict[str, Any]:
+    space = record.get("space") or {}
+    size = 1
+    for values in space.values():
+        size *= len(values) if isinstance(values, list) else 1
+    best = record.get("best") or {}
+    return {"status": record.get("status"), "spec": record.get("spec"), "method": record.get("method"),
+            "requested_method": record.get("requested_method"), "objective": record.get("objective"),
+            "stopped": record.get("stopped"), "evaluations": len(record.get("evaluations") or []),
+            "space_size": size, "seed": record.get("seed"), "best_point": best.get("point"),
+            "spent": record.get("spent") or {}}
+
+
+def _read_optimize(folder: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((folder / OPTIMIZE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {folder / OPTIMIZE}: {exc}") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"cannot read {folder / OPTIMIZE}: not a JSON object")
+    return record
 
 
 def load(folder: str | Path) -> dict[str, Any]:
@@ -190,9 +269,14 @@ def load(folder: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read {folder / RESULT}: {exc}") from None
     kind = _kind(result, folder)
+    record = _read_optimize(folder) if kind == "optimize" else None
+    search = _optimize(record, folder) if record is not None else None
     plan, plan_note = _plan(run)
     if plan is None and kind == "sweep":  # a sweep's points ran one plan each: draw the first
         plan, plan_note = _plan(run.child("point-0"))
+    if search is not None:  # a search's points ran one plan each: draw the best one's
+        best = search["points"][search["best"]]["folder"] if search["best"] is not None else None
+        plan, plan_note = _plan(run.child(best)) if best else (None, "The search scored no point, so no plan is drawn.")
     spans = spans_mod.read_spans(folder) or _point_spans(folder, result)
     order = [n.id for n in plan.nodes] if plan is not None else []
     io, io_notes = _io(folder)
@@ -201,12 +285,14 @@ def load(folder: str | Path) -> dict[str, Any]:
         io = {row: _last_attempt(records, trace_of) for row, records in io.items()}
     model: dict[str, Any] = {
         "kind": kind, "run_id": run.run_id,
-        "title": (plan.name if plan is not None else None) or Path(str((result or {}).get("spec") or run.run_id)).stem,
-        "summary": _summary(kind, result), "warnings": list((result or {}).get("warnings") or []),
+        "title": (plan.name if plan is not None else None)
+        or Path(str((result or record or {}).get("spec") or run.run_id)).stem,
+        "summary": _optimize_summary(record) if record is not None else _summary(kind, result),
+        "warnings": list((result or {}).get("warnings") or []),
         "plan": plan.to_json() if plan is not None else None, "plan_note": plan_note,
         "nodes": spans_mod.node_stats(spans, order), "timeline": spans_mod.calls(spans),
         "rows": None, "metrics": [], "io": None, "io_note": None if io is not None else NO_IO, "io_notes": io_notes,
-        "sweep": _sweep(result) if kind == "sweep" and result is not None else None,
+        "sweep": _sweep(result) if kind == "sweep" and result is not None else None, "optimize": search,
         "timeline_note": None if spans else "This run kept no spans (it ran with --no-trace), so there is no timeline.",
     }
     if kind == "eval":

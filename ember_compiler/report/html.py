@@ -25,6 +25,11 @@ def money(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.4f}"
 
 
+def per_row(value: float | None) -> str:
+    """A cost per row: a cheap model's is a few millionths of a dollar."""
+    return "unknown" if value is None else f"${value:,.6f}"
+
+
 def secs(value: float | None) -> str:
     if value is None:
         return ""
@@ -37,7 +42,45 @@ def num(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _interval(ci: list[float] | None) -> str:
+    return f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _search_cards(m: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """An `ember optimize` search: the best point (and its test figures), the evaluations, the spend."""
+    s, search = m["summary"], m["optimize"]
+    spent = s["spent"]
+    cards: list[tuple[str, str, str]] = []
+    if search["best"] is not None:
+        best = search["points"][search["best"]]
+        cards.append(("best accuracy (dev)", num(best["accuracy"]) or "n/a",
+                      " · ".join(d for d in (_interval(best["ci95"]), best["label"]) if d)))
+        cards.append(("best point per row", per_row(best["cost_per_row_usd"]), f"{best['calls_per_row']:g} calls per row"))
+    test = search["test"]
+    if test is not None:
+        cards.append(("best accuracy (test)", num(test["accuracy"]) or "n/a",
+                      " · ".join(d for d in (_interval(test["ci95"]), f"{test['rows'] or 0:,} held-out rows",
+                                             f"{per_row(test['cost_per_row_usd'])} per row") if d)))
+    method = s["method"] + (f" (asked: {s['requested_method']})" if s.get("requested_method") not in (None, s["method"])
+                            else "")
+    cards.append(("evaluations", f"{s['evaluations']:,}", f"of {s['space_size']:,} points · {method} · objective "
+                                                          f"{s['objective']}" + (f" · stopped at {s['stopped']}"
+                                                                                 if s.get("stopped") else "")))
+    if "calls" in spent:
+        cards.append(("calls spent", f"{spent['calls']:,}", f"{spent.get('rows') or 0:,} rows scored"
+                      + (f" · {spent['cache_hits']:,} cached" if spent.get("cache_hits") else "")))
+    if "input_tokens" in spent:
+        cards.append(("tokens", f"{spent['input_tokens']:,} in", f"{spent['output_tokens']:,} out"))
+    if "cost_usd" in spent:
+        cards.append(("cost spent", money(spent["cost_usd"]), "every evaluation and the test"))
+    if spent.get("wall_s") is not None:
+        cards.append(("wall time", secs(spent["wall_s"]), ""))
+    return cards
+
+
 def _cards(m: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if m["kind"] == "optimize":
+        return _search_cards(m)
     s = m["summary"]
     cards: list[tuple[str, str, str]] = []
     metrics = dict(s.get("metrics") or {})
@@ -92,20 +135,23 @@ def render(m: dict[str, Any]) -> str:
     clipped = len(timeline["calls"]) > MAX_BARS
     drawn = {**timeline, "calls": timeline["calls"][:MAX_BARS]} if clipped else timeline
     sweep = m["sweep"]
+    grouped = sweep or m.get("optimize")  # a sweep's points or a search's evaluations
     curves: dict[str, Any] = {"curve_calls": None, "curve_cost": None}
-    if sweep is not None:
-        scored = [p for p in sweep["points"] if p["accuracy"] is not None]
-        index = [sweep["points"].index(p) for p in scored]
+    if grouped is not None:
+        scored = [p for p in grouped["points"] if p["accuracy"] is not None]
+        index = [i for i, p in enumerate(grouped["points"]) if p["accuracy"] is not None]
+        best = grouped.get("best")
+        marks = {"best": index.index(best) if best in index else None, "scatter": sweep is None}
         if scored:
             curves["curve_calls"] = Markup(curve_svg(scored, "calls_per_row", "calls per row",
-                                                     [index.index(i) for i in sweep["front_calls"]]))
-        if scored and sweep["priced"]:
+                                                     [index.index(i) for i in grouped["front_calls"]], **marks))
+        if scored and grouped["priced"]:
             curves["curve_cost"] = Markup(curve_svg(scored, "cost_per_row_usd", "cost per row (USD)",
-                                                    [index.index(i) for i in sweep["front_cost"]]))
+                                                    [index.index(i) for i in grouped["front_cost"]], **marks))
     return env.get_template("report.html.j2").render(
-        m=m, s=m["summary"], cards=_cards(m), colors=colors, money=money, secs=secs, num=num,
-        # a sweep draws its first point's plan, but its spans count every point's calls: no counts there
-        plan_svg=Markup(plan_svg(plan, {} if sweep is not None else {n["id"]: n["calls"] for n in m["nodes"]}))
+        m=m, s=m["summary"], cards=_cards(m), colors=colors, money=money, per_row=per_row, secs=secs, num=num,
+        # a sweep (a search) draws its first (best) point's plan, but its spans count every point's calls
+        plan_svg=Markup(plan_svg(plan, {} if grouped is not None else {n["id"]: n["calls"] for n in m["nodes"]}))
         if plan is not None else None,
         gantt=Markup(gantt_svg(drawn, colors)), gantt_clipped=MAX_BARS if clipped else 0, **curves,
         css=Markup((ASSETS / "report.css").read_text(encoding="utf-8")),

@@ -2,7 +2,8 @@
 
 What a run is comes from its files (rundir.py): `result.json` says how it ended (`command` names it;
 older runs are told apart by their fields: `points` a sweep, `study.json` beside it an eval, else a
-run); a folder without `result.json` is a run still going or one that was killed (`unfinished`).
+run); a folder without `result.json` is a run still going or one that was killed (`unfinished`), or
+an `ember optimize` search, whose `optimize.json` says how far it got.
 Only folders named like a run id (`YYYYMMDD-HHMMSS-xxxxxx`) holding a run's files are ever listed or
 removed, so pointing `--runs-dir` at the wrong folder deletes nothing else.
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .rundir import RESULT, ROWS, STUDY, TRACE, TRACE_GZ
+from .rundir import OPTIMIZE, RESULT, ROWS, STUDY, TRACE, TRACE_GZ
 
 RUN_ID = re.compile(r"^(\d{8}-\d{6})-[0-9a-f]{6}$")
-RUN_FILES = (RESULT, TRACE, TRACE_GZ, ROWS, STUDY, "io.jsonl", "io.jsonl.gz")
+RUN_FILES = (RESULT, TRACE, TRACE_GZ, ROWS, STUDY, OPTIMIZE, "io.jsonl", "io.jsonl.gz")
 DEFAULT_KEEP = 20
 BUSY_S = 600  # a run without result.json whose files changed this recently may still be running
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -67,6 +68,8 @@ def run_info(path: Path) -> RunInfo:
     study = _read(path / STUDY)
     match = RUN_ID.match(path.name)
     started = datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=UTC) if match else None
+    if result is None and (search := _read(path / OPTIMIZE)) is not None:
+        return _optimize_info(path, started, search)
     if result is None:
         command = "eval" if study is not None else "unknown"
         rows = _count_lines(path / ROWS) if study is not None else None
@@ -86,6 +89,17 @@ def run_info(path: Path) -> RunInfo:
     spec = result.get("spec") or (study or {}).get("spec")
     return RunInfo(path.name, path, started, command, None if spec is None else str(spec),
                    rows if isinstance(rows, int) else None, accuracy, cost, str(result.get("status") or "ok"))
+
+
+def _optimize_info(path: Path, started: datetime | None, search: dict[str, Any]) -> RunInfo:
+    """An `ember optimize` search: rows and cost are what it spent (every evaluation and the test),
+    accuracy the best point's on the dev rows."""
+    spent = search.get("spent") or {}
+    best = search.get("best") or {}
+    rows = spent.get("rows")
+    return RunInfo(path.name, path, started, "optimize", None if search.get("spec") is None else str(search["spec"]),
+                   rows if isinstance(rows, int) else None, (best.get("metrics") or {}).get("accuracy"),
+                   spent.get("cost_usd"), str(search.get("status") or "unknown"))
 
 
 def list_runs(runs_dir: Path, limit: int | None = None) -> list[RunInfo]:
@@ -124,7 +138,7 @@ def prune_runs(runs_dir: Path, *, keep: int = DEFAULT_KEEP, older_than: str | No
         info = run_info(path)
         if age is not None and (info.started is None or now - info.started.timestamp() < age):
             continue
-        if info.status == "unfinished" and now - _last_change(path) < BUSY_S:
+        if info.status in ("unfinished", "running") and now - _last_change(path) < BUSY_S:
             continue
         if not dry_run:
             shutil.rmtree(path)

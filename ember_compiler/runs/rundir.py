@@ -28,6 +28,7 @@ from ..errors import UsageError
 RUNS_DIR = Path(".ember") / "runs"
 TRACE, RESULT, ROWS, STUDY, PLAN = "trace.jsonl", "result.json", "rows.jsonl", "study.json", "plan.json"
 TRACE_GZ = TRACE + ".gz"
+OPTIMIZE = "optimize.json"  # an `ember optimize` search's record, in place of result.json (eval/optimize.py)
 # what must match for a resume to continue the same study (the rest is informational)
 IDENTITY = ("plan_hash", "data_sha256", "seed", "sets", "map", "limit", "sample", "metrics")
 

@@ -1,4 +1,4 @@
-"""`--record io` and `ember runs` through the real CLI (issue 16): the flags on run, eval and sweep, the
+"""`--record io` and `ember runs` through the real CLI (issue 16): the flags on run, eval, sweep and optimize, the
 size-cap warning on stderr, no key in io.jsonl whatever the server does, and listing and pruning runs."""
 
 from __future__ import annotations
@@ -43,6 +43,26 @@ def test_run_eval_and_sweep_take_record_io(tmp_path):
     for i, n in enumerate((1, 2)):  # each point keeps its own records
         point = [r for r in read_io(sweep / f"point-{i}") if r["kind"] == "node" and r["node"] == "candidates"]
         assert len(point) == 2 and all(len(r["outputs"]["responses"]) == n for r in point)
+
+
+def test_optimize_records_io_in_each_points_folder(tmp_path):
+    op = _ember("optimize", SPEC, "--data", DATA, "--limit", "2", "--set", "candidates.n=1,2", "--method",
+                "exhaustive", "--record", "io", "--no-progress", "--runs-dir", tmp_path)
+    assert op.exit_code == 0, op.output
+    search = _only_run(tmp_path)
+    assert (search / "optimize.json").is_file()
+    for i, n in enumerate((1, 2)):  # each evaluation keeps its own records, through the shared runtime
+        point = [r for r in read_io(search / f"point-{i}") if r["kind"] == "node" and r["node"] == "candidates"]
+        assert len(point) == 2 and all(len(r["outputs"]["responses"]) == n for r in point)
+
+
+def test_optimize_takes_the_spec_limits(tmp_path):
+    big = _ember("optimize", SPEC, "--data", DATA, "--set", "candidates.n=1,2", "--max-spec-bytes", "10",
+                 "--no-progress", "--runs-dir", tmp_path)
+    assert big.exit_code == 1 and "[E104]" in big.output
+    small = _ember("optimize", SPEC, "--data", DATA, "--limit", "2", "--set", "candidates.n=1,2", "--method",
+                   "exhaustive", "--size-limit", "n=1", "--no-progress", "--runs-dir", tmp_path)
+    assert small.exit_code == 1 and "(limit 1)" in small.output and "[E314]" in small.output
 
 
 def test_the_size_cap_warns_on_stderr(tmp_path):
@@ -135,6 +155,24 @@ def test_runs_lists_recent_runs_newest_first(tmp_path):
     text = _ember("runs", "--runs-dir", runs).stdout.splitlines()
     assert text[0].split() == ["id", "command", "spec", "rows", "accuracy", "cost", "status"]
     assert text[1].split()[0] == ev["run_id"] and "unfinished" in text[3]
+
+
+def test_runs_lists_an_optimize_search(tmp_path):
+    runs = tmp_path / "runs"
+    op = _ember("optimize", SPEC, "--data", DATA, "--limit", "3", "--set", "candidates.n=1,2", "--method",
+                "exhaustive", "--no-trace", "--no-progress", "--json", "--runs-dir", runs)
+    assert op.exit_code == 0, op.output
+    found = json.loads(op.stdout)
+    (row,) = json.loads(_ember("runs", "--runs-dir", runs, "--json").stdout)
+    assert row["command"] == "optimize" and row["spec"].endswith("ensemble-judge.yaml") and row["status"] == "ok"
+    assert row["rows"] == 3 * 2  # rows per evaluation × evaluations
+    assert row["accuracy"] == found["best"]["metrics"]["accuracy"] and row["cost_usd"] == found["spent"]["cost_usd"]
+    search = runs / row["run_id"]
+    record = json.loads((search / "optimize.json").read_text())
+    (search / "optimize.json").write_text(json.dumps({**record, "status": "running"}))  # a search still going
+    assert json.loads(_ember("runs", "--runs-dir", runs, "--json").stdout)[0]["status"] == "running"
+    kept = _ember("runs", "--prune", "--keep", "0", "--runs-dir", runs, "--json")
+    assert json.loads(kept.stdout)["removed"] == [] and search.is_dir()
 
 
 def test_prune_keeps_the_newest_and_only_touches_run_folders(tmp_path):

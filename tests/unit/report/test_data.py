@@ -150,3 +150,44 @@ def test_metrics_keep_the_evals_order_so_the_first_is_the_filters_default(tmp_pa
     m = api.report_model(result.run_dir)
     assert m["metrics"] == ["exact", "contains"]
     assert list(m["summary"]["metrics"]) == ["accuracy", "exact", "contains"]
+
+
+SEARCH = ["params.n=1,3,5", "nodes.aggregate.spec=aggregate/vote.yaml,aggregate/judge.yaml"]
+
+
+def test_an_optimize_search_has_its_evaluations_fronts_best_test_and_trajectory(tmp_path):
+    result = api.optimize("specs/sim/optimize/ensemble-aggregate.yaml", "specs/data/sim-mcq.jsonl", SEARCH,
+                          options(tmp_path), method="coordinate", split=0.5)
+    m = api.report_model(result.run_dir)
+    search, s = m["optimize"], m["summary"]
+    assert m["kind"] == "optimize" and m["rows"] is None and m["sweep"] is None
+    assert s["method"] == "coordinate" and s["objective"] == "accuracy" and s["space_size"] == 6
+    assert s["evaluations"] == len(result.evaluations) == len(search["points"])
+    assert s["spent"] == json.loads(json.dumps(result.spent())) and s["best_point"] == result.best.point
+    points = search["points"]
+    assert [p["accuracy"] for p in points] == [e.accuracy for e in result.evaluations]
+    assert [p["folder"] for p in points] == [f"point-{e.index}" for e in result.evaluations]
+    assert points[search["best"]]["values"] == result.best.point
+    assert points[search["best"]]["ci95"] == result.best.summary["ci95"]["accuracy"]
+    assert search["priced"] is True  # the worker has a price: the cost chart is drawn
+    assert search["front_cost"] == pareto([(p["cost_per_row_usd"], p["accuracy"]) for p in points])
+    assert search["front_calls"] == pareto([(p["calls_per_row"], p["accuracy"]) for p in points])
+    assert search["test"]["accuracy"] == result.test["metrics"]["accuracy"] and search["test"]["rows"] == 20
+    steps = search["steps"]  # coordinate visits each dimension until none changes
+    assert len(steps) == len(result.search.trajectory) >= 2
+    assert steps[0]["what"].startswith("round 1 · params.n: tried 1 (")
+    assert m["plan"] is not None and m["plan"]["hash"] == json.loads(
+        (result.run_dir / points[search["best"]]["folder"] / "result.json").read_text())["plan_hash"]
+    assert len(m["timeline"]["calls"]) == sum(
+        json.loads((p / "result.json").read_text())["requests"] for p in result.run_dir.iterdir() if p.is_dir())
+
+
+def test_a_search_point_and_its_test_rows_report_as_evals_with_their_own_calls(tmp_path):
+    result = api.optimize("specs/sim/optimize/ensemble-aggregate.yaml", "specs/data/sim-mcq.jsonl", SEARCH,
+                          options(tmp_path), method="coordinate", split=0.5)
+    best = result.run_dir / f"point-{result.best.index}"
+    for folder in (best, result.run_dir / "test"):  # the same plan on other rows: each keeps only its own spans
+        m = api.report_model(folder)
+        summary = json.loads((folder / "result.json").read_text())
+        assert m["kind"] == "eval" and len(m["rows"]) == 20
+        assert len(m["timeline"]["calls"]) == summary["requests"]

@@ -95,3 +95,30 @@ def test_the_page_has_no_placeholder_left(tmp_path):
     result = api.run("specs/sim/ensemble-judge.yaml", {"question": "Which?"}, options(tmp_path))
     text = api.report(result.run_dir).read_text(encoding="utf-8")
     assert not re.search(r"\{\{|\{%|Undefined|None</", text)
+
+
+def test_an_optimize_page_draws_both_scatters_with_the_front_and_the_best_and_its_tables(tmp_path):
+    result = api.optimize("specs/sim/optimize/ensemble-aggregate.yaml", "specs/data/sim-mcq.jsonl",
+                          ["params.n=1,3,5", "nodes.aggregate.spec=aggregate/vote.yaml,aggregate/judge.yaml"],
+                          options(tmp_path), method="coordinate", split=0.5)
+    path = api.report(result.run_dir)
+    p, text = page(path), path.read_text(encoding="utf-8")
+    search = api.report_model(result.run_dir)["optimize"]
+    curves = [a for t, a in p.tags if t == "svg" and a.get("class") == "curve"]
+    assert [a["data-x"] for a in curves] == ["calls_per_row", "cost_per_row_usd"]
+    dots = [a for t, a in p.tags if t == "circle" and "pt" in (a.get("class") or "").split()]
+    assert len(dots) == 2 * len(result.evaluations)
+    by_calls, by_cost = dots[:len(dots) // 2], dots[len(dots) // 2:]
+    assert [int(a["data-point"]) for a in by_calls if "onfront" in a["class"]] == search["front_calls"]
+    assert [int(a["data-point"]) for a in by_cost if "onfront" in a["class"]] == search["front_cost"]
+    rings = [int(a["data-point"]) for t, a in p.tags if t == "circle" and a.get("class") == "best"]
+    assert rings == [search["best"]] * 2
+    table = text.split('id="evaluations"')[1].split("</table>")[0]
+    assert table.count("<tr") == 1 + len(result.evaluations) and table.count('class="best"') == 1
+    assert "<th>params.n</th><th>nodes.aggregate.spec</th>" in table and "<code>aggregate/judge.yaml</code>" in table
+    trajectory = text.split('id="trajectory"')[1].split("</table>")[0]
+    assert trajectory.count("<tr") == 1 + len(result.search.trajectory) and "params.n: tried" in trajectory
+    assert "best accuracy (dev)" in text and "best accuracy (test)" in text and "cost spent" in text
+    assert f"{result.best.accuracy:.4f}" in text and f"{result.test['metrics']['accuracy']:.4f}" in text
+    assert [(t, a) for t, a in p.tags for k in ("src", "href") if a.get(k)] == []
+    assert not re.search(r"\{\{|\{%|Undefined|None</", text)

@@ -25,8 +25,10 @@ def reports(tmp_path_factory):
                       options.replace(record="io"))
     run = api.run(SPECS / "sim/ensemble-judge.yaml", {"question": "Which?"}, options)
     sweep = api.sweep(SPECS / "sim/self-consistency.yaml", SPECS / "data/sim-mcq.jsonl", ["samples.n=1,3,5"], options)
+    search = api.optimize(SPECS / "sim/optimize/ensemble-aggregate.yaml", SPECS / "data/sim-mcq.jsonl",
+                          ["params.n=1,3,5"], options, method="exhaustive")
     return {"eval": (api.report(ev.run_dir), api.report_model(ev.run_dir)), "run": api.report(run.run_dir),
-            "sweep": api.report(sweep.run_dir)}
+            "sweep": api.report(sweep.run_dir), "optimize": api.report(search.run_dir)}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def test_a_500_row_eval_filters_rows_and_drills_into_one(browser, reports):
     assert problems == []
 
 
-def test_a_run_without_recorded_io_says_so_and_a_sweep_renders(browser, reports):
+def test_a_run_without_recorded_io_says_so_and_a_sweep_and_a_search_render(browser, reports):
     page, problems = open_page(browser, reports["run"])
     assert "--record io" in page.locator("#io-note").inner_text()
     assert page.locator("#run-io").inner_text() == ""
@@ -101,4 +103,10 @@ def test_a_run_without_recorded_io_says_so_and_a_sweep_renders(browser, reports)
     page2, problems2 = open_page(browser, reports["sweep"])
     assert page2.locator("svg.curve circle.pt").count() == 3
     page2.screenshot(path=str(ARTIFACTS / "report-sweep.png"), full_page=True)
-    assert problems == [] and problems2 == []
+
+    page3, problems3 = open_page(browser, reports["optimize"])
+    assert page3.locator("svg.curve circle.pt").count() == 2 * 3  # by calls and by cost
+    assert page3.locator("svg.curve circle.best").count() == 2
+    assert page3.locator("#evaluations tbody tr").count() == 3
+    page3.screenshot(path=str(ARTIFACTS / "report-optimize.png"), full_page=True)
+    assert problems == [] and problems2 == [] and problems3 == []
