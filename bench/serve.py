@@ -122,7 +122,7 @@ async def load(url: str, model: str, rate: float, duration: float, stream: bool,
             statuses[str(status)] = statuses.get(str(status), 0) + 1
 
         tasks = []
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         if rate <= 0:
             tasks = [asyncio.ensure_future(one(i)) for i in range(clients)]
         else:
@@ -133,13 +133,14 @@ async def load(url: str, model: str, rate: float, duration: float, stream: bool,
                     await asyncio.sleep(wait)
                 tasks.append(asyncio.ensure_future(one(i)))
         await asyncio.gather(*tasks)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     latencies.sort()
     ttfts.sort()
     n = len(latencies)
     return {"sent": n, "achieved_rps": round(n / wall, 1), "statuses": statuses, "shapes_ok": shapes_ok,
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
-            "ttft_p50_ms": pct(ttfts, 50), "ttft_p99_ms": pct(ttfts, 99)}
+            "ttft_p50_ms": pct(ttfts, 50), "ttft_p99_ms": pct(ttfts, 99),
+            "load_cpu_us_per_request": round(cpu / max(1, n) * 1e6)}  # the load generator's own CPU
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -264,12 +265,15 @@ def overhead(tmp: Path, rates: list[int], duration: float) -> list[dict]:
         for rate in rates:
             for label, served, direct, model in (("sim 0 ms", served_sim, bare, "sim-one"),
                                                  ("fake 50 ms", served_fake, fifty, "fake-one")):
+                cpu = direct.cpu_s()
                 base = drive(direct.port, "fake", rate, duration)  # alternately, in the same period
+                direct_cpu_us = (direct.cpu_s() - cpu) / max(1, base["sent"]) * 1e6
                 cpu = served.cpu_s()
                 got = drive(served.port, model, rate, duration)
                 cpu_us = (served.cpu_s() - cpu) / max(1, got["sent"]) * 1e6
                 rows.append({"upstream": label, "rate": rate, "direct": base, "served": got,
                              "server_cpu_us_per_request": round(cpu_us),
+                             "upstream_cpu_us_per_request": round(direct_cpu_us),
                              "added_p50_ms": _diff(got["p50_ms"], base["p50_ms"]),
                              "added_p99_ms": _diff(got["p99_ms"], base["p99_ms"]),
                              "sustained": ok(got) and got["achieved_rps"] >= 0.95 * rate})
