@@ -408,13 +408,15 @@ def main() -> None:
         rows = overhead(tmp, rates, duration)
         print("(a) per-request overhead (latency added by ember serve over raw httpx2 to the same upstream)")
         print(f"{'upstream':<11} {'rate':>5} {'direct p50/p99 ms':>18} {'served p50/p99 ms':>18} "
-              f"{'added p50/p99 ms':>17} {'achieved':>9} {'errors':>6} {'server CPU/req':>14}")
+              f"{'added p50/p99 ms':>17} {'achieved':>9} {'errors':>6} {'server CPU/req':>14} "
+              f"{'upstream CPU/req':>16} {'load CPU/req':>12}")
         for r in rows:
             s, d = r["served"], r["direct"]
             errors = sum(v for k, v in s["statuses"].items() if k != "200")
             print(f"{r['upstream']:<11} {r['rate']:>5} {d['p50_ms']:>8}/{d['p99_ms']:<9} {s['p50_ms']:>8}/"
                   f"{s['p99_ms']:<9} {r['added_p50_ms']:>8}/{r['added_p99_ms']:<8} {s['achieved_rps']:>9} {errors:>6} "
-                  f"{r['server_cpu_us_per_request']:>11} µs")
+                  f"{r['server_cpu_us_per_request']:>11} µs {r['upstream_cpu_us_per_request']:>13} µs "
+                  f"{s['load_cpu_us_per_request']:>9} µs")
         for label in ("sim 0 ms", "fake 50 ms"):
             best = max((r["rate"] for r in rows if r["upstream"] == label and r["sustained"]), default=0)
             print(f"highest rate sustained without errors, {label}: {best} req/s")
