@@ -4,6 +4,8 @@ key, a key's name or a prompt."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -30,29 +32,48 @@ class Metrics:
                             registry=r)
         self.in_flight = Gauge("ember_serve_in_flight", "Chat completion requests running.", registry=r)
         self.queued = Gauge("ember_serve_queue_depth", "Requests waiting for a free slot.", registry=r)
-        self._children: dict[tuple[str, str], object] = {}
+        self._statuses: dict[tuple[str, int], Any] = {}
+        self._models: dict[str, tuple[Any, ...]] = {}
 
     def observe(self, model: str, status: int, seconds: float, usage: Usage | None) -> None:
         """Count one answered request (usage None: it made no upstream call we know of)."""
-        self._child(self.requests, model, str(status)).inc()
-        self._child(self.latency, model).observe(seconds)
+        counted = self._statuses.get((model, status))
+        if counted is None:
+            counted = self._statuses[(model, status)] = self.requests.labels(model, str(status))
+        counted.inc()
+        children = self._models.get(model)
+        if children is None:
+            children = self._models[model] = self._children(model)
+        latency, upstream, calls, input_tokens, output_tokens, cached_tokens, cost = children
+        latency.observe(seconds)
         if usage is not None and usage.requests:
-            self._child(self.upstream, model).inc(usage.requests)
-            self._child(self.calls, model).inc(usage.calls)
-            self._child(self.tokens, model, "input").inc(usage.input_tokens)
-            self._child(self.tokens, model, "output").inc(usage.output_tokens)
+            upstream.inc(usage.requests)
+            calls.inc(usage.calls)
+            input_tokens.inc(usage.input_tokens)
+            output_tokens.inc(usage.output_tokens)
             if usage.cached_tokens:
-                self._child(self.tokens, model, "cached").inc(usage.cached_tokens)
+                cached_tokens.inc(usage.cached_tokens)
             if usage.cost_known:
-                self._child(self.cost, model).inc(usage.cost_known)
+                cost.inc(usage.cost_known)
 
-    def _child(self, metric, *labels: str):
-        """`metric.labels(*labels)`, looked up once (prometheus_client's lookup takes a lock each time)."""
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _children(self, model: str) -> tuple[Any, ...]:
+        """A model's labelled metrics, looked up once (prometheus_client's lookup takes a lock each time);
+        the cached-token series is made only when a request had cached tokens, as before."""
+        return (self.latency.labels(model), self.upstream.labels(model), self.calls.labels(model),
+                self.tokens.labels(model, "input"), self.tokens.labels(model, "output"),
+                _Lazy(lambda: self.tokens.labels(model, "cached")), self.cost.labels(model))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Lazy:
+    """A labelled child made at its first `inc` (so that `/metrics` lists no series that never counted)."""
+
+    def __init__(self, make: Any) -> None:
+        self.make, self.child = make, None
+
+    def inc(self, amount: float) -> None:
+        if self.child is None:
+            self.child = self.make()
+        self.child.inc(amount)

@@ -124,8 +124,12 @@ def usage_chunk(request_id: str, model: str, created: int, usage: dict[str, Any]
                 "choices": [], "usage": usage, "ember": ember})
 
 
+# one encoder for every answer: `json.dumps` with `separators` builds a new `JSONEncoder` per call
+encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + encode(data).encode() + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"
