@@ -20,15 +20,15 @@ def build(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
 
 
 def finish(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
-    cands = calls.candidates(values)
-    if not completions or not cands:
+    pairs = calls.paired(values)  # (position in the input list, candidate, critique)
+    if not completions or not pairs:
         return {"answer": None, "index": None}
-    answers = [extract_answer(c) for c in cands]
+    answers = [extract_answer(c) for _, c, _ in pairs]
     calls.first_answer(node, completions)  # a refusal, block or empty reply picks nothing (not candidate 1)
     obj = calls.reply(node, completions[0], "answer")
     said = str(obj["answer"]) if obj is not None else extract_answer(completions[0].texts[0])
     index = chosen_index(said, answers)
-    return {"answer": answers[index], "index": index}
+    return {"answer": answers[index], "index": pairs[index][0]}  # skipped or blank candidates still count
 
 
 def chosen_index(said: str, answers: list[str]) -> int:

@@ -72,6 +72,10 @@ def test_select_reads_a_candidate_number_or_answer():
     values = {"candidates": ["Answer: A", "Answer: C", "Answer: D"]}
     assert finish_select(node, values, [Completion(texts=["Best is\nAnswer: 2"])]) == {"answer": "C", "index": 1}
     assert finish_select(node, values, [Completion(texts=["Answer: d"])]) == {"answer": "D", "index": 2}
+    # a refused (blank) or skipped candidate is not shown to the model, but `index` is still its position
+    # in the candidates the node was given
+    values = {"candidates": ["Answer: A", "", None, "Answer: D"]}
+    assert finish_select(node, values, [Completion(texts=["Answer: 2"])]) == {"answer": "D", "index": 3}
 
 
 def test_refine_result_takes_the_last_round_that_ran():
