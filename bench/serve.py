@@ -266,6 +266,11 @@ def overhead(tmp: Path, rates: list[int], duration: float) -> list[dict]:
     served_fake = ember_serve(spec(tmp, "fake-one", fake_binding(fifty.port)), tmp, "--max-concurrency", "2048",
                               "--queue", "4096")
     try:
+        # warm every process first (imports, template compilation, connection pools): the first second of
+        # a cold server is not the per-request cost, and it would land in whichever rate came first
+        for port, model in ((served_sim.port, "sim-one"), (served_fake.port, "fake-one"), (bare.port, "fake"),
+                            (fifty.port, "fake")):
+            drive(port, model, 200, 1.5)
         for rate in rates:
             for label, served, direct, model in (("sim 0 ms", served_sim, bare, "sim-one"),
                                                  ("fake 50 ms", served_fake, fifty, "fake-one")):
