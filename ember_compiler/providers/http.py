@@ -193,10 +193,12 @@ class HTTPProvider:
                     raise self.http_error(resp, await _read_capped(resp))
                 if "text/event-stream" not in resp.headers.get("content-type", "text/event-stream"):
                     return self._json_body(resp, await _read_capped(resp)), resp.headers
-                async for event in sse.events(resp.aiter_lines()):
+                async for event in sse.events(sse.lines(resp.aiter_text(), MAX_RESPONSE_BYTES)):
                     if on_event(event.event, event.data):
                         break
                 return None, resp.headers
+        except sse.TooLarge as exc:
+            raise _too_large(200, exc.size, MAX_RESPONSE_BYTES) from None
         except httpx2.TimeoutException:
             raise ProviderError(f"request timed out after {timeout:g}s", retryable=True) from None
         except httpx2.TransportError as exc:

@@ -18,6 +18,33 @@ class Event:
     data: str  # the `data:` lines, joined by newlines
 
 
+class TooLarge(Exception):
+    """The stream passed its size cap (`lines`)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+async def lines(chunks: AsyncIterator[str], cap: int) -> AsyncIterator[str]:
+    """The lines of a decoded text stream (CRLF, LF or CR endings), raising `TooLarge` once more than
+    `cap` characters came: neither many small events nor one endless line can hold more than that."""
+    buf, size = "", 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise TooLarge(size)
+        buf += chunk
+        held = "\r" if buf.endswith("\r") else ""  # may be the first half of a CRLF split between chunks
+        text = (buf[:-1] if held else buf).replace("\r\n", "\n").replace("\r", "\n")
+        *done, rest = text.split("\n")
+        buf = rest + held
+        for line in done:
+            yield line
+    if buf:  # a held CR ended its line; otherwise the stream ended mid-line
+        yield buf[:-1] if buf.endswith("\r") else buf
+
+
 async def events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
     """The events in `lines` (an httpx2 response's `aiter_lines()`), in order."""
     name, data = "", []

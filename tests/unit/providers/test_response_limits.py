@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx2
 import pytest
 
@@ -56,3 +58,22 @@ def test_a_normal_reply_still_reads():
              "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
     completion = one(_provider(lambda request: httpx2.Response(200, json=reply)), request(BINDING))
     assert completion.texts == ["Answer: 42"]
+
+
+def test_a_streamed_reply_over_the_limit_is_refused_without_holding_it():
+    class EndlessEvents(httpx2.AsyncByteStream):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        async def __aiter__(self):
+            for _ in range(100):  # 100 MB of one event's data, in 1 MB chunks, no blank line to end it
+                self.sent += 1
+                yield b"data: " + CHUNK + b"\n"
+
+    body = EndlessEvents()
+    provider = _provider(lambda request: httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=body))
+    deltas: list[str] = []
+    with pytest.raises(ProviderError, match="body over 33,554,432 bytes"):
+        one(provider, dataclasses.replace(request(BINDING), on_text=deltas.append))
+    assert body.sent <= http.MAX_RESPONSE_BYTES // len(CHUNK) + 2 and deltas == []
