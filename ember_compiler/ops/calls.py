@@ -21,6 +21,7 @@ from ..answers import extract_answer, json_reply, no_answer_kinds, parse_verdict
 from ..errors import OutputError
 from ..providers.base import Completion
 from ..spec.model import NodeBase
+from . import prompts
 
 
 class ChoiceNode(NodeBase):
@@ -152,6 +153,21 @@ def reply(node: Any, completion: Completion, key: str) -> dict[str, Any] | None:
 def verdict(node: Any, completion: Completion) -> bool:
     reply(node, completion, "verdict")  # raises a clear error on an unreadable structured reply
     return parse_verdict(completion.texts[0])
+
+
+def verdict_request(ctx: Any, values: dict[str, Any], key: str, prompt: Any) -> list[Any]:
+    """One yes/no call on `values[key]` (refine's check, self_refine's feedback), made by
+    `prompt(question, text)`; the sim's verify role reads the candidate and its answer."""
+    text = values.get(key)
+    text = "" if text is None else str(text)
+    return ctx.requests(messages(prompt(question(values), text)), 1, schema=prompts.VERIFY_SCHEMA, role="verify",
+                        candidate=text, candidate_answer=extract_answer(text))
+
+
+def verdict_result(node: Any, completions: list[Completion], port: str) -> dict[str, Any]:
+    """The verdict of a `verdict_request` under `port`, with the reply's text."""
+    first_answer(node, completions)  # a refusal, block or empty reply is no verdict
+    return {port: verdict(node, completions[0]), "text": completions[0].texts[0]}
 
 
 def optional(ctx: Any, node: Any, *fields: str) -> dict[str, Any]:

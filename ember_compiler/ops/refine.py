@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..answers import extract_answer
 from ..spec.model import NodeBase, Ref
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
@@ -55,16 +54,11 @@ def build_prove(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any
 
 
 def build_check(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
-    cand = values.get("candidate")
-    cand = "" if cand is None else str(cand)
-    return ctx.requests(calls.messages(prompts.verify(calls.question(values), cand)), 1,
-                        schema=prompts.VERIFY_SCHEMA, role="verify", candidate=cand,
-                        candidate_answer=extract_answer(cand))
+    return calls.verdict_request(ctx, values, "candidate", prompts.verify)
 
 
 def finish_check(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
-    calls.first_answer(node, completions)  # a refusal, block or empty reply is no verdict
-    return {"accepted": calls.verdict(node, completions[0]), "text": completions[0].texts[0]}
+    return calls.verdict_result(node, completions, "accepted")
 
 
 def result(node: Any, values: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..answers import extract_answer
 from ..spec.model import NodeBase, Ref
 from . import calls, prompts
 from .base import MODEL_CALL, REQUIRED, CallContext, OpDef, PlanOp, SdkDef, one_per_sample
@@ -70,17 +69,12 @@ def build_draft(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any
 
 
 def build_feedback(node: Any, values: dict[str, Any], ctx: CallContext) -> list[Any]:
-    draft = values.get("draft")
-    draft = "" if draft is None else str(draft)
     # the sim's verify role: "done" is a verdict on the draft (tpr when right, fpr when wrong)
-    return ctx.requests(calls.messages(feedback_prompt(calls.question(values), draft)), 1,
-                        schema=prompts.VERIFY_SCHEMA, role="verify", candidate=draft,
-                        candidate_answer=extract_answer(draft))
+    return calls.verdict_request(ctx, values, "draft", feedback_prompt)
 
 
 def finish_feedback(node: Any, values: dict[str, Any], completions: list[Any]) -> dict[str, Any]:
-    calls.first_answer(node, completions)  # a refusal, block or empty reply is no feedback
-    return {"done": calls.verdict(node, completions[0]), "text": completions[0].texts[0]}
+    return calls.verdict_result(node, completions, "done")
 
 
 def result(node: Any, values: dict[str, Any]) -> dict[str, Any]:
