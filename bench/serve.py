@@ -234,18 +234,9 @@ def drive(port: int, model: str, rate: float, duration: float, stream: bool = Fa
 
 
 def spec(tmp: Path, name: str, binding: str) -> Path:
-    path = tmp / f"{name}.yaml"
-    path.write_text(f"""ember: 1
-name: {name}
-inputs: {{question: string}}
-models:
-  m: {binding}
-nodes:
-  g: {{op: generate, model: m, prompt: "{{{{ inputs.question }}}}"}}
-outputs:
-  answer: ${{g.answer}}
-""")
-    return path
+    from ember_compiler.testing.serving import one_call_spec
+
+    return one_call_spec(tmp, binding, name)
 
 
 def fake_binding(port: int, extra: str = "") -> str:

@@ -12,7 +12,26 @@ import asyncio
 import json
 import socket
 import threading
+from pathlib import Path
 from typing import Any
+
+ONE_CALL = """ember: 1
+name: {name}
+inputs: {{question: string}}
+models:
+  m: {binding}
+nodes:
+  g: {{op: generate, model: m, prompt: "{{{{ inputs.question }}}}"}}
+outputs:
+  answer: ${{g.answer}}
+"""
+
+
+def one_call_spec(folder: Path, binding: str, name: str) -> Path:
+    """A spec of one `generate` call on `binding` (YAML flow text), written as `folder/<name>.yaml`."""
+    path = folder / f"{name}.yaml"
+    path.write_text(ONE_CALL.format(name=name, binding=binding))
+    return path
 
 
 class ServerThread:

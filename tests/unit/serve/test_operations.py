@@ -21,25 +21,13 @@ import pytest
 
 from ember_compiler import api
 from ember_compiler.testing.fake_server import KEY_ENV, FakeServer, binding
-from ember_compiler.testing.serving import HeldUpstream, ServerThread
+from ember_compiler.testing.serving import HeldUpstream, ServerThread, one_call_spec
 
-ONE_CALL = """ember: 1
-name: {name}
-inputs: {{question: string}}
-models:
-  m: {binding}
-nodes:
-  g: {{op: generate, model: m, prompt: "{{{{ inputs.question }}}}"}}
-outputs:
-  answer: ${{g.answer}}
-"""
 MSG = [{"role": "user", "content": "What is 7 * 6?"}]
 
 
 def spec(tmp_path: Path, binding_text: str, name: str = "held") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(ONE_CALL.format(name=name, binding=binding_text))
-    return path
+    return one_call_spec(tmp_path, binding_text, name)
 
 
 def options(tmp_path: Path, **changes) -> api.ServeOptions:
