@@ -1,5 +1,5 @@
 """What the HTTP providers (openai, anthropic, gemini) share: an httpx2 client per endpoint (its socket
-I/O on asyncio itself: `http_io.py`), one attempt per request — a JSON reply (`post`) or a stream of
+I/O on asyncio and httptools: `http_transport.py`), one attempt per request — a JSON reply (`post`) or a stream of
 server-sent events (`post_stream`) — failures turned into `ProviderError`s the runtime's retry loop
 can act on, the rate-limit headers read, and the API key scrubbed from every message.
 
@@ -18,6 +18,7 @@ import os
 import re
 import ssl
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import httpx2
 
 from ..errors import ConfigError, ProviderError
-from . import http_io, sse
+from . import http_transport, sse
 from .base import RateLimits
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -84,7 +85,9 @@ class HTTPProvider:
         self.structured = structured  # may this endpoint be sent a JSON schema (Request.schema)?
         self._concurrency = concurrency
         self._secret = api_key if scrubbable(api_key) else None
-        self._urls: dict[str, httpx2.URL] = {}
+        tls = ssl_context(trust_env)
+        self._own = http_transport.default(tls) if transport is None else None
+        self._routes: dict[str, _Route] = {}
         self._client = httpx2.AsyncClient(
             headers={**self.base_headers(), **(self.auth_headers(api_key) if api_key else {})},
             timeout=httpx2.Timeout(self.timeout_s),
@@ -93,10 +96,15 @@ class HTTPProvider:
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=1024, keepalive_expiry=30),
             transport=transport,
             trust_env=trust_env,
-            verify=ssl_context(trust_env),
+            verify=tls,
         )
-        if transport is None:
-            http_io.install(self._client)  # socket I/O on asyncio itself, not anyio (http_io.py)
+        # HTTP/1.1 on asyncio and httptools, not httpcore2 (http_transport.py). Set after the client is
+        # built: httpx2 reads the proxy variables only for a client built without `transport=`, and
+        # the proxies' mounts stay httpx2's own.
+        if self._own is not None and type(getattr(self._client, "_transport", None)) is httpx2.AsyncHTTPTransport:
+            self._client._transport = self._own
+        else:
+            self._own = None  # another httpx2 layout: its default transport stays
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}
@@ -125,20 +133,23 @@ class HTTPProvider:
 
     # -- one attempt ------------------------------------------------------------------------------
 
-    def _target(self, url: str) -> httpx2.URL:
-        target = self._urls.get(url)
-        if target is None:  # parsed once per path, not per request
-            if len(self._urls) >= 256:
-                self._urls.clear()
-            target = self._urls[url] = httpx2.URL(self.base_url + url if url.startswith("/") else url)
-        return target
+    def _route(self, url: str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:  # parsed once per path, not per request
+            if len(self._routes) >= 256:
+                self._routes.clear()
+            route = self._routes[url] = _Route(self, url)
+        return route
 
     async def post(self, url: str, body: dict[str, Any], *, timeout_s: float | None = None,
                    ) -> tuple[dict[str, Any], httpx2.Headers]:
         """POST once; the decoded JSON object and the response headers, or a `ProviderError`."""
         timeout = timeout_s or self.timeout_s
         try:
-            request = self._client.build_request("POST", self._target(url), json=body, timeout=timeout)
+            route = self._route(url)
+            if route.head is not None:  # Ember's own transport, straight (no proxy): no httpx2 objects
+                return await self._post_direct(route, body, timeout)
+            request = self._client.build_request("POST", route.target, json=body, timeout=timeout)
             resp = await self._client.send(request, stream=True)
             try:
                 content = await _read_capped(resp)
@@ -151,14 +162,33 @@ class HTTPProvider:
                                 retryable=True) from None
         if resp.status_code != 200:
             raise self.http_error(resp, content)
-        return self._json_body(resp, content), resp.headers
+        return self._json_body(200, resp.headers, content), resp.headers
 
-    def _json_body(self, resp: httpx2.Response, content: bytes) -> dict[str, Any]:
+    async def _post_direct(self, route: _Route, body: dict[str, Any], timeout: float,
+                           ) -> tuple[dict[str, Any], httpx2.Headers]:
+        data = _json_bytes(body)
+        assert self._own is not None and route.head is not None
+        try:
+            status, raw, content = await self._own.exchange(
+                route.key, b"%sContent-Length: %d\r\n\r\n%s" % (route.head, len(data), data), timeout,
+                MAX_RESPONSE_BYTES)
+        except http_transport.TooLarge as exc:
+            raise _too_large(200, exc.size, MAX_RESPONSE_BYTES) from None
+        headers = httpx2.Headers(raw)
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            content = _decoded(status, encoding, content)
+        if status != 200:
+            raise self.http_error(httpx2.Response(status, headers=headers), content)
+        return self._json_body(status, headers, content), headers
+
+    def _json_body(self, status: int, headers: httpx2.Headers, content: bytes) -> dict[str, Any]:
         try:
             data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
             # a truncated body (a proxy cut the connection) is worth another attempt
-            raise ProviderError(f"HTTP 200 with a malformed JSON body: {snippet(self.scrub(_text(resp, content)))}",
+            text = _text(httpx2.Response(status, headers=headers), content)
+            raise ProviderError(f"HTTP 200 with a malformed JSON body: {snippet(self.scrub(text))}",
                                 status=200, retryable=True) from None
         if not isinstance(data, dict):
             raise ProviderError("HTTP 200 with an unexpected body (not a JSON object)", status=200)
@@ -188,11 +218,11 @@ class HTTPProvider:
         decides whether a retry is still allowed: not once a delta went out)."""
         timeout = timeout_s or self.timeout_s
         try:
-            async with self._client.stream("POST", self._target(url), json=body, timeout=timeout) as resp:
+            async with self._client.stream("POST", self._route(url).target, json=body, timeout=timeout) as resp:
                 if resp.status_code != 200:
                     raise self.http_error(resp, await _read_capped(resp))
                 if "text/event-stream" not in resp.headers.get("content-type", "text/event-stream"):
-                    return self._json_body(resp, await _read_capped(resp)), resp.headers
+                    return self._json_body(200, resp.headers, await _read_capped(resp)), resp.headers
                 async for event in sse.events(sse.lines(resp.aiter_text(), MAX_RESPONSE_BYTES)):
                     if on_event(event.event, event.data):
                         break
@@ -269,6 +299,58 @@ class HTTPProvider:
 
     def scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
+
+
+class _Route:
+    """A path's URL and, when its requests go straight to Ember's own transport (no proxy mount
+    applies), the origin and the head every POST to it starts with (its Content-Length follows)."""
+
+    __slots__ = ("target", "key", "head")
+
+    def __init__(self, provider: HTTPProvider, url: str) -> None:
+        base = provider.base_url
+        self.target = httpx2.URL(base + url if url.startswith("/") else url)
+        self.key: tuple[bytes, bytes, int] | None = None
+        self.head: bytes | None = None
+        client = provider._client
+        if provider._own is not None and client._transport_for_url(self.target) is provider._own:
+            self.key = http_transport.origin(self.target)
+            # the headers httpx2 would send, but only the encodings this module decodes (zlib's)
+            probe = client.build_request("POST", self.target, content=b"",
+                                         headers={"Content-Type": "application/json",
+                                                  "Accept-Encoding": "gzip, deflate"})
+            headers = [(k, v) for k, v in probe.headers.raw if k.lower() != b"content-length"]
+            self.head = http_transport.request_head("POST", self.target, headers)
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """A request body as httpx2's `json=` encodes it."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _decoded(status: int, encoding: str, content: bytes, cap: int = MAX_RESPONSE_BYTES) -> bytes:
+    """A gzip or deflate body decoded, refused past `cap` decoded bytes (a small body can inflate to
+    gigabytes); a body it cannot decode is a retryable failure, as a truncated one is."""
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            out = _inflate(zlib.decompressobj(16 + zlib.MAX_WBITS), content, cap)
+        elif encoding == "deflate":
+            try:
+                out = _inflate(zlib.decompressobj(), content, cap)
+            except zlib.error:  # some servers send raw deflate, without the zlib header
+                out = _inflate(zlib.decompressobj(-zlib.MAX_WBITS), content, cap)
+        else:
+            raise ProviderError(f"HTTP {status} with a body in an encoding not asked for: {encoding}", status=status)
+    except zlib.error as exc:
+        raise ProviderError(f"HTTP {status} with a body that does not decode as {encoding}: {exc}",
+                            status=status, retryable=True) from None
+    if len(out) > cap:
+        raise _too_large(status, len(out), cap)
+    return out
+
+
+def _inflate(decoder: Any, content: bytes, cap: int) -> bytes:
+    return decoder.decompress(content, cap + 1) + (b"" if decoder.unconsumed_tail else decoder.flush())
 
 
 async def _read_capped(resp: httpx2.Response, cap: int = MAX_RESPONSE_BYTES) -> bytes:

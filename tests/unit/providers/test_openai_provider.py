@@ -291,13 +291,18 @@ def test_fixture_files_are_recorded_shapes():
     assert fixture("openai_chat.json")["object"] == "chat.completion"
 
 
-def test_clients_share_one_tls_context_and_leave_the_bound_to_the_gates():
+def test_clients_share_one_tls_context_and_leave_the_bound_to_the_gates(monkeypatch):
     # building a TLS context loads the CA bundle (~20 ms): once per process, not once per run
     from ember_compiler.providers import http
 
     a, b = OpenAIProvider(None, KEY), OpenAIProvider("http://127.0.0.1:9/v1", KEY)
-    assert http.ssl_context() is http.ssl_context()
-    pool = b._client._transport._pool  # no pool bound: the runtime's gates bound requests in flight
-    assert pool._max_connections is None or pool._max_connections >= 10_000
+    assert http.ssl_context() is http.ssl_context() is a._own._ssl is b._own._ssl
+    # Ember's transport has no bound on open connections (the runtime's gates bound requests in
+    # flight); httpx2's own, kept with EMBER_HTTP_IO=httpx2, is built without one
+    assert b._client._transport is b._own
+    monkeypatch.setenv("EMBER_HTTP_IO", "httpx2")
+    c = OpenAIProvider("http://127.0.0.1:9/v1", KEY)
+    assert c._client._transport._pool._max_connections >= 10_000
+    asyncio.run(c.aclose())
     asyncio.run(a.aclose())
     asyncio.run(b.aclose())

@@ -1,38 +1,44 @@
-"""The providers' socket I/O on asyncio (providers/http_io.py), against real local servers: keep-alive
-reuse, a server closing an idle connection, large bodies both ways (flow control), timeouts, refused
-and cut connections, TLS — and the trace writer that keeps its writing off the call path."""
+"""The providers' HTTP/1.1 transport (providers/http_transport.py), against real local servers:
+keep-alive reuse, a server closing an idle connection, large bodies both ways (flow control),
+timeouts, refused and cut connections, chunked and compressed replies, server-sent events, TLS,
+proxies left to httpx2 — and the trace writer that keeps its writing off the call path."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import socket
 import ssl
 import subprocess
+import zlib
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from ember_compiler.errors import ProviderError
-from ember_compiler.providers import http_io
+from ember_compiler.providers import http_transport
 from ember_compiler.providers.openai import OpenAIProvider
 from ember_compiler.runtime.trace import IDLE_FLUSH_S, Tracer
 from ember_compiler.testing.clock import run as virtual_run
-from ember_compiler.testing.providers import fixture, request
+from ember_compiler.testing.providers import fixture, request, sse_events
 
 BINDING = {"provider": "openai", "model": "m", "max_tokens": 8}
+CHAT = json.dumps(fixture("openai_structured.json")).encode()
 
 
 class HTTPServer:
-    """A minimal HTTP/1.1 keep-alive server on 127.0.0.1: `answer(body) -> (status, bytes) | None`
-    (None: hang up without answering; "hang": never answer)."""
+    """A minimal HTTP/1.1 keep-alive server on 127.0.0.1. `answer(body)` gives (status, bytes) for a
+    Content-Length reply, a list of raw pieces to send one by one (a float in it: a pause in
+    seconds), None (hang up without answering) or "hang" (never answer)."""
 
     def __init__(self, answer=None, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.answer = answer or (lambda body: (200, json.dumps(fixture("openai_structured.json")).encode()))
+        self.answer = answer or (lambda body: (200, CHAT))
         self.ssl = ssl_context
         self.connections = 0
+        self.heads: list[bytes] = []
         self.bodies: list[bytes] = []
         self.writers: list[asyncio.StreamWriter] = []
 
@@ -53,6 +59,7 @@ class HTTPServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
                 length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length:")), 0)
                 body = await reader.readexactly(length)
@@ -63,6 +70,17 @@ class HTTPServer:
                 if out is None:
                     writer.close()
                     return
+                if isinstance(out, list):
+                    for piece in out:
+                        if isinstance(piece, float):
+                            await asyncio.sleep(piece)
+                        else:
+                            writer.write(piece)
+                            await writer.drain()
+                    if any(isinstance(p, bytes) and b"connection: close" in p.lower() for p in out):
+                        writer.close()
+                        return
+                    continue
                 status, payload = out
                 writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
                              % (status, len(payload)) + payload)
@@ -71,22 +89,58 @@ class HTTPServer:
             writer.close()
 
 
+def chunked(head: bytes, *parts: bytes | float) -> list[bytes | float]:
+    """A chunked reply: `head` (status line and headers), then each part as a chunk (a float: a pause)."""
+    out: list[bytes | float] = [head + b"transfer-encoding: chunked\r\n\r\n"]
+    for part in parts:
+        out.append(part if isinstance(part, float) else b"%x\r\n%s\r\n" % (len(part), part))
+    out.append(b"0\r\n\r\n")
+    return out
+
+
 def provider(url: str, **kwargs) -> OpenAIProvider:
     return OpenAIProvider(url, None, trust_env=False, **kwargs)
 
 
-def test_the_backend_is_installed_only_on_the_providers_own_pools(monkeypatch):
+def test_the_transport_is_the_providers_own_and_proxies_and_mocks_keep_theirs(monkeypatch):
     async def main():
         own = provider("http://127.0.0.1:9/v1")
         mocked = OpenAIProvider("http://127.0.0.1:9/v1", transport=httpx2.MockTransport(lambda r: None))
-        monkeypatch.setenv("EMBER_HTTP_IO", "anyio")
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        proxied = OpenAIProvider("http://api.example/v1", None, trust_env=True)
+        monkeypatch.setenv("EMBER_HTTP_IO", "httpx2")
         opted_out = provider("http://127.0.0.1:9/v1")
-        pools = [getattr(getattr(p._client, "_transport", None), "_pool", None) for p in (own, mocked, opted_out)]
-        assert isinstance(pools[0]._network_backend, http_io.AsyncioBackend)
-        assert pools[1] is None  # a caller's transport is left alone
-        assert not isinstance(pools[2]._network_backend, http_io.AsyncioBackend)
-        for p in (own, mocked, opted_out):
+        assert isinstance(own._client._transport, http_transport.Transport)
+        assert own._route("/chat/completions").head is not None  # JSON calls skip httpx2's objects
+        assert mocked._client._transport is not own._client._transport and mocked._own is None
+        assert mocked._route("/chat/completions").head is None  # a caller's transport sees every request
+        assert proxied._route("/chat/completions").head is None  # the proxy mount is httpx2's own
+        assert isinstance(opted_out._client._transport, httpx2.AsyncHTTPTransport)
+        for p in (own, mocked, proxied, opted_out):
             await p.aclose()
+
+    asyncio.run(main())
+
+
+def test_the_request_carries_httpx2s_headers_and_its_json_encoding():
+    async def main():
+        async with HTTPServer() as server:
+            p = OpenAIProvider(server.url, "sk-test-key-123", trust_env=False)
+            await p.complete(request(BINDING, content="café ☕"))
+            head = server.heads[0].decode("latin-1").lower()
+            assert head.startswith("post /v1/chat/completions http/1.1\r\n")
+            for line in ("host: 127.0.0.1:", "authorization: bearer sk-test-key-123", "content-type: application/json",
+                         "accept-encoding: gzip, deflate", "user-agent: python-httpx2/"):
+                assert line in head
+            assert f"content-length: {len(server.bodies[0])}\r\n" in head
+            assert "café ☕" in server.bodies[0].decode("utf-8")  # UTF-8, not \\u escapes, as httpx2's json=
+            with pytest.raises(ProviderError, match="cannot reach.*illegal header"):
+                bad = OpenAIProvider(server.url, None, trust_env=False)
+                bad._client.headers["X-Bad"] = "a\r\nInjected: 1"
+                bad._routes.clear()
+                await bad.complete(request(BINDING))
+            await p.aclose()
+            await bad.aclose()
 
     asyncio.run(main())
 
@@ -171,6 +225,95 @@ def test_a_fan_out_to_a_host_name_makes_one_dns_lookup_and_tries_each_address(mo
     asyncio.run(main())
 
 
+def test_chunked_compressed_and_close_delimited_replies():
+    body = CHAT
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    answers = [
+        chunked(head, body[:10], 0.02, body[10:50], body[50:]),  # chunks, with a pause between
+        [head + b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(gzip.compress(body)) + gzip.compress(body)],
+        [head + b"content-encoding: deflate\r\ncontent-length: %d\r\n\r\n" % len(zlib.compress(body)) + zlib.compress(body)],
+        [b"HTTP/1.1 100 Continue\r\n\r\n", head + b"content-length: %d\r\n\r\n" % len(body) + body],
+        [head + b"connection: close\r\n\r\n" + body],  # no length: the body ends with the connection
+    ]
+
+    async def main():
+        async with HTTPServer(lambda b: answers.pop(0) if answers else (200, CHAT)) as server:
+            p = provider(server.url)
+            expected = (await provider(server.url).complete(request(BINDING))).texts  # a plain reply, first
+            for _ in range(6):
+                assert (await p.complete(request(BINDING))).texts == expected
+            # the plain reply's client had its own; then one connection for the five, and a new one
+            # after the reply that said close
+            assert server.connections == 3 and not answers
+            await p.aclose()
+
+    answers.insert(0, [head + b"content-length: %d\r\n\r\n" % len(body) + body])  # the plain reply
+    asyncio.run(main())
+
+
+def test_oversized_and_undecodable_replies_are_refused_without_being_held():
+    big = 33 * 1024 * 1024
+    bomb = gzip.compress(b"{" + b" " * big + b"}")
+    answers = iter([
+        [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % big],  # refused by its length, unread
+        chunked(b"HTTP/1.1 200 OK\r\n", *([b"x" * (1 << 20)] * 34)),  # refused as it grows
+        [b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(bomb) + bomb],
+        [b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 5\r\n\r\nnope!"],
+        [b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n" + b"nope!\r\nHTTP/1.1 junk"],
+    ])
+
+    async def main():
+        async with HTTPServer(lambda b: next(answers)) as server:
+            p = provider(server.url)
+            for pattern in ("over 33,554,432 bytes", "over 33,554,432 bytes", "over 33,554,432 bytes"):
+                with pytest.raises(ProviderError, match=pattern) as info:
+                    await p.complete(request(BINDING))
+                assert not info.value.retryable
+            with pytest.raises(ProviderError, match="does not decode as gzip") as info:
+                await p.complete(request(BINDING))
+            assert info.value.retryable
+            with pytest.raises(ProviderError, match="malformed JSON"):
+                await p.complete(request(BINDING))
+            await p.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_streamed_reply_arrives_event_by_event_through_httpx2():
+    events = [e.encode() for e in sse_events("openai_chat_stream.sse")]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    seen: list[str] = []
+
+    async def main():
+        async with HTTPServer(lambda b: chunked(head, *[x for e in events for x in (e, 0.01)])) as server:
+            p = provider(server.url)
+            streamed = request(BINDING)
+            streamed.on_text = seen.append
+            out = await p.complete(streamed)
+            assert out.texts == ["".join(seen)] and len(seen) > 1  # deltas, as they came
+            assert json.loads(server.bodies[0])["stream"] is True
+            assert (await p.complete(streamed)).texts == out.texts
+            await p.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_call_closes_its_connection():
+    async def main():
+        async with HTTPServer(lambda b: "hang" if len(server.bodies) == 1 else (200, CHAT)) as server:
+            p = provider(server.url)
+            call = asyncio.ensure_future(p.complete(request(BINDING)))
+            await asyncio.sleep(0.05)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert (await p.complete(request(BINDING))).texts
+            assert server.connections == 2  # the cancelled exchange's connection was not reused
+            await p.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_tls(tmp_path, monkeypatch):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -185,7 +328,7 @@ def test_tls(tmp_path, monkeypatch):
     async def main():
         async with HTTPServer(ssl_context=server_ctx) as server:
             p = OpenAIProvider(server.url, None)
-            assert isinstance(p._client._transport._pool._network_backend, http_io.AsyncioBackend)
+            assert p._route("/chat/completions").head is not None  # TLS goes the direct way too
             for _ in range(2):
                 assert (await p.complete(request(BINDING))).texts
             assert server.connections == 1
