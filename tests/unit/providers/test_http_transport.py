@@ -239,7 +239,9 @@ def test_chunked_compressed_and_close_delimited_replies():
     async def main():
         async with HTTPServer(lambda b: answers.pop(0) if answers else (200, CHAT)) as server:
             p = provider(server.url)
-            expected = (await provider(server.url).complete(request(BINDING))).texts  # a plain reply, first
+            first = provider(server.url)
+            expected = (await first.complete(request(BINDING))).texts  # a plain reply, on its own client
+            await first.aclose()
             for _ in range(6):
                 assert (await p.complete(request(BINDING))).texts == expected
             # the plain reply's client had its own; then one connection for the five, and a new one
