@@ -20,6 +20,7 @@ never called.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -119,116 +120,9 @@ class Executor:
         `on_text` receives the answer's text as it streams (see the module docstring): the deltas of the
         reply of node `stream_index`, which make up that node's `text` port (its `answer` port is read
         from that text); never called when the plan has no such node, or when that node is skipped."""
-        streaming = on_text if self.stream_index is not None else None
-        nodes = self.nodes
-        results: dict[str, Any] = {}
-        pending = [c.indegree for c in nodes]
-        left = len(nodes)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        tasks: set[asyncio.Task] = set()
-        started: dict[int, float] = {}
-        # NOTE: [Iterative start] inline nodes (fn, skipped) finish at once and make their users ready;
-        # a stack drained in one loop replaces start -> finish -> start recursion, which a chain of
-        # 1,000 refine rounds would take past Python's recursion limit. Order is the same depth-first.
-        ready: list[int] = []
-        draining = False
-        given: dict[int, dict[str, Any]] = {}  # with on_io: the inputs of the nodes still running
-
-        def finish(i: int, value: Any) -> None:
-            nonlocal left
-            c = nodes[i]
-            results[c.node.id] = value
-            if on_node is not None:
-                on_node(c.node, started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
-            if on_io is not None:
-                on_io(c.node, given.pop(i, {}), value, None)
-            left -= 1
-            now = [j for j in c.dependents if _ready(j)]
-            ready.extend(reversed(now))
-            if left == 0 and not done.done():
-                done.set_result(None)
-            drain()
-
-        def _ready(j: int) -> bool:
-            pending[j] -= 1
-            return pending[j] == 0
-
-        def drain() -> None:
-            nonlocal draining
-            if draining:
-                return
-            draining = True
-            try:
-                while ready:
-                    start(ready.pop())
-            finally:
-                draining = False
-
-        def fail(i: int, exc: BaseException) -> None:
-            if on_io is not None:
-                on_io(nodes[i].node, given.pop(i, {}), None, exc)
-            if not done.done():
-                node = nodes[i].node
-                done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
-
-        def start(i: int) -> None:
-            if done.done():
-                return
-            c = nodes[i]
-            if on_node is not None:
-                started[i] = time.time()
-            try:
-                values = {port: f(results, inputs) for port, f in c.inputs}
-                if on_io is not None:
-                    given[i] = values
-                if not all(g(results, inputs) for g in c.guards):
-                    finish(i, SKIPPED)
-                    return
-            except Skip:
-                finish(i, SKIPPED)
-                return
-            except Exception as exc:  # a bad template or expression names its node
-                fail(i, exc)
-                return
-            if c.fn is not None:
-                try:
-                    out = c.fn(c.node, values)
-                except Exception as exc:
-                    fail(i, exc)
-                    return
-                finish(i, out)
-                return
-            if c.runner is not None:
-                task = loop.create_task(c.runner(values, sink, meta, row))
-            else:
-                up = _answers(c.reads, results) if c.reads else None
-                task = loop.create_task(self._call(c, values, sink, {**meta, "upstream": up} if up else meta, row,
-                                                   streaming if i == self.stream_index else None))
-            tasks.add(task)
-            task.add_done_callback(lambda t, i=i: _settle(t, i))
-
-        def _settle(task: asyncio.Task, i: int) -> None:
-            tasks.discard(task)
-            if task.cancelled():
-                return
-            exc = task.exception()
-            if exc is not None:
-                fail(i, exc)
-            else:
-                finish(i, task.result())
-
-        if not nodes:
-            done.set_result(None)
-        for i in self.roots:
-            start(i)
-        try:
-            await done
-        finally:
-            for t in tasks:
-                t.cancel()
-        outputs = {k: f(results, inputs) for k, f in self.outputs}
-        return outputs, results
+        run = _Run(self, sink, inputs, meta, row, on_node, on_io,
+                   on_text if self.stream_index is not None else None)
+        return await run.go()
 
     async def _call(self, c: _Compiled, values: dict[str, Any], sink: CallSink, meta: dict[str, Any], row: Any,
                     on_text: Callable[[str], None] | None = None):
@@ -251,6 +145,136 @@ class Executor:
             return c.rule.finish(node, values, completions)
         except OutputError as exc:
             raise exc.naming(binding) from None
+
+
+class _Run:
+    """One execution of a plan: the ready-set state machine. An object, not closures over `execute`'s
+    locals: closures that call each other form reference cycles, which only the garbage collector
+    frees — ~50 objects per run, and its passes over them stalled a busy server every few hundred ms.
+    A finished run's state is freed by reference counting alone."""
+
+    __slots__ = ("ex", "sink", "inputs", "meta", "row", "on_node", "on_io", "streaming", "results", "pending",
+                 "left", "done", "tasks", "started", "ready", "draining", "given")
+
+    def __init__(self, ex: Executor, sink: CallSink, inputs: dict[str, Any], meta: dict[str, Any], row: Any,
+                 on_node: Callable[[PlanNode, float, float, str], None] | None,
+                 on_io: Callable[[PlanNode, dict[str, Any], Any, BaseException | None], None] | None,
+                 streaming: Callable[[str], None] | None) -> None:
+        self.ex, self.sink, self.inputs, self.meta, self.row = ex, sink, inputs, meta, row
+        self.on_node, self.on_io, self.streaming = on_node, on_io, streaming
+        self.results: dict[str, Any] = {}
+        self.pending = [c.indegree for c in ex.nodes]
+        self.left = len(ex.nodes)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tasks: set[asyncio.Task] = set()
+        self.started: dict[int, float] = {}
+        # NOTE: [Iterative start] inline nodes (fn, skipped) finish at once and make their users ready;
+        # a stack drained in one loop replaces start -> finish -> start recursion, which a chain of
+        # 1,000 refine rounds would take past Python's recursion limit. Order is the same depth-first.
+        self.ready: list[int] = []
+        self.draining = False
+        self.given: dict[int, dict[str, Any]] = {}  # with on_io: the inputs of the nodes still running
+
+    async def go(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        ex = self.ex
+        if not ex.nodes:
+            self.done.set_result(None)
+        for i in ex.roots:
+            self.start(i)
+        try:
+            await self.done
+        finally:
+            for t in self.tasks:
+                t.cancel()
+        outputs = {k: f(self.results, self.inputs) for k, f in ex.outputs}
+        return outputs, self.results
+
+    def finish(self, i: int, value: Any) -> None:
+        c = self.ex.nodes[i]
+        self.results[c.node.id] = value
+        if self.on_node is not None:
+            self.on_node(c.node, self.started.get(i, 0.0), time.time(), "skipped" if value is SKIPPED else "ok")
+        if self.on_io is not None:
+            self.on_io(c.node, self.given.pop(i, {}), value, None)
+        self.left -= 1
+        pending = self.pending
+        now = []
+        for j in c.dependents:
+            pending[j] -= 1
+            if pending[j] == 0:
+                now.append(j)
+        self.ready.extend(reversed(now))
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+        self.drain()
+
+    def drain(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        try:
+            ready = self.ready
+            while ready:
+                self.start(ready.pop())
+        finally:
+            self.draining = False
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        if self.on_io is not None:
+            self.on_io(self.ex.nodes[i].node, self.given.pop(i, {}), None, exc)
+        if not self.done.done():
+            node = self.ex.nodes[i].node
+            self.done.set_exception(exc if isinstance(exc, NodeFailed) else NodeFailed(node.id, node.source, exc))
+
+    def start(self, i: int) -> None:
+        if self.done.done():
+            return
+        ex = self.ex
+        c = ex.nodes[i]
+        results, inputs = self.results, self.inputs
+        if self.on_node is not None:
+            self.started[i] = time.time()
+        try:
+            values = {port: f(results, inputs) for port, f in c.inputs}
+            if self.on_io is not None:
+                self.given[i] = values
+            if not all(g(results, inputs) for g in c.guards):
+                self.finish(i, SKIPPED)
+                return
+        except Skip:
+            self.finish(i, SKIPPED)
+            return
+        except Exception as exc:  # a bad template or expression names its node
+            self.fail(i, exc)
+            return
+        if c.fn is not None:
+            try:
+                out = c.fn(c.node, values)
+            except Exception as exc:
+                self.fail(i, exc)
+                return
+            self.finish(i, out)
+            return
+        meta, row = self.meta, self.row
+        if c.runner is not None:
+            coro = c.runner(values, self.sink, meta, row)
+        else:
+            up = _answers(c.reads, results) if c.reads else None
+            coro = ex._call(c, values, self.sink, {**meta, "upstream": up} if up else meta, row,
+                            self.streaming if i == ex.stream_index else None)
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(functools.partial(self._settle, i))
+
+    def _settle(self, i: int, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.fail(i, exc)
+        else:
+            self.finish(i, task.result())
 
 
 def _answers(reads: tuple[str, ...], results: dict[str, Any]) -> dict[str, Any]:

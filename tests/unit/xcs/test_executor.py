@@ -146,3 +146,42 @@ def test_gate_bounds_concurrency():
         return peak[0]
 
     assert asyncio.run(scenario()) == 3
+
+
+def test_a_finished_run_leaves_nothing_for_the_cycle_collector():
+    # a server runs a plan per request: garbage in reference cycles piles up until the collector's passes,
+    # which stall every request in flight; a run's state must go with reference counting alone
+    import gc
+
+    fan = [gen(f"s{i}") for i in range(3)]
+    vote = PlanNode("vote", "fn", "vote", {"candidates": {"$list": [{"$ref": [f"s{i}", "answer"]} for i in range(3)]}},
+                    {"normalize": "strip"}, ("answer", "counts", "confidence"))
+    skipped = gen("never", when=[{"$expr": "vote.answer == 'nobody'", "vars": {"vote": {"$node": "vote"}}}])
+    p = plan(*fan, vote, skipped, outputs={"a": {"$ref": ["vote", "answer"]}})
+    executor, sink = Executor(p), FakeSink()
+
+    async def runs(k: int) -> None:
+        for _ in range(k):
+            outputs, _ = await executor.execute(sink, {}, {"seed": 0, "example_id": "x"})
+            assert outputs["a"] == "s0"
+
+    async def main() -> list:
+        await runs(3)  # first-use caches (templates, expressions) are not per-run garbage
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            await runs(20)
+            gc.collect()
+            return list(gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        garbage = asyncio.run(main())
+    finally:
+        if was:
+            gc.enable()
+    assert not garbage, sorted({type(o).__name__ for o in garbage})
