@@ -61,6 +61,18 @@ async def _disconnected(receive: Any) -> None:
         pass
 
 
+class _Call:
+    """What a chat request has learnt so far, for its metrics and access-log line."""
+
+    __slots__ = ("start", "key", "model", "status", "prepared")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.key: Key | None = None
+        self.model, self.status = "-", 200
+        self.prepared: Prepared | None = None
+
+
 class Server:
     """The routes over one `Session` (see the module docstring)."""
 
@@ -108,19 +120,30 @@ class Server:
         return response
 
     async def chat(self, request: Request) -> Response:
-        start = time.perf_counter()
-        key: Key | None = None
-        model, status, prepared = "-", 200, None
+        call = _Call(time.perf_counter())
+        start = call.start
         try:
-            key = self.keys.authenticate(request.headers.get("authorization"))
+            response = await self._chat(request, call)
+        except BaseException:
+            self.done(request, call.model, call.status, start, call.key, call.prepared)
+            raise
+        if call.prepared is None or not call.prepared.stream_started:
+            async def after() -> None:  # once the reply is sent: logging and metrics are not its latency
+                self.done(request, call.model, call.status, start, call.key, call.prepared)
+            response.background = after  # type: ignore[assignment]  # starlette awaits any callable
+        return response
+
+    async def _chat(self, request: Request, call: _Call) -> Response:
+        try:
+            call.key = self.keys.authenticate(request.headers.get("authorization"))
             req = shapes.parse_request(await _body(request, self.options.max_body_bytes))
             served = self.session.model(req.model)
-            model = served.name
-            self.keys.admit(key)  # a key's limits, before any upstream call
-            prepared = self.session.prepare(served, req)
+            call.model = served.name
+            self.keys.admit(call.key)  # a key's limits, before any upstream call
+            prepared = call.prepared = self.session.prepare(served, req)
             if req.stream:
                 include_usage = req.stream_options is not None and req.stream_options.include_usage
-                return _Stream(self, prepared, key, start, include_usage)
+                return _Stream(self, prepared, call.key, call.start, include_usage)
             # the run goes in this task and one watcher task cancels it if the client leaves: a task and an
             # `asyncio.wait` fewer per request than running it in a task of its own
             task = asyncio.current_task()
@@ -134,18 +157,15 @@ class Server:
                 if not gone.done() or gone.cancelled():
                     raise  # cancelled from outside (the server is stopping), not by the client leaving
                 task.uncancel()  # the client left: its run's upstream requests were cancelled
-                status = CLIENT_GONE
+                call.status = CLIENT_GONE
                 return Response(status_code=CLIENT_GONE)
             finally:
                 running[0] = False
                 gone.cancel()
             return _json(self.completion_body(prepared, outcome))
         except ApiError as exc:
-            status = exc.status
+            call.status = exc.status
             return _error(exc)
-        finally:
-            if prepared is None or not prepared.stream_started:
-                self.done(request, model, status, start, key, prepared)
 
     # -- running ---------------------------------------------------------------------------------------
     async def run(self, prepared: Prepared, on_text: Any = None) -> Outcome:

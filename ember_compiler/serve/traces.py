@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..runtime.trace import Tracer
 
+SERVER_BATCH = 64  # spans per write
+
 
 class RotatingTracer(Tracer):
     """A `Tracer` whose file is renamed to `.1` (and `.1` to `.2`, …) once it holds `max_bytes`.
@@ -20,7 +22,9 @@ class RotatingTracer(Tracer):
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        super().__init__(Path(path))
+        # a busy server never goes quiet, so the buffer fills: small batches keep each write's stall
+        # (~10 µs a span) from landing on the requests in flight as one 20-40 ms pause
+        super().__init__(Path(path), max_buffered=SERVER_BATCH)
         self.max_bytes = max_bytes
         self.backups = backups
 
