@@ -43,15 +43,17 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        from ..serve.server import LOOP
+
+        # the event loop `ember serve` runs on; uvicorn installs no signal handlers outside the main thread
         self.server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on",
-                                                    **config))
-        self.server.install_signal_handlers = lambda: None  # not the main thread: no signal handlers
+                                                    loop=LOOP, **config))
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            self.server.run(sockets=[self.sock])
         except BaseException as exc:  # reported by __enter__/__exit__
             self.error = exc
 
