@@ -225,6 +225,7 @@ class HTTPProvider:
                     return self._json_body(200, resp.headers, await _read_capped(resp)), resp.headers
                 async for event in sse.events(sse.lines(resp.aiter_text(), MAX_RESPONSE_BYTES)):
                     if on_event(event.event, event.data):
+                        http_transport.drain_later(resp)  # only the body's end is left: keep the connection
                         break
                 return None, resp.headers
         except sse.TooLarge as exc:

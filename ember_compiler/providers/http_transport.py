@@ -44,6 +44,9 @@ HIGH_WATER = 256 * 1024  # buffered body bytes at which the socket stops being r
 HAPPY_EYEBALLS_DELAY_S = 0.25
 DNS_REUSE_S = 10.0  # how long a transport reuses a host name's addresses for new connections (as aiohttp)
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
+DRAIN_S = 1.0  # how long a finished stream's connection waits in the background for the reply's end
+DRAIN_BYTES = 64 * 1024  # and how much of it it reads (more: the connection is closed instead)
+DRAIN_LATER = "ember.drain_later"
 
 
 def default(ssl_context: ssl.SSLContext, *, keepalive_expiry: float = 30.0,
@@ -74,8 +77,10 @@ class Transport(httpx2.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         body = request.content if hasattr(request, "_content") else b"".join([c async for c in request.stream])
         conn = await self._open(key, _request_head(request) + body, timeouts, request, request.method == "HEAD")
-        return httpx2.Response(conn.status, headers=conn.headers, stream=_Body(self, key, conn, timeouts.get("read"), request),
-                               request=request, extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason})
+        stream = _Body(self, key, conn, timeouts.get("read"), request)
+        return httpx2.Response(conn.status, headers=conn.headers, stream=stream, request=request,
+                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason,
+                                           DRAIN_LATER: stream.drain_later})
 
     async def exchange(self, key: tuple[bytes, bytes, int], data: bytes, timeout: float,
                        cap: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -219,6 +224,18 @@ def request_head(method: str, url: httpx2.URL, headers: list[tuple[bytes, bytes]
     return b"".join(lines)
 
 
+def drain_later(response: httpx2.Response) -> None:
+    """Mark a reply whose reader has all it wants and whose end is near — a stream after its last event,
+    whose chunked body's terminator may still be on its way. Closing it then reads that end in the
+    background (for up to `DRAIN_S`, at most `DRAIN_BYTES`) and returns the connection to its stack:
+    otherwise every streamed call would open a new connection (over TLS, a new handshake). A reply
+    closed unmarked, e.g. a stream cut short, closes its connection so that the server stops sending.
+    Replies of other transports are left as they are."""
+    mark = response.extensions.get(DRAIN_LATER)  # the client wraps the stream: the mark is an extension
+    if mark is not None:
+        mark()
+
+
 def _request_head(request: httpx2.Request) -> bytes:
     return request_head(request.method, request.url, request.headers.raw) + b"\r\n"
 
@@ -247,6 +264,9 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self.stray = False  # bytes arrived while no exchange was under way
         self.idle_since = 0.0
+        self.then: Any = None  # while a finished stream's end is read in the background: what follows it
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.drained = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -262,6 +282,10 @@ class _Connection(asyncio.Protocol):
             self.error = httpx2.RemoteProtocolError("the server switched protocols (not supported)")
         except httptools.HttpParserError as exc:
             self.error = httpx2.RemoteProtocolError(f"malformed HTTP response: {exc}")
+        if self.then is not None:
+            if self.complete or self.error is not None or self.drained > DRAIN_BYTES:
+                self._drained()
+            return
         if self.size > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -269,6 +293,8 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.then is not None:
+            self._drained()
         _wake(self.waiter)
         return False  # let the transport close: HTTP/1.1 does not half-close
 
@@ -276,6 +302,8 @@ class _Connection(asyncio.Protocol):
         self.eof = True
         if exc is not None and self.error is None:
             self.error = exc
+        if self.then is not None:
+            self._drained()
         _wake(self.waiter)
         _wake(self.writer)
 
@@ -307,6 +335,9 @@ class _Connection(asyncio.Protocol):
             self.complete = True
 
     def on_body(self, body: bytes) -> None:
+        if self.then is not None:  # the end of a finished stream: nobody reads it
+            self.drained += len(body)
+            return
         self.chunks.append(body)
         self.size += len(body)
 
@@ -368,6 +399,29 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def drain(self, then: Any) -> bool:
+        """Read the rest of the reply in the background, then call `then` (see `drain_later`); False
+        when there is nothing to wait for or no point in it (the connection could not be reused)."""
+        if self.complete or not self.usable() or not self.headers_done or self.until_close():
+            return False
+        self.chunks.clear()
+        self.size = self.drained = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        self.then = then
+        self.drain_timer = asyncio.get_running_loop().call_later(DRAIN_S, self._drained)
+        return True
+
+    def _drained(self) -> None:
+        """The background read's end: the reply complete (the connection is reused), or given up on."""
+        then, self.then = self.then, None
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        if then is not None:
+            then()
+
     def content_length(self) -> int | None:
         for name, value in self.headers:
             if name.lower() == b"content-length":
@@ -408,12 +462,17 @@ class _Connection(asyncio.Protocol):
 
 class _Body(httpx2.AsyncByteStream):
     """A response's body as it arrives; closing it returns the connection to its stack (when the
-    message was read to its end and the server keeps the connection alive) or closes it."""
+    message was read to its end, or its end is read in the background after `drain_later`, and the
+    server keeps the connection alive) or closes it."""
 
     def __init__(self, owner: Transport, key: tuple[bytes, bytes, int], conn: _Connection,
                  timeout: float | None, request: httpx2.Request) -> None:
         self._owner, self._key, self._conn, self._timeout, self._request = owner, key, conn, timeout, request
         self._released = False
+        self.drain = False  # see `drain_later`
+
+    def drain_later(self) -> None:
+        self.drain = True
 
     async def __aiter__(self):
         conn, timeout, request = self._conn, self._timeout, self._request
@@ -426,7 +485,9 @@ class _Body(httpx2.AsyncByteStream):
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
-            self._owner._release(self._key, self._conn)
+            release = functools.partial(self._owner._release, self._key, self._conn)
+            if not (self.drain and self._conn.drain(release)):
+                release()
 
 
 def _describe(exc: BaseException) -> str:

@@ -294,7 +294,44 @@ def test_a_streamed_reply_arrives_event_by_event_through_httpx2():
             out = await p.complete(streamed)
             assert out.texts == ["".join(seen)] and len(seen) > 1  # deltas, as they came
             assert json.loads(server.bodies[0])["stream"] is True
+            await asyncio.sleep(0.3)  # the body's terminator comes 10 ms after [DONE], read in the background
             assert (await p.complete(streamed)).texts == out.texts
+            assert server.connections == 1  # the first stream's connection was kept for the second
+            await p.aclose()
+
+    asyncio.run(main())
+
+
+def streaming():
+    r = request(BINDING)
+    r.on_text = lambda delta: None
+    return r
+
+
+def test_a_streams_connection_is_closed_when_its_end_does_not_come_or_it_is_cut_short(monkeypatch):
+    monkeypatch.setattr(http_transport, "DRAIN_S", 0.05)
+    events = [e.encode() for e in sse_events("openai_chat_stream.sse")]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    endless = [head, *(b"%x\r\n%s\r\n" % (len(e), e) for e in events), 3600.0]  # no terminating chunk
+
+    async def main():
+        async with HTTPServer(lambda b: endless) as server:
+            p = provider(server.url)
+            first = await p.complete(streaming())
+            await asyncio.sleep(0.3)  # past DRAIN_S: the background read gave up and closed the connection
+            assert (await p.complete(streaming())).texts == first.texts
+            assert server.connections == 2
+            await p.aclose()
+        slow = [head, b"%x\r\n%s\r\n" % (len(events[0]), events[0]), 3600.0]
+        async with HTTPServer(lambda b: slow if len(server.bodies) == 1 else (200, CHAT)) as server:
+            p = provider(server.url)
+            call = asyncio.ensure_future(p.complete(streaming()))
+            await asyncio.sleep(0.1)
+            call.cancel()  # mid-stream (a served client left): the server must see the connection close
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert (await p.complete(request(BINDING))).texts
+            assert server.connections == 2
             await p.aclose()
 
     asyncio.run(main())
