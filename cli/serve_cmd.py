@@ -17,6 +17,7 @@ from .app import (
     MaxTokensOpt,
     NoCacheOpt,
     NoPassOpt,
+    OtlpOpt,
     SchedulerOpt,
     SetOpt,
     app,
@@ -61,6 +62,7 @@ def serve(
     no_cache: NoCacheOpt = False,
     cache_mode: CacheModeOpt = "read-write",
     no_pass: NoPassOpt = None,
+    otlp: OtlpOpt = None,
 ) -> None:
     """Serve specs as OpenAI-compatible models (/v1/models, /v1/chat/completions, /healthz, /metrics).
 
@@ -69,7 +71,7 @@ def serve(
     with errors():
         run = run_options(scheduler=scheduler, set_items=set, no_pass=no_pass, max_cost=max_cost,
                           max_calls=max_calls, max_tokens=max_tokens, cache=cache, no_cache=no_cache,
-                          cache_mode=cache_mode).replace(runs_dir=None)
+                          cache_mode=cache_mode, otlp=otlp).replace(runs_dir=None)
         options = api.ServeOptions(
             host=host, port=port, api_key_env=api_key_env, keys_file=keys, insecure_no_auth=insecure_no_auth,
             max_concurrency=max_concurrency, queue=queue, timeout_s=timeout, max_body_bytes=max_body,

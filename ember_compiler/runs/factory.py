@@ -67,7 +67,7 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
         budget = Spending(limits) if limits is not None else None
     if cache is AUTO:
         cache = open_cache(options, plan) if plan is not None else None
-    export, missing = _export(options) if plan is not None or run_dir is not None else (None, None)
+    export, missing = otlp_export(options) if plan is not None or run_dir is not None else (None, None)
     tracer = trace if isinstance(trace, Tracer) else Tracer(trace, export, compress=folder_trace)
     runtime = Runtime(tracer=tracer, transport=options.transport,
                       max_in_flight=policy.max_in_flight(), budget=budget, cache=cache, gates=gates, **mechanics)
@@ -76,7 +76,7 @@ def make_runtime(options: RunOptions | None = None, plan: Plan | None = None, *,
     return runtime
 
 
-def _export(options: RunOptions) -> tuple[OtlpExport | None, str | None]:
+def otlp_export(options: RunOptions) -> tuple[OtlpExport | None, str | None]:
     """The OTLP export a run's spans go to (`--otlp URL`, else the standard variables), or None — with
     a warning when only a variable asked for it and the extra is missing (`--otlp` raises instead)."""
     if options.otlp is not None:

@@ -77,6 +77,8 @@ def serve(paths: list[Path], options: ServeOptions) -> None:
     names = ", ".join(app.state.server.session.models)
     log.info("ember serve: %s on http://%s:%d/v1%s", names, options.host, options.port,
              "" if app.state.server.keys.enabled else " (no keys: loopback only)")
+    for warning in app.state.server.session.runtime.warnings:
+        log.warning("warning: %s", warning)
     config = uvicorn.Config(app, host=options.host, port=options.port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=options.grace_s, lifespan="on", backlog=4096,
                             loop=LOOP, http="httptools", server_header=False)

@@ -29,12 +29,13 @@ from ..errors import (
     SpecInvalid,
     UsageError,
 )
-from ..runs.factory import make_runtime, open_cache
+from ..runs.factory import make_runtime, open_cache, otlp_export
 from ..runs.options import RunOptions
 from ..runs.run import example_meta, execute_row, resolve_inputs
 from ..runtime import prices
 from ..runtime.budget import Budget, Spending, limits_from
 from ..runtime.pool import called_models
+from ..runtime.trace import Tracer
 from ..runtime.usage import RowContext, Usage
 from ..xcs.executor import Executor
 from ..xcs.plan import Plan
@@ -190,9 +191,15 @@ class Session:
         self.budget = Spending(limits) if limits is not None else None
         sim_only = all(m.plan.models[b]["provider"] == "sim" for m in models.values() for b in called_models(m.plan))
         cache = None if run.cache_mode == "off" or (sim_only and run.cache is None) else open_cache(run)
-        tracer = RotatingTracer(options.trace, options.trace_max_bytes, options.trace_backups) \
-            if options.trace is not None else None
+        export, missing = otlp_export(run)  # `--otlp`, else OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+        if options.trace is not None:
+            tracer: Tracer | None = RotatingTracer(options.trace, options.trace_max_bytes, options.trace_backups,
+                                                   export)
+        else:
+            tracer = Tracer(None, export) if export is not None else None
         self.runtime = make_runtime(run, None, trace=tracer, budget=self.budget, cache=cache)
+        if missing:
+            self.runtime.warn(missing)  # `ember serve` prints the runtime's warnings as it starts
         for m in models.values():
             self.runtime.prepare(m.plan)  # every key and extra checked before the first request
         self.admission = Admission(options.max_concurrency, options.queue)

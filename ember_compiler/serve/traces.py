@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 from ..runtime.trace import Tracer
 
@@ -19,12 +20,13 @@ class RotatingTracer(Tracer):
         path: the trace file.
         max_bytes: rotate once the file is at least this big.
         backups: how many rotated files to keep.
+        export: an OTLP export every span also goes to (`--otlp`), or None.
     """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, backups: int, export: Any = None) -> None:
         # a busy server never goes quiet, so the buffer fills: small batches keep each write's stall
         # (~10 µs a span) from landing on the requests in flight as one 20-40 ms pause
-        super().__init__(Path(path), max_buffered=SERVER_BATCH)
+        super().__init__(Path(path), export, max_buffered=SERVER_BATCH)
         self.max_bytes = max_bytes
         self.backups = backups
 

@@ -2,15 +2,12 @@
 its exporter, every span with its attributes; prompts and outputs leave the process only with
 `--record io`, as the GenAI conventions' opt-in `gen_ai.input.messages` / `gen_ai.output.messages`.
 
-The receiver is a real HTTP server on 127.0.0.1 in this process; it decodes each request with the
-official protobuf definitions (`opentelemetry-proto`'s `ExportTraceServiceRequest`)."""
+The receiver (`testing/otlp.py`) is a real HTTP server on 127.0.0.1 in this process; it decodes each
+request with the official protobuf definitions (`opentelemetry-proto`'s `ExportTraceServiceRequest`)."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,65 +15,10 @@ from ember_cli.main import app
 from typer.testing import CliRunner
 
 from ember_compiler import api
+from ember_compiler.testing.otlp import Receiver, attr_value
 
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "sim" / "ensemble-judge.yaml"
 MARKER = "Which moon of Saturn hides an ocean, 7781?"
-
-
-class Receiver:
-    """An OTLP/HTTP trace receiver: keeps every request's raw body and decoded spans."""
-
-    def __init__(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        self.bodies: list[bytes] = []
-        self.paths: list[str] = []
-        self.requests: list[ExportTraceServiceRequest] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
-                receiver.bodies.append(body)
-                receiver.paths.append(self.path)
-                receiver.requests.append(message)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def spans(self) -> list[tuple[dict, object]]:
-        """(resource attributes, span) for every span received."""
-        out = []
-        for req in self.requests:
-            for rs in req.resource_spans:
-                resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    out.extend((resource, span) for span in ss.spans)
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _value(v: object) -> object:
-    kind = v.WhichOneof("value")
-    if kind == "array_value":
-        return [_value(x) for x in v.array_value.values]
-    return getattr(v, kind) if kind else None
 
 
 @pytest.fixture
@@ -116,7 +58,7 @@ def test_every_span_arrives_with_its_ids_times_and_attributes(receiver, tmp_path
         assert span.end_time_unix_nano == expected["end_time_unix_nano"]
         kind = {"CLIENT": span.SPAN_KIND_CLIENT, "INTERNAL": span.SPAN_KIND_INTERNAL}[expected["kind"]]
         assert span.kind == kind
-        attrs = {kv.key: _value(kv.value) for kv in span.attributes}
+        attrs = {kv.key: attr_value(kv.value) for kv in span.attributes}
         assert attrs == {k: _as_exported(v) for k, v in expected["attributes"].items() if v is not None}
     client = [s for _, s in got.values() if s.kind == s.SPAN_KIND_CLIENT]
     models = {kv.value.string_value for s in client for kv in s.attributes if kv.key == "gen_ai.request.model"}
@@ -141,7 +83,7 @@ def test_with_record_io_client_spans_carry_the_opt_in_content_attributes(receive
     client = [s for _, s in receiver.spans() if s.kind == s.SPAN_KIND_CLIENT]
     assert {s.span_id.hex() for s in client} == set(requests)
     for span in client:
-        attrs = {kv.key: _value(kv.value) for kv in span.attributes}
+        attrs = {kv.key: attr_value(kv.value) for kv in span.attributes}
         recorded = requests[span.span_id.hex()]
         inputs = json.loads(attrs["gen_ai.input.messages"])
         outputs = json.loads(attrs["gen_ai.output.messages"])
@@ -150,7 +92,7 @@ def test_with_record_io_client_spans_carry_the_opt_in_content_attributes(receive
         assert [m["parts"][0]["content"] for m in outputs] == recorded["texts"]
         assert all(m["role"] == "assistant" and m["finish_reason"] == "stop" for m in outputs)
     assert any(MARKER in s for s in (json.dumps(json.loads(
-        {kv.key: _value(kv.value) for kv in c.attributes}["gen_ai.input.messages"])) for c in client))
+        {kv.key: attr_value(kv.value) for kv in c.attributes}["gen_ai.input.messages"])) for c in client))
     # the node and run spans never carry content
     others = [s for _, s in receiver.spans() if s.kind != s.SPAN_KIND_CLIENT]
     assert others and not any(kv.key.startswith("gen_ai.input") for s in others for kv in s.attributes)

@@ -288,3 +288,25 @@ def test_sigterm_stops_accepting_and_drains_requests_in_flight(tmp_path, held):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.needs("otlp")
+def test_every_requests_spans_are_exported_over_otlp(tmp_path):
+    from ember_compiler.testing.otlp import Receiver
+
+    receiver = Receiver()
+    try:
+        run = api.RunOptions(runs_dir=None, otlp=receiver.url)
+        app = api.serve_app([spec(tmp_path, "{provider: sim}", "sim-one")], options(tmp_path, run=run))
+        with ServerThread(app) as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            wanted = {client.chat.completions.create(model="sim-one", messages=MSG, seed=seed)
+                      .model_extra["ember"]["trace_ids"][0] for seed in range(2)}
+        # the server's shutdown flushed the export: each request's run, node and call spans arrived
+        spans = [s for _, s in receiver.spans()]
+        roots = {s.trace_id.hex() for s in spans if s.name == "invoke_workflow sim-one"}
+        assert len(wanted) == 2 and wanted == roots
+        assert {s.trace_id.hex() for s in spans if s.name.startswith("chat ")} == wanted
+        assert (tmp_path / "trace.jsonl").read_text().count("invoke_workflow sim-one") == 2  # and the file
+    finally:
+        receiver.close()
