@@ -16,6 +16,8 @@ every process bounded in time, each stops by itself).
 
 The upstream and the load generator are modes of this file (`--upstream`, `--load`), run as their own
 processes so that the server's CPU is its own (the machine's 2 cores are still shared by all three).
+The load generator's client for (a) is a bare HTTP/1.1 connection stack (`--client light`, the default)
+or raw httpx2 (`--client httpx2`), the same one for the direct and the served runs (see `load`).
 """
 
 from __future__ import annotations
@@ -86,9 +88,20 @@ def run_upstream(args) -> None:
 
 
 # -- the load generator ---------------------------------------------------------------------------------
-async def load(url: str, model: str, rate: float, duration: float, stream: bool, clients: int) -> dict:
-    """Open-loop load at `rate` req/s for `duration` s (or `clients` streams all at once with rate 0)."""
+async def load(url: str, model: str, rate: float, duration: float, stream: bool, clients: int,
+               client: str = "light") -> dict:
+    """Open-loop load at `rate` req/s for `duration` s (or `clients` streams all at once with rate 0).
+
+    `client`: "httpx2" sends each request with a raw httpx2.AsyncClient; "light" (the default, for the
+    non-streaming runs) sends the same bytes through a bare HTTP/1.1 connection stack (Ember's provider
+    transport, no request or response objects). On a 2-core machine the load process shares the CPU
+    with the server it measures: httpx2 costs it 0.8-2.7 ms of CPU per request (more than the server's
+    own cost), the light client a third to a quarter of that, so the server's queueing is less the driver's."""
+    import ssl
+
     import httpx2
+
+    from ember_compiler.providers.http_transport import Transport, origin, request_head
 
     # at a fixed rate, a pool of 64 keep-alive connections (an unbounded pool makes httpx2 open ever more
     # connections once a run falls behind, and its pool search then costs the load process ~4 ms of CPU
@@ -96,13 +109,29 @@ async def load(url: str, model: str, rate: float, duration: float, stream: bool,
     pool = max(clients, 4096) if rate <= 0 else 64
     limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
     latencies, ttfts, statuses, shapes_ok = [], [], {}, True
+    light = Transport(ssl.create_default_context()) if client == "light" and not stream else None
+    target = httpx2.URL(url).join("/v1/chat/completions")
+    key, gate = origin(target), asyncio.Semaphore(pool)
+    head = request_head("POST", target, [(b"Host", target.netloc), (b"Content-Type", b"application/json")])
+
+    async def post_light(body: dict) -> tuple[int, bytes]:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        async with gate:  # at most `pool` connections, as the httpx2 client's pool
+            status, _, content = await light.exchange(key, head + b"Content-Length: %d\r\n\r\n" % len(data) + data,
+                                                      60.0, 1 << 24)
+        return status, content
+
     async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=60, trust_env=False) as http:
         async def one(i: int) -> None:
             nonlocal shapes_ok
             body = {"model": model, "messages": QUESTION, "seed": i}
             start = time.perf_counter()
             try:
-                if not stream:
+                if light is not None:
+                    status, content = await post_light(body)
+                    data = json.loads(content)
+                    shapes_ok &= ("choices" in data) if status == 200 else ("error" in data)
+                elif not stream:
                     r = await http.post("/v1/chat/completions", json=body)
                     status = r.status_code
                     data = r.json()
@@ -138,6 +167,8 @@ async def load(url: str, model: str, rate: float, duration: float, stream: bool,
                 tasks.append(asyncio.ensure_future(one(i)))
         await asyncio.gather(*tasks)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if light is not None:
+        await light.aclose()
     latencies.sort()
     ttfts.sort()
     n = len(latencies)
@@ -154,7 +185,8 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def run_load(args) -> None:
-    print(json.dumps(asyncio.run(load(args.url, args.model, args.rate, args.duration, args.stream, args.clients))))
+    print(json.dumps(asyncio.run(load(args.url, args.model, args.rate, args.duration, args.stream, args.clients,
+                                      args.client))))
 
 
 # -- orchestration ----------------------------------------------------------------------------------------
@@ -224,10 +256,12 @@ def ember_serve(spec: Path, tmp: Path, *extra: str) -> Proc:
                  "--no-cache", *extra], port)
 
 
-def drive(port: int, model: str, rate: float, duration: float, stream: bool = False, clients: int = 0) -> dict:
+def drive(port: int, model: str, rate: float, duration: float, stream: bool = False, clients: int = 0,
+          client: str = "light") -> dict:
     out = subprocess.run(["timeout", "300", sys.executable, __file__, "--load", "--url", f"http://127.0.0.1:{port}",
                           "--model", model, "--rate", str(rate), "--duration", str(duration), "--clients",
-                          str(clients), *(["--stream"] if stream else [])], capture_output=True, text=True)
+                          str(clients), "--client", client, *(["--stream"] if stream else [])],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"the load process failed: {out.stderr[-500:]}")
     return json.loads(out.stdout)
@@ -248,7 +282,7 @@ def ok(result: dict) -> bool:
     return set(result["statuses"]) == {"200"}
 
 
-def overhead(tmp: Path, rates: list[int], duration: float) -> list[dict]:
+def overhead(tmp: Path, rates: list[int], duration: float, client: str = "light") -> list[dict]:
     rows = []
     bare = upstream(0)
     fifty = upstream(50)
@@ -261,15 +295,15 @@ def overhead(tmp: Path, rates: list[int], duration: float) -> list[dict]:
         # a cold server is not the per-request cost, and it would land in whichever rate came first
         for port, model in ((served_sim.port, "sim-one"), (served_fake.port, "fake-one"), (bare.port, "fake"),
                             (fifty.port, "fake")):
-            drive(port, model, 200, 1.5)
+            drive(port, model, 200, 1.5, client=client)
         for rate in rates:
             for label, served, direct, model in (("sim 0 ms", served_sim, bare, "sim-one"),
                                                  ("fake 50 ms", served_fake, fifty, "fake-one")):
                 cpu = direct.cpu_s()
-                base = drive(direct.port, "fake", rate, duration)  # alternately, in the same period
+                base = drive(direct.port, "fake", rate, duration, client=client)  # alternately, in the same period
                 direct_cpu_us = (direct.cpu_s() - cpu) / max(1, base["sent"]) * 1e6
                 cpu = served.cpu_s()
-                got = drive(served.port, model, rate, duration)
+                got = drive(served.port, model, rate, duration, client=client)
                 cpu_us = (served.cpu_s() - cpu) / max(1, got["sent"]) * 1e6
                 rows.append({"upstream": label, "rate": rate, "direct": base, "served": got,
                              "server_cpu_us_per_request": round(cpu_us),
@@ -342,7 +376,9 @@ def in_process(tmp: Path, n: int, rounds: int) -> dict:
     from ember_compiler.runs import run_plan_async
 
     path = spec(tmp, "inproc", "{provider: sim}")
-    served = api.serve_app([path], api.ServeOptions(trace=tmp / "inproc-trace.jsonl"))
+    # no response cache, as `ember serve --no-cache` in (a): every request is a run
+    served = api.serve_app([path], api.ServeOptions(trace=tmp / "inproc-trace.jsonl",
+                                                    run=api.RunOptions(runs_dir=None, cache_mode="off")))
     canned = {"id": "x", "object": "chat.completion", "model": "inproc", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"}]}
 
@@ -388,6 +424,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=0)
     parser.add_argument("--clients", type=int, default=0)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--client", choices=["light", "httpx2"], default="light",
+                        help="the load generator's HTTP client for the non-streaming runs (see `load`)")
     args = parser.parse_args()
     if args.upstream:
         return run_upstream(args)
@@ -401,8 +439,9 @@ def main() -> None:
         print(f"(d) in-process, one-call sim spec, best of alternating rounds: ember serve app {cost['serve']} µs "
               f"per request, bare Starlette route {cost['bare']} µs, added {cost['serve'] - cost['bare']} µs; "
               f"ember run's path (run folder, result file, trace) {cost['run']} µs per run")
-        rows = overhead(tmp, rates, duration)
-        print("(a) per-request overhead (latency added by ember serve over raw httpx2 to the same upstream)")
+        rows = overhead(tmp, rates, duration, args.client)
+        print(f"(a) per-request overhead (latency added by ember serve over calling the same upstream directly; "
+              f"load client: {args.client})")
         print(f"{'upstream':<11} {'rate':>5} {'direct p50/p99 ms':>18} {'served p50/p99 ms':>18} "
               f"{'added p50/p99 ms':>17} {'achieved':>9} {'errors':>6} {'server CPU/req':>14} "
               f"{'upstream CPU/req':>16} {'load CPU/req':>12}")
