@@ -20,7 +20,6 @@ never called.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -262,19 +261,25 @@ class _Run:
             up = _answers(c.reads, results) if c.reads else None
             coro = ex._call(c, values, self.sink, {**meta, "upstream": up} if up else meta, row,
                             self.streaming if i == ex.stream_index else None)
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(functools.partial(self._settle, i))
+        self.tasks.add(asyncio.get_running_loop().create_task(self._node(i, coro)))
 
-    def _settle(self, i: int, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
+    async def _node(self, i: int, coro: Any) -> None:
+        """A node's call, in a task of its own. Its result is taken in that task as the call ends:
+        a done callback would take it one loop turn later, and a one-call request pay it twice
+        (the callback's turn, then the run's)."""
+        try:
+            value = await coro
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # an exception group from a node's own tasks included
             self.fail(i, exc)
-        else:
-            self.finish(i, task.result())
+            return
+        finally:
+            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            self.finish(i, value)
+        except Exception as exc:  # a listener (on_node, on_io) failed: the run fails, it does not hang
+            self.fail(i, exc)
 
 
 def _answers(reads: tuple[str, ...], results: dict[str, Any]) -> dict[str, Any]:

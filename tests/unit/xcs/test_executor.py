@@ -185,3 +185,36 @@ def test_a_finished_run_leaves_nothing_for_the_cycle_collector():
         if was:
             gc.enable()
     assert not garbage, sorted({type(o).__name__ for o in garbage})
+
+
+def test_a_node_result_is_taken_as_its_call_ends_not_a_loop_turn_later():
+    # every loop turn a request waits for is time the other requests' events get ahead of it: a chain of
+    # n calls that answer at once should take about n turns of the event loop, not 2n
+    class Instant:
+        def supports_n(self, binding):
+            return True
+
+        async def complete(self, request, priority, row):
+            return Completion(texts=[f"Answer: {request.meta['node_id']}"], input_tokens=1, output_tokens=1)
+
+    n = 10
+    chain = [gen("c0")] + [gen(f"c{i}", "{{ prev.answer }}", {"prev": {"$node": f"c{i - 1}"}}) for i in range(1, n)]
+    executor = Executor(plan(*chain, outputs={"a": {"$ref": [f"c{n - 1}", "answer"]}}))
+
+    async def main() -> int:
+        turns = 0
+
+        async def tick() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+        ticker = asyncio.ensure_future(tick())
+        await asyncio.sleep(0)
+        before = turns
+        outputs, _ = await executor.execute(Instant(), {}, {"seed": 0, "example_id": "x"})
+        assert outputs == {"a": f"c{n - 1}"}
+        ticker.cancel()
+        return turns - before
+
+    assert asyncio.run(main()) <= n + 2
