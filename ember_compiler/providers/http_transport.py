@@ -87,7 +87,8 @@ class Transport(httpx2.AsyncBaseTransport):
         """Send one complete request (`data`: its head and body) and read the whole reply: (status,
         headers, body as sent, not decoded). The providers' JSON calls take this path, without
         httpx2's request and response objects. Raises httpx2's exceptions, or `TooLarge` past `cap`."""
-        conn = await self._open(key, data, {"connect": timeout, "read": timeout, "write": timeout}, None, False)
+        conn = await self._open(key, data, {"connect": timeout, "read": timeout, "write": timeout}, None, False,
+                                whole=cap)
         try:
             length = conn.content_length()
             if length is not None and length > cap:
@@ -107,7 +108,7 @@ class Transport(httpx2.AsyncBaseTransport):
         return conn.status, conn.headers, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _open(self, key: tuple[bytes, bytes, int], data: bytes, timeouts: dict[str, Any],
-                    request: httpx2.Request | None, head_only: bool) -> _Connection:
+                    request: httpx2.Request | None, head_only: bool, whole: int | None = None) -> _Connection:
         """A connection (an idle one, else a new one) that has sent `data` and received a reply's head."""
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -116,7 +117,7 @@ class Transport(httpx2.AsyncBaseTransport):
             conn = await self._connect(key, timeouts.get("connect"), request)
         self._busy.add(conn)
         try:
-            conn.begin(head_only)
+            conn.begin(head_only, whole)
             await conn.send(data, timeouts.get("write"), request)
             await conn.head(timeouts.get("read"), request)
         except BaseException:  # a failure or a cancellation mid-exchange: the connection is not reusable
@@ -256,6 +257,8 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.no_body = False  # the answer to a HEAD: complete at its head, and not reused
+        self.whole: int | None = None  # `exchange`: the reader wants the whole reply, of at most this many
+        # bytes, so a head alone does not wake it (unless its length is over that)
         self.eof = False
         self.error: BaseException | None = None  # a parse error or the socket's
         self.waiter: asyncio.Future[None] | None = None
@@ -289,6 +292,9 @@ class _Connection(asyncio.Protocol):
         if self.size > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
+        if self.whole is not None and not (self.chunks or self.complete or self.error is not None) \
+                and (self.content_length() or 0) <= self.whole:
+            return  # a head without its body (uvicorn, and so vLLM, writes them apart): one wake-up fewer
         _wake(self.waiter)
 
     def eof_received(self) -> bool:
@@ -354,11 +360,12 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.chunks and self.usable()
 
-    def begin(self, no_body: bool) -> None:
+    def begin(self, no_body: bool, whole: int | None = None) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.reason, self.headers = 0, b"", []
         self.headers_done = self.complete = self.keep_alive = False
         self.no_body = no_body
+        self.whole = whole
 
     async def send(self, data: bytes, timeout: float | None, request: httpx2.Request) -> None:
         t = self.transport

@@ -281,6 +281,26 @@ def test_oversized_and_undecodable_replies_are_refused_without_being_held():
     asyncio.run(main())
 
 
+def test_a_json_exchange_is_woken_by_its_body_not_by_a_head_alone():
+    # uvicorn (and so vLLM, SGLang, LiteLLM's proxy) writes a reply's head and its body apart: the reader
+    # of a whole reply wakes once, when the body is in, unless the head's length is already over its cap
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        conn = http_transport._Connection()
+        for whole, woken_by_head in ((1024, False), (1, True), (None, True)):  # None: a stream's reader
+            conn.begin(False, whole)
+            conn.waiter = loop.create_future()
+            conn.data_received(head)
+            assert conn.headers_done and conn.waiter.done() is woken_by_head
+            conn.data_received(b"{}")
+            assert conn.complete and conn.waiter.done() and list(conn.chunks) == [b"{}"]
+            conn.chunks.clear()
+
+    asyncio.run(main())
+
+
 def test_a_streamed_reply_arrives_event_by_event_through_httpx2():
     events = [e.encode() for e in sse_events("openai_chat_stream.sse")]
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
