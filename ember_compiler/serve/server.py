@@ -71,6 +71,8 @@ def serve(paths: list[Path], options: ServeOptions) -> None:
     """Serve until SIGINT/SIGTERM (see `build` for what is raised before it starts)."""
     import uvicorn  # only a running server needs it
 
+    from .http_protocol import HttpProtocol
+
     app = build(paths, options)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
@@ -81,7 +83,7 @@ def serve(paths: list[Path], options: ServeOptions) -> None:
         log.warning("warning: %s", warning)
     config = uvicorn.Config(app, host=options.host, port=options.port, access_log=False, log_level="warning",
                             timeout_graceful_shutdown=options.grace_s, lifespan="on", backlog=4096,
-                            loop=LOOP, http="httptools", server_header=False)
+                            loop=LOOP, http=HttpProtocol, server_header=False)
     server = uvicorn.Server(config)
     # what start-up built (specs, plans, templates, imported modules) lives as long as the server: keep
     # it out of the collector, whose full passes over it otherwise stall every request in flight (a

@@ -43,9 +43,12 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        from ..serve.http_protocol import HttpProtocol
         from ..serve.server import LOOP
 
-        # the event loop `ember serve` runs on; uvicorn installs no signal handlers outside the main thread
+        # the event loop and HTTP protocol `ember serve` runs on; uvicorn installs no signal handlers
+        # outside the main thread
+        config.setdefault("http", HttpProtocol)
         self.server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on",
                                                     loop=LOOP, **config))
         self.thread = threading.Thread(target=self._run, daemon=True)
