@@ -4,7 +4,7 @@ uvicorn writes a response's status line and headers as soon as the app sends `ht
 and the body with the next message: two `write` calls, two syscalls and two TCP segments per
 answer, and a client that wakes up twice to read it. On loopback in a VM, a write that wakes
 another process costs 60-130 µs here, and a served request had three of them on its path (aiohttp
-coalesces the same way since 3.12). The head is held until the body follows — in the same step,
+coalesces a small head and body the same way, aio-libs/aiohttp#10991). The head is held until the body follows — in the same step,
 for a JSON answer — or until the loop's next turn, for a stream whose first event is not ready.
 """
 
