@@ -92,25 +92,50 @@ def _count(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+HOLD = """
+import asyncio, os
+from pydantic import BaseModel
+from ember_compiler import Operator
+
+class Hold(Operator):
+    \"\"\"Rows from q1000 on wait until the test releases them: the run cannot end before its Ctrl-C.\"\"\"
+    class Input(BaseModel):
+        question: str
+    class Output(BaseModel):
+        question: str
+    async def forward(self, question):
+        while int(question[1:]) >= 1000 and not os.path.exists(os.environ["HOLD_RELEASE"]):
+            await asyncio.sleep(0.01)
+        return {"question": question}
+"""
+
+
 def test_ctrl_c_keeps_finished_rows_and_resume_finishes(tmp_path):
-    spec = tmp_path / "slow.yaml"
+    (tmp_path / "holdops.py").write_text(HOLD)
+    spec = tmp_path / "held.yaml"
     spec.write_text((SPECS / "sim" / "self-consistency.yaml").read_text().replace(
-        "accuracy: 0.6}", "accuracy: 0.6, latency_ms: 4}"))
+        "nodes:\n", "nodes:\n  hold: {op: python, call: 'holdops:Hold', with: {question: '${inputs.question}'}}\n").replace(
+        "{{ inputs.question }}", "{{ hold.question }}"))
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "ABCD"[i % 4]}) + "\n" for i in range(3000)))
     cmd = [sys.executable, "-m", "ember_cli.main", "eval", str(spec), "--data", str(data), "--concurrency", "4"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    release = tmp_path / "release"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "HOLD_RELEASE": str(release)}
+    # Ctrl-C as a terminal sends it, whatever launched the suite (a background job inherits SIGINT ignored)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = tmp_path / ".ember" / "runs"
-    deadline = time.time() + 30
+    deadline = time.time() + 60
     while time.time() < deadline and not any(_count(p / "rows.jsonl") for p in runs.glob("*")):
+        assert proc.poll() is None, proc.communicate()[1]  # polls a state: the first 512 rows written
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     (run_dir,) = runs.glob("*")
     kept = _count(run_dir / "rows.jsonl")
-    assert 0 < kept < 3000
+    assert 512 <= kept <= 1000, kept  # every row that finished, none of the held ones
+    release.touch()
     assert f"ember eval --resume {run_dir.name}" in err and "Traceback" not in err
     done = subprocess.run([sys.executable, "-m", "ember_cli.main", "eval", "--resume", run_dir.name, "--json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
