@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -67,11 +68,20 @@ def build(paths: list[Path], options: ServeOptions) -> Starlette:
     return build_app(session, keys, options)
 
 
-def serve(paths: list[Path], options: ServeOptions) -> None:
-    """Serve until SIGINT/SIGTERM (see `build` for what is raised before it starts)."""
+def uvicorn_config(app: Starlette, **settings: Any) -> Any:
+    """uvicorn's `Config` for the app, as `ember serve` runs it (the tests' servers use it too): on
+    `LOOP`, with the one-write `HttpProtocol`, without uvicorn's access log (the app logs each request)."""
     import uvicorn  # only a running server needs it
 
     from .http_protocol import HttpProtocol
+
+    return uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on", loop=LOOP, http=HttpProtocol,
+                          server_header=False, **settings)
+
+
+def serve(paths: list[Path], options: ServeOptions) -> None:
+    """Serve until SIGINT/SIGTERM (see `build` for what is raised before it starts)."""
+    import uvicorn
 
     app = build(paths, options)
     if not logging.getLogger().handlers:
@@ -81,10 +91,8 @@ def serve(paths: list[Path], options: ServeOptions) -> None:
              "" if app.state.server.keys.enabled else " (no keys: loopback only)")
     for warning in app.state.server.session.runtime.warnings:
         log.warning("warning: %s", warning)
-    config = uvicorn.Config(app, host=options.host, port=options.port, access_log=False, log_level="warning",
-                            timeout_graceful_shutdown=options.grace_s, lifespan="on", backlog=4096,
-                            loop=LOOP, http=HttpProtocol, server_header=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, host=options.host, port=options.port, backlog=4096,
+                                           timeout_graceful_shutdown=options.grace_s))
     # what start-up built (specs, plans, templates, imported modules) lives as long as the server: keep
     # it out of the collector, whose full passes over it otherwise stall every request in flight (a
     # pass over the ~60,000 objects of a freshly started server takes 5-45 ms)

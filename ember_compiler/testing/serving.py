@@ -35,22 +35,19 @@ def one_call_spec(folder: Path, binding: str, name: str) -> Path:
 
 
 class ServerThread:
-    def __init__(self, app: Any, **config: Any) -> None:
+    """An app on uvicorn in a thread, configured as `ember serve` runs it (`serve.server.uvicorn_config`)."""
+
+    def __init__(self, app: Any) -> None:
         import uvicorn
+
+        from ..serve.server import uvicorn_config
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        from ..serve.http_protocol import HttpProtocol
-        from ..serve.server import LOOP
-
-        # the event loop and HTTP protocol `ember serve` runs on; uvicorn installs no signal handlers
-        # outside the main thread
-        config.setdefault("http", HttpProtocol)
-        self.server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning", lifespan="on",
-                                                    loop=LOOP, **config))
+        self.server = uvicorn.Server(uvicorn_config(app))  # no signal handlers outside the main thread
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 

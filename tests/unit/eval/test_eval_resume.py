@@ -121,9 +121,7 @@ def test_ctrl_c_keeps_finished_rows_and_resume_finishes(tmp_path):
     cmd = [sys.executable, "-m", "ember_cli.main", "eval", str(spec), "--data", str(data), "--concurrency", "4"]
     release = tmp_path / "release"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "HOLD_RELEASE": str(release)}
-    # Ctrl-C as a terminal sends it, whatever launched the suite (a background job inherits SIGINT ignored)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = tmp_path / ".ember" / "runs"
     deadline = time.time() + 60
     while time.time() < deadline and not any(_count(p / "rows.jsonl") for p in runs.glob("*")):
